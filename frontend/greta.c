@@ -1,0 +1,44 @@
+/* greta.c - entry point of the `greta` command: dispatches to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+#ifndef GRETA_VERSION
+#define GRETA_VERSION "0.1.0"
+#endif
+
+static const greta_command commands[] = {
+    {"inspect", cmd_inspect, "show a GGUF file's metadata, tensors and model config"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: greta COMMAND [ARGS...]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'greta COMMAND --help' shows a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+        printf("greta %s\n", GRETA_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name))
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "greta: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return 2;
+}

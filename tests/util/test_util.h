@@ -1,0 +1,42 @@
+/* test_util.h - helpers shared by the cmocka test programs.
+ *
+ * Test data (../shared/testdata beside the repository, or GRETA_TESTDATA) is
+ * looked up by file name. A missing file skips the test with a message naming
+ * the file and deploy/fetch-testdata.sh; with GRETA_REQUIRE_TESTDATA=1 (set by
+ * .ci/run) a missing file fails the test instead.
+ */
+#ifndef GRETA_TEST_UTIL_H
+#define GRETA_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+/* cmocka needs the includes above first */
+#include <cmocka.h>
+
+/* Directory of the test data: $GRETA_TESTDATA, else <repo>/../shared/testdata. */
+const char *greta_testdata_dir(void);
+
+/* Full path of a test-data file in a static buffer (valid until the next call),
+ * or NULL when it does not exist: then the calling test is skipped (or fails
+ * under GRETA_REQUIRE_TESTDATA=1) and the caller must return. Use through
+ * the macro below, which returns from the test for you. */
+const char *greta_testdata_find(const char *name);
+
+#define GRETA_TESTDATA_OR_SKIP(var, name)                                      \
+    const char *var = greta_testdata_find(name);                               \
+    if (!var) {                                                                \
+        skip();                                                                \
+        return;                                                                \
+    }
+
+/* Reads a whole file into a malloc'ed NUL-terminated buffer (size without the
+ * NUL in *size). NULL on failure. */
+char *greta_read_file(const char *path, size_t *size);
+
+/* A fresh directory under the build tree for files a test writes
+ * (removed by nothing: the build tree is disposable). */
+const char *greta_test_tmpdir(const char *test_name);
+
+#endif
