@@ -25,9 +25,19 @@ int greta_error_prefix(greta_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
+    /* Build "prefix: old" by hand: the combined text may be cut at the end. */
     char old[GRETA_ERROR_MSG_MAX];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    old[sizeof old - 1] = '\0';
+    size_t cap = sizeof err->msg - 1;
+    size_t n = strnlen(prefix, cap);
+    memcpy(err->msg, prefix, n);
+    const char sep[] = ": ";
+    for (size_t i = 0; i < 2 && n < cap; i++)
+        err->msg[n++] = sep[i];
+    size_t m = strnlen(old, cap - n);
+    memcpy(err->msg + n, old, m);
+    err->msg[n + m] = '\0';
     return err->code;
 }
 

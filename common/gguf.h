@@ -164,6 +164,9 @@ int gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type,
 int gguf_writer_set_arr_str(gguf_writer *w, const char *key, const gguf_str *items, uint64_t count);
 /* Copies a value read from another file (any type, including nested arrays). */
 int gguf_writer_copy_kv(gguf_writer *w, const gguf_kv *kv);
+/* Any value, described as the reader decodes it (scalars in u64/i64/f64,
+ * strings, arrays with raw data or items; nesting allowed). */
+int gguf_writer_set_value(gguf_writer *w, const char *key, const gguf_value *v);
 
 int gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t n_dims,
                            const uint64_t *ne, uint32_t ggml_type);
@@ -173,6 +176,15 @@ int gguf_writer_begin(gguf_writer *w, const char *path, greta_error *err);
 /* Appends tensor data; padding between tensors is inserted automatically
  * when one tensor's bytes are complete. */
 int gguf_writer_write_data(gguf_writer *w, const void *data, size_t n, greta_error *err);
+/* Appends n zero bytes of tensor data without writing them: the file gets a
+ * hole (sparse on filesystems that support it). Used for zero-filled
+ * tensors and for large test files. */
+int gguf_writer_write_zeros(gguf_writer *w, uint64_t n, greta_error *err);
+/* Pads, checks that exactly the declared bytes were written, closes the file
+ * and renames "<path>.tmp" to path (the file appears only when complete). */
 int gguf_writer_finish(gguf_writer *w, greta_error *err);
+/* Status and message of the last failed set_* / copy_kv / add_tensor call
+ * (those return only a status): duplicate key or tensor, bad type, ... */
+const greta_error *gguf_writer_error(const gguf_writer *w);
 
 #endif

@@ -56,6 +56,9 @@ int greta_model_config_read(const gguf_file *f, greta_model_config *cfg, greta_e
 
 /* Opens the file, reads the config and resolves/validates all tensors. */
 int greta_model_open(const char *path, greta_model **out, greta_error *err);
+/* Same over an already open file (e.g. gguf_open_memory). On success the
+ * model owns f (greta_model_close closes it); on failure the caller keeps it. */
+int greta_model_from_gguf(gguf_file *f, greta_model **out, greta_error *err);
 void greta_model_close(greta_model **m);
 
 #endif
