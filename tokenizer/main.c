@@ -1,7 +1,7 @@
 /* main.c - the greta-tokenizer process: encodes prompts (plain or with the
  * model's chat template) and turns generated tokens into text deltas.
  *
- *   greta-tokenizer --instance NAME [--trace DIR]
+ *   greta-tokenizer --instance NAME
  *
  * Sockets: ROUTER GRETA_EP_TOKENIZER (Encode -> Encoded, Resume -> TextDelta
  * ... Finished, StatsRequest -> Stats), PULL GRETA_EP_TOKEN_EVENTS
@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chat.h"
 #include "common/gguf.h"
@@ -467,10 +468,15 @@ int main(int argc, char **argv)
     memset(&t, 0, sizeof t);
     greta_error err = {0};
     int rc = greta_stage_init(&t.c, GRETA_STAGE_TOKENIZER, argc, argv, &err);
+    for (int i = 1; rc == 0 && i < argc; i++)
+        if (argv[i])
+            rc = greta_error_set(&err, GRETA_ERR_INVALID, "unknown argument '%s'", argv[i]);
     if (rc == 0)
         rc = open_all(&t, &err);
-    if (rc == 0)
+    if (rc == 0) {
         scan(&t); /* resume the streams of a dead tokenizer */
+        greta_heartbeat_ready(t.c.hb);
+    }
     while (rc == 0 && !greta_stage_stopping()) {
         zmq_pollitem_t it[2] = {{t.rpc, 0, ZMQ_POLLIN, 0}, {t.events, 0, ZMQ_POLLIN, 0}};
         zmq_poll(it, 2, 20);

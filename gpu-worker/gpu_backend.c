@@ -1,0 +1,744 @@
+/* gpu_backend.c - the GPU backend (see gpu_backend.h).
+ *
+ * Layout of the file:
+ *   config and weights   sizes from greta_model, device weight views
+ *   memory plan          every device and pinned buffer, sized once
+ *   forward pass         batch checks, ids upload, the layer loop, lm_head
+ *   create / destroy
+ */
+#include "gpu_backend.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/quant.h"
+
+#define GPU_MAX_CTX (1 << 24)
+#define GPU_MAX_SEQ 4096
+#define GPU_MAX_BATCH 65535 /* one grid dimension */
+#define GPU_ALIGN 256
+/* Device memory kept free beyond the plan (runtime, kernels, fragmentation). */
+#define GPU_RESERVE_BYTES ((uint64_t)512 << 20)
+
+/* ---- config and weights ------------------------------------------------- */
+
+typedef struct gpu_config {
+    int64_t dim, n_layers, n_heads, n_kv_heads, head_dim, q_dim, kv_dim, ffn_dim, vocab, rope_dim;
+    float rope_base, rope_scale, eps;
+} gpu_config;
+
+/* A weight matrix used as y = W x: n_out rows of n_in elements (GGUF type),
+ * in device memory. */
+typedef struct gpu_weight {
+    uint32_t type;
+    const void *d; /* device */
+    int64_t n_in, n_out;
+} gpu_weight;
+
+typedef struct gpu_layer {
+    const float *attn_norm, *ffn_norm; /* device [dim] */
+    gpu_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+} gpu_layer;
+
+/* Offsets (bytes) of the scratch buffers inside one device allocation. */
+typedef struct gpu_layout {
+    uint64_t x, xn, q, k, v, att, gate, up, rope, logits, partial, ints, topk_ids, topk_vals, lse;
+    uint64_t total;
+} gpu_layout;
+
+typedef struct gpu_backend {
+    greta_backend base;
+    gpu_config c;
+    int64_t n_ctx, n_seq, n_batch;
+    greta_gpu_info info;
+    greta_gpu_stream *stream;
+    greta_gpu_kv_type kv; /* fp16 (the default) or fp32 (measurements) */
+
+    uint8_t *d_weights; /* one allocation, see weights_layout */
+    uint64_t weights_bytes;
+    gpu_weight tok_embd, output;
+    const float *output_norm;
+    gpu_layer *layers; /* [n_layers] */
+
+    uint8_t *d_kv;     /* K then V: [2][n_layers][n_seq][n_kv_heads][n_ctx][head_dim], fp16 or fp32 */
+    uint64_t kv_bytes;
+    uint8_t *d_scratch;
+    gpu_layout L;
+    float *x, *xn, *q, *k, *v, *att, *gate, *up, *rope, *logits, *partial; /* device, see the layout */
+    int32_t *d_ints;   /* [4][n_batch]: tokens, pos, seq, selected rows */
+    int32_t *d_topk_ids;
+    float *d_topk_vals, *d_lse;
+
+    int32_t *h_ints;   /* pinned [4][n_batch] */
+    float *h_logits;   /* pinned [n_batch][vocab] */
+    uint8_t *h_topk;   /* pinned: ids [n_batch][TOPK_MAX], vals [n_batch][TOPK_MAX], lse [n_batch] */
+    uint64_t pinned_bytes;
+    uint64_t free_after_load;
+
+    int32_t *seq_len;  /* [n_seq] */
+    int32_t *next_pos; /* [n_seq] batch validation scratch */
+} gpu_backend;
+
+static int add_u64(uint64_t *acc, uint64_t v) { return __builtin_add_overflow(*acc, v, acc); }
+
+static uint64_t align_up(uint64_t v) { return (v + GPU_ALIGN - 1) & ~(uint64_t)(GPU_ALIGN - 1); }
+
+static void config_from_model(const greta_model *m, gpu_config *c)
+{
+    const greta_model_config *mc = &m->cfg;
+    c->dim = mc->dim;
+    c->n_layers = mc->n_layers;
+    c->n_heads = mc->n_heads;
+    c->n_kv_heads = mc->n_kv_heads;
+    c->head_dim = mc->head_dim;
+    c->q_dim = (int64_t)mc->n_heads * mc->head_dim;
+    c->kv_dim = (int64_t)mc->n_kv_heads * mc->head_dim;
+    c->ffn_dim = mc->ffn_dim;
+    c->vocab = mc->vocab_size;
+    c->rope_dim = mc->rope_dim;
+    c->rope_base = mc->rope_freq_base;
+    c->rope_scale = mc->rope_freq_scale;
+    c->eps = mc->rms_eps;
+}
+
+static int check_params(const greta_model *m, const greta_backend_params *p, greta_error *err)
+{
+    const greta_model_config *mc = &m->cfg;
+    if (p->n_ctx < 1 || p->n_ctx > GPU_MAX_CTX)
+        return greta_error_set(err, GRETA_ERR_INVALID, "context length (n_ctx) %d is outside 1..%d", p->n_ctx,
+                               GPU_MAX_CTX);
+    if (p->n_seq < 1 || p->n_seq > GPU_MAX_SEQ)
+        return greta_error_set(err, GRETA_ERR_INVALID, "sequences (n_seq) %d is outside 1..%d", p->n_seq,
+                               GPU_MAX_SEQ);
+    if (p->n_batch < 1 || p->n_batch > GPU_MAX_BATCH)
+        return greta_error_set(err, GRETA_ERR_INVALID, "batch size (n_batch) %d is outside 1..%d", p->n_batch,
+                               GPU_MAX_BATCH);
+    if (mc->n_heads == 0 || mc->n_kv_heads == 0 || mc->n_heads % mc->n_kv_heads != 0)
+        return greta_error_set(err, GRETA_ERR_FORMAT,
+                               "head_count %" PRIu32 " is not a multiple of head_count_kv %" PRIu32, mc->n_heads,
+                               mc->n_kv_heads);
+    if (mc->head_dim == 0 || mc->head_dim > 256 || mc->head_dim % 2 != 0)
+        return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
+                               "head dimension %" PRIu32 " is not an even number in 2..256 (GPU attention)", mc->head_dim);
+    if (mc->rope_dim == 0 || mc->rope_dim % 2 != 0 || mc->rope_dim > mc->head_dim)
+        return greta_error_set(err, GRETA_ERR_FORMAT, "rope dimension %" PRIu32 " must be even and <= head dim %" PRIu32,
+                               mc->rope_dim, mc->head_dim);
+    return GRETA_OK;
+}
+
+/* Every tensor the forward pass reads, in upload order; tok_embd and output
+ * share one slot when tied. Returns the count (<= cap). */
+static int model_tensors(const greta_model *m, const gguf_tensor **t, int cap)
+{
+    int n = 0;
+#define PUSH(x)                  \
+    do {                         \
+        if (n < cap)             \
+            t[n] = (x);          \
+        n++;                     \
+    } while (0)
+    PUSH(m->tok_embd);
+    PUSH(m->output_norm);
+    if (m->output != m->tok_embd)
+        PUSH(m->output);
+    for (uint32_t l = 0; l < m->cfg.n_layers; l++) {
+        const greta_layer_weights *L = &m->layers[l];
+        PUSH(L->attn_norm);
+        PUSH(L->wq);
+        PUSH(L->wk);
+        PUSH(L->wv);
+        PUSH(L->wo);
+        PUSH(L->ffn_norm);
+        PUSH(L->w_gate);
+        PUSH(L->w_up);
+        PUSH(L->w_down);
+    }
+#undef PUSH
+    return n;
+}
+
+static int n_model_tensors(const greta_model *m)
+{
+    return 2 + (m->output != m->tok_embd) + 9 * (int)m->cfg.n_layers;
+}
+
+static uint64_t weights_total(const greta_model *m, const gguf_tensor **t, int n)
+{
+    (void)m;
+    uint64_t s = 0;
+    for (int i = 0; i < n; i++)
+        s += align_up(t[i]->nbytes);
+    return s;
+}
+
+/* Attention splits for a batch of n_tok tokens: enough blocks to fill the
+ * GPU twice over when the batch is small (decode), one chunk otherwise. */
+static int32_t attention_splits(const gpu_config *c, int64_t n_ctx, int sm_count, int64_t n_tok)
+{
+    const int64_t blocks = n_tok * c->n_heads;
+    const int64_t want = 2 * (int64_t)sm_count;
+    if (blocks >= want)
+        return 1;
+    int64_t s = (want + blocks - 1) / blocks;
+    const int64_t by_ctx = (n_ctx + 63) / 64; /* at least 64 positions per chunk */
+    if (s > by_ctx)
+        s = by_ctx;
+    return s < 1 ? 1 : (int32_t)s;
+}
+
+static int scratch_layout(const gpu_config *c, const greta_backend_params *p, int sm_count, gpu_layout *L)
+{
+    const uint64_t nb = (uint64_t)p->n_batch;
+    uint64_t partial = 0;
+    for (int64_t t = 1; t <= p->n_batch; t++) {
+        const int32_t s = attention_splits(c, p->n_ctx, sm_count, t);
+        if (s == 1)
+            break;
+        const uint64_t f = (uint64_t)greta_gpu_attention_partial_floats((int32_t)t, (int32_t)c->n_heads,
+                                                                        (int32_t)c->head_dim, s);
+        if (f > partial)
+            partial = f;
+    }
+    struct {
+        uint64_t *off;
+        uint64_t n, size;
+    } items[] = {
+        {&L->x, nb * c->dim, 4},       {&L->xn, nb * c->dim, 4},         {&L->q, nb * c->q_dim, 4},
+        {&L->k, nb * c->kv_dim, 4},    {&L->v, nb * c->kv_dim, 4},       {&L->att, nb * c->q_dim, 4},
+        {&L->gate, nb * c->ffn_dim, 4}, {&L->up, nb * c->ffn_dim, 4},    {&L->rope, nb * c->rope_dim, 4},
+        {&L->logits, nb * c->vocab, 4}, {&L->partial, partial, 4},       {&L->ints, 4 * nb, 4},
+        {&L->topk_ids, nb * GRETA_GPU_TOPK_MAX, 4}, {&L->topk_vals, nb * GRETA_GPU_TOPK_MAX, 4},
+        {&L->lse, nb, 4},
+    };
+    uint64_t off = 0;
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+        uint64_t bytes;
+        if (__builtin_mul_overflow(items[i].n, items[i].size, &bytes))
+            return -1;
+        *items[i].off = off;
+        if (add_u64(&off, align_up(bytes)))
+            return -1;
+    }
+    L->total = off;
+    return 0;
+}
+
+static double gib(uint64_t b) { return (double)b / (1024.0 * 1024.0 * 1024.0); }
+
+/* ---- memory plan ----------------------------------------------------------- */
+
+typedef struct gpu_sizes {
+    uint64_t weights, kv, scratch, pinned, logits_host;
+    gpu_layout L;
+} gpu_sizes;
+
+static int compute_sizes(const greta_model *m, const greta_backend_params *p, int sm_count, greta_gpu_kv_type kvt,
+                         gpu_sizes *s, greta_error *err)
+{
+    gpu_config c;
+    config_from_model(m, &c);
+    const int nt = n_model_tensors(m);
+    const gguf_tensor **t = calloc((size_t)nt, sizeof *t);
+    if (!t)
+        return greta_error_set(err, GRETA_ERR_NOMEM, "gpu backend: out of memory");
+    model_tensors(m, t, nt);
+    s->weights = weights_total(m, t, nt);
+    free(t);
+    uint64_t kv = 2 * (uint64_t)greta_gpu_kv_elem_bytes(kvt);
+    if (__builtin_mul_overflow(kv, (uint64_t)c.n_layers * (uint64_t)p->n_seq, &kv) ||
+        __builtin_mul_overflow(kv, (uint64_t)p->n_ctx * (uint64_t)c.kv_dim, &kv) ||
+        scratch_layout(&c, p, sm_count, &s->L) != 0)
+        return greta_error_set(err, GRETA_ERR_LIMIT, "memory plan: sizes overflow 64 bits (n_ctx %d, n_seq %d, n_batch %d)",
+                               p->n_ctx, p->n_seq, p->n_batch);
+    s->kv = kv;
+    s->scratch = s->L.total;
+    s->logits_host = (uint64_t)p->n_batch * (uint64_t)c.vocab * sizeof(float);
+    s->pinned = align_up(4 * (uint64_t)p->n_batch * sizeof(int32_t)) + align_up(s->logits_host) +
+                align_up((uint64_t)p->n_batch * (2 * GRETA_GPU_TOPK_MAX + 1) * 4);
+    return GRETA_OK;
+}
+
+/* Checks the device part of the plan against the free memory of the GPU. */
+static int check_fit(const gpu_sizes *s, const greta_gpu_info *info, const greta_backend_params *p,
+                     greta_error *err)
+{
+    const uint64_t need = s->weights + s->kv + s->scratch + GPU_RESERVE_BYTES;
+    if (need <= info->free_mem)
+        return GRETA_OK;
+    return greta_error_set(err, GRETA_ERR_NOMEM,
+                           "GPU memory: the model needs %.2f GiB on %s (weights %.2f + KV cache %.2f for "
+                           "n_ctx %d x n_seq %d + scratch %.2f + %.2f reserved) but only %.2f GiB of %.2f are "
+                           "free; lower the context length (-c), the sequences or the batch size",
+                           gib(need), info->name, gib(s->weights), gib(s->kv), p->n_ctx, p->n_seq, gib(s->scratch),
+                           gib(GPU_RESERVE_BYTES), gib(info->free_mem), gib(info->total_mem));
+}
+
+int greta_gpu_backend_plan(const greta_model *m, const greta_backend_params *p, greta_mem_plan *plan,
+                           greta_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    int rc = check_params(m, p, err);
+    if (rc)
+        return rc;
+    greta_gpu_info info;
+    if ((rc = greta_gpu_open(0, &info, err)))
+        return rc;
+    gpu_sizes s;
+    if ((rc = compute_sizes(m, p, info.sm_count, GRETA_GPU_KV_F16, &s, err)) || (rc = check_fit(&s, &info, p, err)))
+        return rc;
+    plan->backend = "gpu";
+    plan->kv_where = "GPU memory, fp16";
+    plan->weights_bytes = s.weights;
+    plan->kv_bytes = s.kv;
+    plan->scratch_bytes = s.scratch;
+    plan->logits_bytes = s.logits_host + s.pinned;
+    plan->total_bytes = s.weights + s.kv + s.scratch + plan->logits_bytes;
+    return GRETA_OK;
+}
+
+/* ---- forward pass ------------------------------------------------------------- */
+
+static void *k_cache(const gpu_backend *b, int64_t layer)
+{
+    return b->d_kv + (uint64_t)layer * b->n_seq * b->n_ctx * b->c.kv_dim * greta_gpu_kv_elem_bytes(b->kv);
+}
+
+static void *v_cache(const gpu_backend *b, int64_t layer)
+{
+    return b->d_kv +
+           ((uint64_t)b->c.n_layers + layer) * b->n_seq * b->n_ctx * b->c.kv_dim * greta_gpu_kv_elem_bytes(b->kv);
+}
+
+/* y (+)= W x for n_tok rows: the GEMV kernel for small batches, the tiled
+ * GEMM otherwise. */
+static int matmul(gpu_backend *b, const gpu_weight *w, const float *x, int64_t n_tok, float *y, int accumulate,
+                  greta_error *err)
+{
+    if (n_tok <= GRETA_GPU_MATVEC_MAX_TOK)
+        return greta_gpu_matvec(b->stream, w->type, w->d, w->n_in, w->n_out, x, w->n_in, (int32_t)n_tok, y,
+                                w->n_out, accumulate, err);
+    return greta_gpu_gemm(b->stream, w->type, w->d, w->n_in, w->n_out, x, w->n_in, (int32_t)n_tok, y, w->n_out,
+                          accumulate, err);
+}
+
+static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *err)
+{
+    if (!batch || batch->n_tokens < 1 || batch->n_tokens > b->n_batch)
+        return greta_error_set(err, GRETA_ERR_INVALID, "batch: n_tokens %d is outside 1..%" PRId64,
+                               batch ? batch->n_tokens : 0, b->n_batch);
+    if (!batch->tokens || !batch->pos || !batch->seq)
+        return greta_error_set(err, GRETA_ERR_INVALID, "batch: tokens, pos and seq are required");
+    memcpy(b->next_pos, b->seq_len, (size_t)b->n_seq * sizeof(int32_t));
+    for (int32_t i = 0; i < batch->n_tokens; i++) {
+        const int32_t tok = batch->tokens[i], seq = batch->seq[i], pos = batch->pos[i];
+        if (tok < 0 || tok >= b->c.vocab)
+            return greta_error_set(err, GRETA_ERR_INVALID, "batch: tokens[%d] = %d is outside the vocabulary 0..%" PRId64,
+                                   i, tok, b->c.vocab - 1);
+        if (seq < 0 || seq >= b->n_seq)
+            return greta_error_set(err, GRETA_ERR_INVALID, "batch: seq[%d] = %d is outside 0..%" PRId64, i, seq,
+                                   b->n_seq - 1);
+        if (pos != b->next_pos[seq])
+            return greta_error_set(err, GRETA_ERR_INVALID,
+                                   "batch: pos[%d] = %d but sequence %d continues at position %d", i, pos, seq,
+                                   b->next_pos[seq]);
+        if (pos >= b->n_ctx)
+            return greta_error_set(err, GRETA_ERR_LIMIT,
+                                   "batch: pos[%d] = %d does not fit the context of %" PRId64
+                                   " positions (sequence %d is full)",
+                                   i, pos, b->n_ctx, seq);
+        b->next_pos[seq] = pos + 1;
+    }
+    return GRETA_OK;
+}
+
+/* Runs the whole batch on the stream, up to the logits of the selected rows
+ * in b->logits ([n_sel][vocab], device). Does not wait for the GPU. */
+static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_out, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    const int64_t T = batch->n_tokens, nb = b->n_batch;
+    int32_t *h_tok = b->h_ints, *h_pos = b->h_ints + nb, *h_seq = b->h_ints + 2 * nb, *h_sel = b->h_ints + 3 * nb;
+    int32_t n_sel = 0;
+    memcpy(h_tok, batch->tokens, (size_t)T * sizeof(int32_t));
+    memcpy(h_pos, batch->pos, (size_t)T * sizeof(int32_t));
+    memcpy(h_seq, batch->seq, (size_t)T * sizeof(int32_t));
+    for (int64_t t = 0; t < T; t++)
+        if (batch->want_logits ? batch->want_logits[t] != 0 : t == T - 1)
+            h_sel[n_sel++] = (int32_t)t;
+    *n_sel_out = n_sel;
+    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_seq = b->d_ints + 2 * nb, *d_sel = b->d_ints + 3 * nb;
+    const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, T);
+    greta_gpu_stream *s = b->stream;
+    int rc;
+#define TRY(call)              \
+    do {                       \
+        if ((rc = (call)) != 0) \
+            return rc;         \
+    } while (0)
+    TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)nb * sizeof(int32_t), GRETA_GPU_H2D, s, err));
+    TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, (int32_t)T, b->x, c->dim, err));
+    TRY(greta_gpu_rope_table(s, d_pos, (int32_t)T, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const gpu_layer *L = &b->layers[l];
+        TRY(greta_gpu_rmsnorm(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err));
+        TRY(matmul(b, &L->wq, b->xn, T, b->q, 0, err));
+        TRY(matmul(b, &L->wk, b->xn, T, b->k, 0, err));
+        TRY(matmul(b, &L->wv, b->xn, T, b->v, 0, err));
+        TRY(greta_gpu_rope(s, b->q, c->q_dim, (int32_t)T, (int32_t)c->n_heads, (int32_t)c->head_dim,
+                           (int32_t)c->rope_dim, b->rope, err));
+        TRY(greta_gpu_rope(s, b->k, c->kv_dim, (int32_t)T, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                           (int32_t)c->rope_dim, b->rope, err));
+        TRY(greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, (int32_t)T, d_pos, d_seq, k_cache(b, l), v_cache(b, l),
+                               b->kv, (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err));
+        TRY(greta_gpu_attention(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, (int32_t)T,
+                                (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx,
+                                splits, b->partial, b->att, c->q_dim, err));
+        TRY(matmul(b, &L->wo, b->att, T, b->x, 1, err));
+        TRY(greta_gpu_rmsnorm(s, b->x, c->dim, L->ffn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err));
+        TRY(matmul(b, &L->w_gate, b->xn, T, b->gate, 0, err));
+        TRY(matmul(b, &L->w_up, b->xn, T, b->up, 0, err));
+        TRY(greta_gpu_swiglu(s, b->gate, b->up, c->ffn_dim, (int32_t)T, c->ffn_dim, err));
+        TRY(matmul(b, &L->w_down, b->gate, T, b->x, 1, err));
+    }
+    if (n_sel > 0) {
+        /* final norm of the selected rows into xn (its first n_sel rows), lm_head */
+        TRY(greta_gpu_gather_rows(s, b->x, c->dim, d_sel, n_sel, c->dim, b->q, c->dim, err));
+        TRY(greta_gpu_rmsnorm(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
+        TRY(matmul(b, &b->output, b->xn, n_sel, b->logits, 0, err));
+    }
+#undef TRY
+    return GRETA_OK;
+}
+
+static int gpu_forward(greta_backend *base, const greta_batch *batch, float *logits, greta_error *err)
+{
+    gpu_backend *b = base->impl;
+    int rc = check_batch(b, batch, err);
+    if (rc)
+        return rc;
+    int32_t n_sel = 0;
+    if ((rc = run_batch(b, batch, &n_sel, err)))
+        return greta_error_prefix(err, "gpu forward");
+    const size_t bytes = (size_t)n_sel * (size_t)b->c.vocab * sizeof(float);
+    if ((rc = greta_gpu_copy(b->h_logits, b->logits, bytes, GRETA_GPU_D2H, b->stream, err)) ||
+        (rc = greta_gpu_stream_sync(b->stream, err)))
+        return greta_error_prefix(err, "gpu forward");
+    if (bytes)
+        memcpy(logits, b->h_logits, bytes);
+    memcpy(b->seq_len, b->next_pos, (size_t)b->n_seq * sizeof(int32_t));
+    return GRETA_OK;
+}
+
+int greta_gpu_backend_forward_topk(greta_backend *base, const greta_batch *batch, int32_t k, int32_t *ids,
+                                   float *vals, float *lse, greta_error *err)
+{
+    if (!greta_gpu_backend_is(base))
+        return greta_error_set(err, GRETA_ERR_INVALID, "forward_topk: not a GPU backend");
+    gpu_backend *b = base->impl;
+    if (k < 1 || k > GRETA_GPU_TOPK_MAX || k > b->c.vocab)
+        return greta_error_set(err, GRETA_ERR_INVALID, "forward_topk: k = %d is outside 1..%d", k, GRETA_GPU_TOPK_MAX);
+    int rc = check_batch(b, batch, err);
+    if (rc)
+        return rc;
+    int32_t n_sel = 0;
+    if ((rc = run_batch(b, batch, &n_sel, err)))
+        return greta_error_prefix(err, "gpu forward");
+    int32_t *h_ids = (int32_t *)b->h_topk;
+    float *h_vals = (float *)(b->h_topk + (size_t)b->n_batch * GRETA_GPU_TOPK_MAX * 4);
+    float *h_lse = (float *)(b->h_topk + (size_t)b->n_batch * GRETA_GPU_TOPK_MAX * 8);
+    const size_t n = (size_t)n_sel * (size_t)k;
+    if (n_sel > 0 &&
+        ((rc = greta_gpu_topk(b->stream, b->logits, b->c.vocab, n_sel, b->c.vocab, k, b->d_topk_ids, b->d_topk_vals,
+                              lse ? b->d_lse : NULL, err)) ||
+         (rc = greta_gpu_copy(h_ids, b->d_topk_ids, n * 4, GRETA_GPU_D2H, b->stream, err)) ||
+         (rc = greta_gpu_copy(h_vals, b->d_topk_vals, n * 4, GRETA_GPU_D2H, b->stream, err)) ||
+         (lse && (rc = greta_gpu_copy(h_lse, b->d_lse, (size_t)n_sel * 4, GRETA_GPU_D2H, b->stream, err)))))
+        return greta_error_prefix(err, "gpu forward");
+    if ((rc = greta_gpu_stream_sync(b->stream, err)))
+        return greta_error_prefix(err, "gpu forward");
+    memcpy(ids, h_ids, n * 4);
+    if (vals)
+        memcpy(vals, h_vals, n * 4);
+    if (lse)
+        memcpy(lse, h_lse, (size_t)n_sel * 4);
+    memcpy(b->seq_len, b->next_pos, (size_t)b->n_seq * sizeof(int32_t));
+    return GRETA_OK;
+}
+
+static int gpu_seq_truncate(greta_backend *base, int32_t seq, int32_t n_keep, greta_error *err)
+{
+    gpu_backend *b = base->impl;
+    if (seq < 0 || seq >= b->n_seq)
+        return greta_error_set(err, GRETA_ERR_INVALID, "seq_truncate: sequence %d is outside 0..%" PRId64, seq,
+                               b->n_seq - 1);
+    if (n_keep < 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "seq_truncate: n_keep %d is negative", n_keep);
+    if (n_keep < b->seq_len[seq])
+        b->seq_len[seq] = n_keep; /* positions past it are overwritten when the sequence grows again */
+    return GRETA_OK;
+}
+
+static int32_t gpu_seq_len(const greta_backend *base, int32_t seq)
+{
+    const gpu_backend *b = base->impl;
+    return seq >= 0 && seq < b->n_seq ? b->seq_len[seq] : 0;
+}
+
+/* ---- create / destroy -------------------------------------------------------- */
+
+static void gpu_destroy(greta_backend *base)
+{
+    if (!base)
+        return;
+    gpu_backend *b = base->impl;
+    if (b->stream) {
+        greta_error e = {0};
+        (void)greta_gpu_stream_sync(b->stream, &e);
+    }
+    greta_gpu_free(b->d_weights);
+    greta_gpu_free(b->d_kv);
+    greta_gpu_free(b->d_scratch);
+    greta_gpu_free_host(b->h_ints);
+    greta_gpu_free_host(b->h_logits);
+    greta_gpu_free_host(b->h_topk);
+    greta_gpu_stream_destroy(&b->stream);
+    free(b->layers);
+    free(b->seq_len);
+    free(b->next_pos);
+    free(b);
+}
+
+static const greta_backend_ops gpu_ops = {
+    .name = "gpu",
+    .forward = gpu_forward,
+    .seq_truncate = gpu_seq_truncate,
+    .seq_len = gpu_seq_len,
+    .destroy = gpu_destroy,
+};
+
+int greta_gpu_backend_is(const greta_backend *b)
+{
+    return b && b->ops == &gpu_ops;
+}
+
+static int weight_check(const gguf_tensor *t, int64_t n_in, int64_t n_out, greta_error *err)
+{
+    if (!ggml_type_supported(t->type) || t->type == GGML_TYPE_Q8_K)
+        return greta_error_set(err, GRETA_ERR_UNSUPPORTED, "tensor '%s': type %s is not supported by the GPU backend",
+                               t->name, ggml_type_name(t->type));
+    if ((int64_t)t->ne[0] != n_in || (int64_t)t->ne[1] != n_out || ggml_row_bytes(t->type, t->ne[0]) == 0)
+        return greta_error_set(err, GRETA_ERR_FORMAT,
+                               "tensor '%s': shape [%" PRIu64 ", %" PRIu64 "] of type %s, expected [%" PRId64 ", %" PRId64
+                               "] with rows a multiple of %u",
+                               t->name, t->ne[0], t->ne[1], ggml_type_name(t->type), n_in, n_out,
+                               ggml_type_block_elems(t->type));
+    return GRETA_OK;
+}
+
+static int norm_check(const gguf_tensor *t, int64_t dim, greta_error *err)
+{
+    if (t->type != GGML_TYPE_F32 || (int64_t)t->ne[0] != dim)
+        return greta_error_set(err, GRETA_ERR_FORMAT, "tensor '%s': norm weights must be F32 [%" PRId64 "]", t->name,
+                               dim);
+    return GRETA_OK;
+}
+
+/* Device address of tensor t after upload (weights_layout order). */
+typedef struct upload_map {
+    const gguf_tensor **t;
+    uint64_t *off;
+    int n;
+} upload_map;
+
+static const void *dev_of(const gpu_backend *b, const upload_map *u, const gguf_tensor *t)
+{
+    for (int i = 0; i < u->n; i++)
+        if (u->t[i] == t)
+            return b->d_weights + u->off[i];
+    return NULL;
+}
+
+static int bind_weights(gpu_backend *b, const greta_model *m, const upload_map *u, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    int rc;
+#define W(dst, t, nin, nout)                                                       \
+    do {                                                                           \
+        if ((rc = weight_check((t), (nin), (nout), err)))                           \
+            return rc;                                                             \
+        (dst).type = (t)->type;                                                    \
+        (dst).d = dev_of(b, u, (t));                                               \
+        (dst).n_in = (nin);                                                        \
+        (dst).n_out = (nout);                                                      \
+    } while (0)
+    W(b->tok_embd, m->tok_embd, c->dim, c->vocab);
+    W(b->output, m->output, c->dim, c->vocab);
+    if ((rc = norm_check(m->output_norm, c->dim, err)))
+        return rc;
+    b->output_norm = dev_of(b, u, m->output_norm);
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const greta_layer_weights *M = &m->layers[l];
+        gpu_layer *L = &b->layers[l];
+        if ((rc = norm_check(M->attn_norm, c->dim, err)) || (rc = norm_check(M->ffn_norm, c->dim, err)))
+            return rc;
+        L->attn_norm = dev_of(b, u, M->attn_norm);
+        L->ffn_norm = dev_of(b, u, M->ffn_norm);
+        W(L->wq, M->wq, c->dim, c->q_dim);
+        W(L->wk, M->wk, c->dim, c->kv_dim);
+        W(L->wv, M->wv, c->dim, c->kv_dim);
+        W(L->wo, M->wo, c->q_dim, c->dim);
+        W(L->w_gate, M->w_gate, c->dim, c->ffn_dim);
+        W(L->w_up, M->w_up, c->dim, c->ffn_dim);
+        W(L->w_down, M->w_down, c->ffn_dim, c->dim);
+    }
+#undef W
+    return GRETA_OK;
+}
+
+/* Checks every tensor, uploads them as they are in the file, binds views. */
+static int upload_weights(gpu_backend *b, const greta_model *m, greta_error *err)
+{
+    const int n = n_model_tensors(m);
+    const gguf_tensor **t = calloc((size_t)n, sizeof *t);
+    uint64_t *off = calloc((size_t)n, sizeof *off);
+    int rc = GRETA_OK;
+    if (!t || !off) {
+        rc = greta_error_set(err, GRETA_ERR_NOMEM, "gpu backend: out of memory");
+        goto done;
+    }
+    model_tensors(m, t, n);
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        off[i] = total;
+        total += align_up(t[i]->nbytes);
+    }
+    b->weights_bytes = total;
+    if ((rc = greta_gpu_alloc((void **)&b->d_weights, total, err)))
+        goto done;
+    upload_map u = {t, off, n};
+    if ((rc = bind_weights(b, m, &u, err)))
+        goto done;
+    for (int i = 0; i < n; i++)
+        if ((rc = greta_gpu_copy(b->d_weights + off[i], t[i]->data, t[i]->nbytes, GRETA_GPU_H2D, b->stream, err)))
+            goto done;
+    rc = greta_gpu_stream_sync(b->stream, err);
+done:
+    free(t);
+    free(off);
+    return rc;
+}
+
+int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p, greta_backend **out,
+                             greta_error *err)
+{
+    const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16};
+    return greta_gpu_backend_create_opts(m, p, &o, out, err);
+}
+
+int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_params *p,
+                                  const greta_gpu_backend_opts *o, greta_backend **out, greta_error *err)
+{
+    *out = NULL;
+    int rc = check_params(m, p, err);
+    if (rc)
+        return rc;
+    if (o->kv_type != GRETA_GPU_KV_F16 && o->kv_type != GRETA_GPU_KV_F32)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: KV cache type %d is not fp16 (0) or fp32 (1)",
+                               (int)o->kv_type);
+    gpu_backend *b = calloc(1, sizeof *b);
+    if (!b)
+        return greta_error_set(err, GRETA_ERR_NOMEM, "gpu backend: out of memory");
+    b->base.ops = &gpu_ops;
+    b->base.model = m;
+    b->base.params = *p;
+    b->base.impl = b;
+    config_from_model(m, &b->c);
+    b->n_ctx = p->n_ctx;
+    b->n_seq = p->n_seq;
+    b->n_batch = p->n_batch;
+    b->kv = o->kv_type;
+    gpu_sizes s;
+    if ((rc = greta_gpu_open(0, &b->info, err)) || (rc = compute_sizes(m, p, b->info.sm_count, b->kv, &s, err)) ||
+        (rc = check_fit(&s, &b->info, p, err)))
+        goto fail;
+    snprintf(b->base.detail, sizeof b->base.detail, "%.60s, %.30s", b->info.name, b->info.arch);
+    b->L = s.L;
+    b->kv_bytes = s.kv;
+    b->seq_len = calloc((size_t)p->n_seq, sizeof(int32_t));
+    b->next_pos = calloc((size_t)p->n_seq, sizeof(int32_t));
+    b->layers = calloc((size_t)b->c.n_layers + 1, sizeof *b->layers);
+    if (!b->seq_len || !b->next_pos || !b->layers) {
+        rc = greta_error_set(err, GRETA_ERR_NOMEM, "gpu backend: out of memory");
+        goto fail;
+    }
+    if ((rc = greta_gpu_stream_create(&b->stream, err)) || (rc = upload_weights(b, m, err)) ||
+        (rc = greta_gpu_alloc((void **)&b->d_kv, s.kv, err)) ||
+        (rc = greta_gpu_alloc((void **)&b->d_scratch, s.scratch, err)) ||
+        (rc = greta_gpu_memset(b->d_kv, 0, s.kv, b->stream, err)) ||
+        (rc = greta_gpu_memset(b->d_scratch, 0, s.scratch, b->stream, err)) ||
+        (rc = greta_gpu_alloc_host((void **)&b->h_ints, 4 * (size_t)p->n_batch * sizeof(int32_t), err)) ||
+        (rc = greta_gpu_alloc_host((void **)&b->h_logits, s.logits_host, err)) ||
+        (rc = greta_gpu_alloc_host((void **)&b->h_topk, (size_t)p->n_batch * (2 * GRETA_GPU_TOPK_MAX + 1) * 4, err)))
+        goto fail;
+    memset(b->h_ints, 0, 4 * (size_t)p->n_batch * sizeof(int32_t));
+    b->pinned_bytes = s.pinned;
+    uint8_t *sc = b->d_scratch;
+    b->x = (float *)(sc + s.L.x);
+    b->xn = (float *)(sc + s.L.xn);
+    b->q = (float *)(sc + s.L.q);
+    b->k = (float *)(sc + s.L.k);
+    b->v = (float *)(sc + s.L.v);
+    b->att = (float *)(sc + s.L.att);
+    b->gate = (float *)(sc + s.L.gate);
+    b->up = (float *)(sc + s.L.up);
+    b->rope = (float *)(sc + s.L.rope);
+    b->logits = (float *)(sc + s.L.logits);
+    b->partial = (float *)(sc + s.L.partial);
+    b->d_ints = (int32_t *)(sc + s.L.ints);
+    b->d_topk_ids = (int32_t *)(sc + s.L.topk_ids);
+    b->d_topk_vals = (float *)(sc + s.L.topk_vals);
+    b->d_lse = (float *)(sc + s.L.lse);
+    if ((rc = greta_gpu_stream_sync(b->stream, err)))
+        goto fail;
+    uint64_t total_mem;
+    if ((rc = greta_gpu_mem_info(&b->free_after_load, &total_mem, err)))
+        goto fail;
+    fprintf(stderr,
+            "gpu: %s (%s, %s driver %d), weights %.1f MiB, KV cache %.1f MiB (%s, n_ctx %d x n_seq %d), "
+            "scratch %.1f MiB, pinned host %.1f MiB; %.2f GiB of %.2f GiB free after load\n",
+            b->info.name, b->info.arch, b->info.api, b->info.driver_version, (double)b->weights_bytes / 1048576.0,
+            (double)b->kv_bytes / 1048576.0, b->kv == GRETA_GPU_KV_F32 ? "fp32" : "fp16", p->n_ctx, p->n_seq,
+            (double)s.scratch / 1048576.0,
+            (double)b->pinned_bytes / 1048576.0, gib(b->free_after_load), gib(total_mem));
+    *out = &b->base;
+    return GRETA_OK;
+fail:
+    gpu_destroy(&b->base);
+    return rc;
+}
+
+int greta_gpu_backend_info(const greta_backend *base, greta_gpu_info *info, greta_gpu_backend_mem *mem,
+                           greta_error *err)
+{
+    if (!greta_gpu_backend_is(base))
+        return greta_error_set(err, GRETA_ERR_INVALID, "not a GPU backend");
+    const gpu_backend *b = base->impl;
+    if (info)
+        *info = b->info;
+    if (mem) {
+        mem->weights_bytes = b->weights_bytes;
+        mem->kv_bytes = b->kv_bytes;
+        mem->scratch_bytes = b->L.total;
+        mem->pinned_bytes = b->pinned_bytes;
+        mem->free_after_load = b->free_after_load;
+    }
+    return GRETA_OK;
+}
+
+const greta_backend_kind greta_gpu_backend_kind = {
+    .name = "gpu",
+    .plan = greta_gpu_backend_plan,
+    .create = greta_gpu_backend_create,
+};

@@ -1,0 +1,82 @@
+/* gpu_backend.h - the GPU backend (backend.h) over kernels/gpu (CUDA or HIP).
+ *
+ * Built when GRETA_GPU is cuda or hip (then GRETA_HAVE_GPU is defined).
+ *
+ * Device memory, all allocated once at create (greta_gpu_backend_plan gives
+ * the sizes and checks them against the GPU's free memory first):
+ *   weights   every model tensor in its native GGUF blocks, as in the file
+ *             (no repack, no second copy; a tied lm_head reuses token_embd),
+ *             each tensor 256-byte aligned inside one allocation
+ *   KV cache  fp16, per layer [n_seq][n_kv_heads][n_ctx][head_dim] for K and V
+ *             (fp32 on request, for measurements: greta_gpu_backend_create_opts)
+ *   scratch   fp32 activations for n_batch tokens: x, xn [n_batch][dim],
+ *             q, att [n_batch][n_heads*head_dim], k, v [n_batch][kv_dim],
+ *             gate, up [n_batch][ffn_dim], rope [n_batch][rope_dim],
+ *             logits [n_batch][vocab], attention partials, token/pos/seq/row
+ *             ids [4][n_batch], top-k results
+ * Host: page-locked staging for the ids and for [n_batch][vocab] logits.
+ *
+ * A forward call copies the batch's ids to the device, runs every op on the
+ * GPU (embedding, RMSNorm, matrix products, RoPE, KV append, attention,
+ * SwiGLU, final norm, lm_head) on one stream, and synchronizes once, when
+ * the logits (or only their top-k) are copied back. Nothing is allocated
+ * per call.
+ *
+ * Precision: weights are decoded exactly and every product accumulates in
+ * fp32; the KV cache is fp16: keys and values keep 11 significant bits
+ * (relative rounding error up to 2^-12), the one place the GPU path departs
+ * from the fp32 CPU reference beyond summation order. greta parity
+ * --gpu-kv f32 measures what that costs (bench/results/).
+ */
+#ifndef GRETA_GPU_BACKEND_H
+#define GRETA_GPU_BACKEND_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "kernels/gpu/gpu_ops.h"
+
+extern const greta_backend_kind greta_gpu_backend_kind;
+
+/* Sizes of everything create will allocate (weights, KV cache, scratch on
+ * the device; logits_bytes = the engine's host rows plus the page-locked
+ * staging rows). Opens GPU 0 and fails with GRETA_ERR_NOMEM and a message
+ * giving each part when the device part does not fit its free memory (a
+ * context too long for the GPU included); GRETA_ERR_UNSUPPORTED when there
+ * is no GPU. */
+int greta_gpu_backend_plan(const greta_model *m, const greta_backend_params *p, greta_mem_plan *plan,
+                           greta_error *err);
+int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p, greta_backend **out,
+                             greta_error *err);
+
+/* Options beyond the common params. kv_type: GRETA_GPU_KV_F16 is the
+ * engine's cache (what greta_gpu_backend_create and the backend kind use);
+ * GRETA_GPU_KV_F32 doubles the cache to measure what fp16 costs
+ * (greta parity --gpu-kv f32). */
+typedef struct greta_gpu_backend_opts {
+    greta_gpu_kv_type kv_type;
+} greta_gpu_backend_opts;
+int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_params *p,
+                                  const greta_gpu_backend_opts *o, greta_backend **out, greta_error *err);
+
+/* Nonzero when b is a GPU backend. */
+int greta_gpu_backend_is(const greta_backend *b);
+
+/* The device and the device bytes of a GPU backend (NULL args are skipped). */
+typedef struct greta_gpu_backend_mem {
+    uint64_t weights_bytes, kv_bytes, scratch_bytes; /* device */
+    uint64_t pinned_bytes;                           /* page-locked host staging */
+    uint64_t free_after_load;                        /* device bytes free after create */
+} greta_gpu_backend_mem;
+int greta_gpu_backend_info(const greta_backend *b, greta_gpu_info *info, greta_gpu_backend_mem *mem,
+                           greta_error *err);
+
+/* Runs the batch like forward() but returns only the k best logits of each
+ * requested row, chosen on the GPU (ids[r][k], vals[r][k] in descending
+ * order, lower id first on ties) and the row's log-sum-exp (lse[r], may be
+ * NULL): a greedy request reads back 8 bytes instead of the vocabulary.
+ * 1 <= k <= GRETA_GPU_TOPK_MAX. */
+int greta_gpu_backend_forward_topk(greta_backend *b, const greta_batch *batch, int32_t k, int32_t *ids,
+                                   float *vals, float *lse, greta_error *err);
+
+#endif

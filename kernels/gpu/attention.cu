@@ -1,0 +1,219 @@
+/* attention.cu - causal grouped-query attention over the KV cache, for
+ * prefill and decode alike.
+ *
+ * Block (head h, token t, split sp) of ATT_THREADS threads: the positions
+ * 0..pos[t] of the token's sequence are cut into n_split equal chunks
+ * (computed on the device from pos[t], so a captured step stays valid as
+ * the context grows). Each warp takes ATT_P consecutive positions at a time
+ * (then skips the other warps' groups): lane i holds the dim pairs
+ * (2i, 2i+1), (2i + 2W, 2i + 2W + 1), ... (W = GRETA_WARP) of q and of the
+ * running output, loads the ATT_P keys' pairs at once, reduces the ATT_P
+ * dot products across the warp, and updates the online softmax (running max
+ * m and sum l, fp32) and the weighted sum of values. The warps merge in
+ * shared memory; with n_split == 1 the block writes the normalized output,
+ * else (m, l, acc) to `partial` and attention_merge combines the chunks
+ * (flash-decoding: decode uses many blocks per head).
+ */
+#include "gpu_ops.h"
+#include "kv_io.cuh"
+
+#define ATT_THREADS 128
+#define ATT_MAX_HEAD_DIM 256
+#define ATT_P 8                                          /* positions per warp step */
+#define ATT_NP (ATT_MAX_HEAD_DIM / (2 * GRETA_WARP))      /* dim pairs per lane */
+#define ATT_MAX_WARPS (ATT_THREADS / GRETA_WARP)
+
+template <typename KVT>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restrict__ kc, const KVT *__restrict__ vc,
+                 const int32_t *__restrict__ pos, const int32_t *__restrict__ seq, int32_t n_heads,
+                 int32_t n_kv_heads, int32_t head_dim, int32_t n_ctx, int32_t n_split, float *__restrict__ partial,
+                 float *__restrict__ out, int64_t ld_out)
+{
+    __shared__ float sm_m[ATT_MAX_WARPS], sm_l[ATT_MAX_WARPS];
+    __shared__ float sm_acc[ATT_MAX_WARPS][ATT_MAX_HEAD_DIM];
+    const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
+    const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
+    const int n_warps = blockDim.x / GRETA_WARP;
+    const int32_t p = pos[t], sq = seq[t];
+    const int32_t len = p < n_ctx ? p + 1 : n_ctx;
+    const int32_t chunk = (len + n_split - 1) / n_split;
+    const int32_t start = sp * chunk;
+    const int32_t end = start + chunk < len ? start + chunk : len;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const int half_dim = head_dim / 2;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+
+    float2 qv[ATT_NP], acc[ATT_NP];
+    const float *qt = q + (int64_t)t * ld_q + (int64_t)h * head_dim;
+#pragma unroll
+    for (int ni = 0; ni < ATT_NP; ni++) {
+        const int pi = lane + ni * GRETA_WARP;
+        qv[ni] = pi < half_dim ? make_float2(qt[2 * pi], qt[2 * pi + 1]) : make_float2(0.0f, 0.0f);
+        acc[ni] = make_float2(0.0f, 0.0f);
+    }
+    float m = -INFINITY, l = 0.0f;
+    const int64_t base = ((int64_t)sq * n_kv_heads + kvh) * n_ctx * head_dim;
+    const KVT *kb = kc + base, *vb = vc + base;
+    for (int32_t j0 = start + warp * ATT_P; j0 < end; j0 += n_warps * ATT_P) {
+        float s[ATT_P];
+#pragma unroll
+        for (int i = 0; i < ATT_P; i++) {
+            s[i] = 0.0f;
+            if (j0 + i < end) {
+                const KVT *kj = kb + (int64_t)(j0 + i) * head_dim;
+#pragma unroll
+                for (int ni = 0; ni < ATT_NP; ni++) {
+                    const int pi = lane + ni * GRETA_WARP;
+                    if (pi < half_dim) {
+                        const float2 kk = kv_io<KVT>::load2(kj + 2 * pi);
+                        s[i] += qv[ni].x * kk.x + qv[ni].y * kk.y;
+                    }
+                }
+            }
+        }
+        float mx = m;
+#pragma unroll
+        for (int i = 0; i < ATT_P; i++) {
+            s[i] = gpu_warp_sum(s[i]) * scale;
+            if (j0 + i < end)
+                mx = fmaxf(mx, s[i]);
+        }
+        const float corr = expf(m - mx);
+        float e[ATT_P], esum = 0.0f;
+#pragma unroll
+        for (int i = 0; i < ATT_P; i++) {
+            e[i] = j0 + i < end ? expf(s[i] - mx) : 0.0f;
+            esum += e[i];
+        }
+        l = l * corr + esum;
+#pragma unroll
+        for (int ni = 0; ni < ATT_NP; ni++) {
+            acc[ni].x *= corr;
+            acc[ni].y *= corr;
+        }
+#pragma unroll
+        for (int i = 0; i < ATT_P; i++) {
+            if (j0 + i < end) {
+                const KVT *vj = vb + (int64_t)(j0 + i) * head_dim;
+#pragma unroll
+                for (int ni = 0; ni < ATT_NP; ni++) {
+                    const int pi = lane + ni * GRETA_WARP;
+                    if (pi < half_dim) {
+                        const float2 vv = kv_io<KVT>::load2(vj + 2 * pi);
+                        acc[ni].x += e[i] * vv.x;
+                        acc[ni].y += e[i] * vv.y;
+                    }
+                }
+            }
+        }
+        m = mx;
+    }
+    /* merge the warps */
+    if (lane == 0) {
+        sm_m[warp] = m;
+        sm_l[warp] = l;
+    }
+#pragma unroll
+    for (int ni = 0; ni < ATT_NP; ni++) {
+        const int pi = lane + ni * GRETA_WARP;
+        if (pi < half_dim) {
+            sm_acc[warp][2 * pi] = acc[ni].x;
+            sm_acc[warp][2 * pi + 1] = acc[ni].y;
+        }
+    }
+    __syncthreads();
+    float mm = -INFINITY;
+    for (int w = 0; w < n_warps; w++)
+        mm = fmaxf(mm, sm_m[w]);
+    float ll = 0.0f;
+    for (int w = 0; w < n_warps; w++)
+        if (sm_m[w] > -INFINITY)
+            ll += sm_l[w] * expf(sm_m[w] - mm);
+    float *o;
+    if (n_split == 1) {
+        o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
+    } else {
+        float *pp = partial + (((int64_t)t * n_heads + h) * n_split + sp) * (head_dim + 2);
+        if (threadIdx.x == 0) {
+            pp[0] = mm;
+            pp[1] = ll;
+        }
+        o = pp + 2;
+    }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float a = 0.0f;
+        for (int w = 0; w < n_warps; w++)
+            if (sm_m[w] > -INFINITY)
+                a += sm_acc[w][d] * expf(sm_m[w] - mm);
+        o[d] = n_split == 1 ? a / ll : a;
+    }
+}
+
+/* grid (n_heads, n_tok), block 128 */
+__global__ void attention_merge_kernel(const float *__restrict__ partial, int32_t n_heads, int32_t head_dim,
+                                       int32_t n_split, float *__restrict__ out, int64_t ld_out)
+{
+    const int h = blockIdx.x, t = blockIdx.y;
+    const float *pp = partial + ((int64_t)t * n_heads + h) * n_split * (head_dim + 2);
+    float mm = -INFINITY;
+    for (int s = 0; s < n_split; s++)
+        mm = fmaxf(mm, pp[(int64_t)s * (head_dim + 2)]);
+    float ll = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        const float ms = pp[(int64_t)s * (head_dim + 2)];
+        if (ms > -INFINITY)
+            ll += pp[(int64_t)s * (head_dim + 2) + 1] * expf(ms - mm);
+    }
+    float *o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            const float ms = pp[(int64_t)s * (head_dim + 2)];
+            if (ms > -INFINITY)
+                a += pp[(int64_t)s * (head_dim + 2) + 2 + d] * expf(ms - mm);
+        }
+        o[d] = a / ll;
+    }
+}
+
+extern "C" int64_t greta_gpu_attention_partial_floats(int32_t n_tok, int32_t n_heads, int32_t head_dim,
+                                                      int32_t n_split)
+{
+    return n_split <= 1 ? 0 : (int64_t)n_tok * n_heads * n_split * (head_dim + 2);
+}
+
+extern "C" int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
+                                   const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos,
+                                   const int32_t *d_seq, int32_t n_tok, int32_t n_heads, int32_t n_kv_heads,
+                                   int32_t head_dim, int32_t n_ctx, int32_t n_split, float *partial, float *out,
+                                   int64_t ld_out, greta_error *err)
+{
+    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || head_dim <= 0 || head_dim % 2 != 0 ||
+        head_dim > ATT_MAX_HEAD_DIM || n_ctx <= 0 || n_split < 1 || n_split > 65535 || n_heads > 65535 ||
+        n_tok < 0 || n_tok > 65535 || ld_q < (int64_t)n_heads * head_dim || ld_out < (int64_t)n_heads * head_dim ||
+        (n_split > 1 && !partial) || (kv != GRETA_GPU_KV_F16 && kv != GRETA_GPU_KV_F32))
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "attention: bad shape (heads %d, kv heads %d, head_dim %d, n_ctx %d, split %d)",
+                               n_heads, n_kv_heads, head_dim, n_ctx, n_split);
+    if (n_tok == 0)
+        return 0;
+    const gpu_stream_t st = (gpu_stream_t)s;
+    const dim3 grid(n_heads, n_tok, n_split);
+    if (kv == GRETA_GPU_KV_F16)
+        attention_kernel<uint16_t><<<grid, ATT_THREADS, 0, st>>>(
+            q, ld_q, (const uint16_t *)k_cache, (const uint16_t *)v_cache, d_pos, d_seq, n_heads, n_kv_heads,
+            head_dim, n_ctx, n_split, partial, out, ld_out);
+    else
+        attention_kernel<float><<<grid, ATT_THREADS, 0, st>>>(q, ld_q, (const float *)k_cache,
+                                                             (const float *)v_cache, d_pos, d_seq, n_heads,
+                                                             n_kv_heads, head_dim, n_ctx, n_split, partial, out,
+                                                             ld_out);
+    GPU_CHECK(gpu_last_error(), err);
+    if (n_split > 1) {
+        attention_merge_kernel<<<dim3(n_heads, n_tok), 128, 0, st>>>(partial, n_heads, head_dim, n_split, out,
+                                                                     ld_out);
+        GPU_CHECK(gpu_last_error(), err);
+    }
+    return 0;
+}

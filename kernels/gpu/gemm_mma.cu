@@ -1,0 +1,172 @@
+/* gemm_mma.cu - the library's instances of the matrix-core GEMM
+ * (gemm_mma.cuh) and its dispatcher; the fp32 -> fp16 activation converter.
+ *
+ * Tiles (tokens x weight rows, all with BK = 32, 40 KiB or less of shared
+ * memory, so no opt-in and two blocks per multiprocessor):
+ *   128x128  the prefill workhorse: each decoded weight tile serves 128
+ *            tokens; 64 fp32 accumulators per thread.
+ *   64x128   twice the blocks for shapes whose 128x128 grid leaves
+ *            multiprocessors idle or ends in a ragged last wave.
+ *   64x64    small batches (16..64 tokens): four times the blocks, so more
+ *            multiprocessors stream the weights.
+ * AUTO estimates each tile's time as (blocks per multiprocessor, rounded up)
+ * x (tile area) x (relative cost per element of that tile) and takes the
+ * smallest; the relative costs (1.0, 1.2, 1.5) are tuned with
+ * tests/perf/gemm-bench.cu.
+ *
+ * Threshold against the GEMV (GRETA_GPU_MMA_MIN_TOK = 16): up to 8 tokens
+ * greta_gpu_matvec reads each weight once for all tokens and is bound by
+ * memory bandwidth; the tensor-core kernel pays a decode per 64-token tile
+ * but its cost hardly grows with the token count, so it wins as soon as the
+ * GEMV no longer applies (9+ tokens) and by a wide margin from 16 (see
+ * gemm-bench's sweep over n_tok for the measured crossover).
+ */
+#include "gemm_mma.cuh"
+#include "gpu_ops.h"
+#include "prefill_ops.h"
+
+#define MMA_BK 32
+
+template <uint32_t TYPE, typename XT>
+static int gemm_mma_tiles(gpu_stream_t st, greta_gpu_mma_tile tile, const void *w, int64_t row_bytes, int64_t k,
+                          int64_t n, const XT *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y,
+                          int accumulate, greta_error *err)
+{
+    switch (tile) {
+    case GRETA_GPU_MMA_128x128:
+        return gemm_mma_launch<TYPE, XT, 128, 128, MMA_BK>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y,
+                                                           accumulate, err);
+    case GRETA_GPU_MMA_64x128:
+        return gemm_mma_launch<TYPE, XT, 64, 128, MMA_BK>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y,
+                                                          accumulate, err);
+    default:
+        return gemm_mma_launch<TYPE, XT, 64, 64, MMA_BK>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y,
+                                                         accumulate, err);
+    }
+}
+
+template <uint32_t TYPE>
+static int gemm_mma_f32x(gpu_stream_t st, greta_gpu_mma_tile tile, const void *w, int64_t row_bytes, int64_t k,
+                         int64_t n, const void *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y,
+                         int accumulate, greta_error *err)
+{
+    return gemm_mma_tiles<TYPE, float>(st, tile, w, row_bytes, k, n, (const float *)x, ld_x, n_tok, y, ld_y,
+                                       accumulate, err);
+}
+
+template <uint32_t TYPE>
+static int gemm_mma_f16x(gpu_stream_t st, greta_gpu_mma_tile tile, const void *w, int64_t row_bytes, int64_t k,
+                         int64_t n, const void *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y,
+                         int accumulate, greta_error *err)
+{
+    return gemm_mma_tiles<TYPE, uint16_t>(st, tile, w, row_bytes, k, n, (const uint16_t *)x, ld_x, n_tok, y, ld_y,
+                                          accumulate, err);
+}
+
+static int mma_sm_count(void)
+{
+    int dev = 0, v = 0;
+#if defined(GRETA_GPU_HIP)
+    if (hipGetDevice(&dev) != hipSuccess || hipDeviceGetAttribute(&v, hipDeviceAttributeMultiprocessorCount, dev) != hipSuccess)
+        return 0;
+#else
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        return 0;
+#endif
+    return v;
+}
+
+extern "C" greta_gpu_mma_tile greta_gpu_gemm_mma_pick(int64_t n, int32_t n_tok)
+{
+    static const struct {
+        greta_gpu_mma_tile tile;
+        int bm, bn;
+        double cost; /* relative cost per output element and k step */
+    } tiles[] = {
+        {GRETA_GPU_MMA_128x128, 128, 128, 1.0},
+        {GRETA_GPU_MMA_64x128, 64, 128, 1.2},
+        {GRETA_GPU_MMA_64x64, 64, 64, 1.5},
+    };
+    int sms = mma_sm_count();
+    if (sms <= 0)
+        sms = 1;
+    greta_gpu_mma_tile best = GRETA_GPU_MMA_128x128;
+    double best_t = 0.0;
+    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+        const int64_t blocks = ((int64_t)n_tok + tiles[i].bm - 1) / tiles[i].bm * ((n + tiles[i].bn - 1) / tiles[i].bn);
+        const int64_t per_sm = (blocks + sms - 1) / sms;
+        const double t = (double)per_sm * tiles[i].bm * tiles[i].bn * tiles[i].cost;
+        if (i == 0 || t < best_t)
+            best = tiles[i].tile, best_t = t;
+    }
+    return best;
+}
+
+extern "C" int greta_gpu_gemm_mma_ex(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n,
+                                     const void *x, greta_gpu_act act, int64_t ld_x, int32_t n_tok, float *y,
+                                     int64_t ld_y, int accumulate, greta_gpu_mma_tile tile, greta_error *err)
+{
+    auto fn = act == GRETA_GPU_ACT_F16 ? GPU_LAUNCHER_FOR(type, gemm_mma_f16x) : GPU_LAUNCHER_FOR(type, gemm_mma_f32x);
+    if (!fn)
+        return greta_error_set(err, GRETA_ERR_UNSUPPORTED, "gemm_mma: no GPU kernel for type %s", ggml_type_name(type));
+    const uint64_t row_bytes = ggml_row_bytes(type, (uint64_t)k);
+    if (act != GRETA_GPU_ACT_F32 && act != GRETA_GPU_ACT_F16)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gemm_mma: bad activation type %d", (int)act);
+    if ((int)tile < 0 || tile >= GRETA_GPU_MMA_TILE_COUNT)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gemm_mma: bad tile %d", (int)tile);
+    if (k <= 0 || n <= 0 || row_bytes == 0 || ld_x < k || ld_y < n || n_tok < 0 || n / 64 >= 65535)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gemm_mma: bad shape (type %s, k %lld, n %lld, tokens %d)",
+                               ggml_type_name(type), (long long)k, (long long)n, n_tok);
+    if (n_tok == 0)
+        return 0;
+    if (!w || !x || !y)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gemm_mma: null operand");
+    if (tile == GRETA_GPU_MMA_AUTO)
+        tile = greta_gpu_gemm_mma_pick(n, n_tok);
+    return fn((gpu_stream_t)s, tile, w, (int64_t)row_bytes, k, n, x, ld_x, n_tok, y, ld_y, accumulate, err);
+}
+
+extern "C" int greta_gpu_gemm_mma(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n,
+                                  const float *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
+                                  greta_error *err)
+{
+    return greta_gpu_gemm_mma_ex(s, type, w, k, n, x, GRETA_GPU_ACT_F32, ld_x, n_tok, y, ld_y, accumulate,
+                                 GRETA_GPU_MMA_AUTO, err);
+}
+
+extern "C" int greta_gpu_gemm_mma_f16(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n,
+                                      const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y,
+                                      int accumulate, greta_error *err)
+{
+    return greta_gpu_gemm_mma_ex(s, type, w, k, n, x, GRETA_GPU_ACT_F16, ld_x, n_tok, y, ld_y, accumulate,
+                                 GRETA_GPU_MMA_AUTO, err);
+}
+
+/* ---- fp32 -> fp16 rows ----------------------------------------------------------- */
+
+/* grid (ceil(n / 1024), n_rows), block 256: 4 elements per thread */
+__global__ void f32_to_f16_kernel(const float *__restrict__ x, int64_t ld_x, int64_t n, uint16_t *__restrict__ out,
+                                  int64_t ld_out)
+{
+    const float *xr = x + (int64_t)blockIdx.y * ld_x;
+    uint16_t *o = out + (int64_t)blockIdx.y * ld_out;
+    const int64_t i0 = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        if (i0 + j < n)
+            o[i0 + j] = gpu_float_to_half(xr[i0 + j]);
+}
+
+extern "C" int greta_gpu_f32_to_f16(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,
+                                    uint16_t *out, int64_t ld_out, greta_error *err)
+{
+    if (n <= 0 || n_rows < 0 || n_rows > 65535 || ld_x < n || ld_out < n || (n + 1023) / 1024 > 2147483647)
+        return greta_error_set(err, GRETA_ERR_INVALID, "f32_to_f16: bad shape (rows %d, n %lld)", n_rows,
+                               (long long)n);
+    if (n_rows == 0)
+        return 0;
+    f32_to_f16_kernel<<<dim3((unsigned)((n + 1023) / 1024), (unsigned)n_rows), 256, 0, (gpu_stream_t)s>>>(
+        x, ld_x, n, out, ld_out);
+    GPU_CHECK(gpu_last_error(), err);
+    return 0;
+}

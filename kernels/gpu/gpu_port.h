@@ -1,0 +1,274 @@
+/* gpu_port.h - the small neutral vocabulary the GPU sources are written in.
+ *
+ * Kernels are HIP-style C++ that compiles as CUDA (nvcc) and as HIP (clang
+ * -x hip). Instead of renaming one vendor's API into the other, this header
+ * gives both a few gpu_* names:
+ *   errors   gpu_error_t, gpu_success, gpu_error_string(), gpu_last_error(),
+ *            GPU_CHECK(call, err) -> returns GRETA_ERR_GPU with a message
+ *   devices  gpu_device_count(), gpu_set_device(), gpu_device_props_t,
+ *            gpu_get_device_props(), gpu_driver_version(), gpu_mem_get_info()
+ *   memory   gpu_malloc(), gpu_free(), gpu_malloc_host(), gpu_free_host(),
+ *            gpu_memcpy_async(dst, src, n, kind, stream), gpu_memset_async()
+ *   streams  gpu_stream_t, gpu_stream_create/destroy/synchronize()
+ *   events   gpu_event_t, gpu_event_create/destroy/record/synchronize(),
+ *            gpu_event_elapsed_ms()
+ *   graphs   gpu_graph_t, gpu_graph_exec_t, gpu_stream_begin_capture(),
+ *            gpu_stream_end_capture(), gpu_graph_instantiate(),
+ *            gpu_graph_launch(), gpu_graph_destroy(), gpu_graph_exec_destroy()
+ *   device   GRETA_WARP (compile-time warp width), gpu_lanemask_t,
+ *            GPU_FULL_MASK, gpu_shfl_xor(), gpu_warp_sum(), gpu_warp_max(),
+ *            gpu_block_sum(), gpu_block_max()
+ * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
+ * accept.
+ *
+ * Warp width: 64 on gfx9 / CDNA (gfx90a, gfx942), 32 on NVIDIA and on RDNA.
+ * GRETA_WARP is exact in device code. HIP compiles host code once for all
+ * offload targets, so in the HIP host pass it cannot know the target; there
+ * it is 64 (our AMD targets) and host code that sizes launches must use the
+ * runtime value instead (greta_gpu_info.warp_size, gpu_ops.h). No kernel
+ * hard-codes 32 or a 32-bit lane mask: masks are gpu_lanemask_t (64-bit on
+ * AMD) and reductions loop up to GRETA_WARP.
+ */
+#ifndef GRETA_GPU_PORT_H
+#define GRETA_GPU_PORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "common/error.h"
+}
+
+#if defined(__HIP__) || defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__)
+#define GRETA_GPU_HIP 1
+#include <hip/hip_runtime.h>
+#else
+#define GRETA_GPU_CUDA 1
+#include <cuda_runtime.h>
+#endif
+
+/* ---- warp width and lane masks ------------------------------------------- */
+#if defined(GRETA_GPU_HIP)
+#if defined(__GFX9__) || !defined(__HIP_DEVICE_COMPILE__)
+#define GRETA_WARP 64
+#else
+#define GRETA_WARP 32 /* RDNA in wave32 mode */
+#endif
+typedef uint64_t gpu_lanemask_t;
+#define GPU_FULL_MASK (~(gpu_lanemask_t)0)
+#if defined(__HIP_DEVICE_COMPILE__) && defined(__AMDGCN_WAVEFRONT_SIZE)
+static_assert(GRETA_WARP == __AMDGCN_WAVEFRONT_SIZE, "GRETA_WARP differs from the target's wavefront size");
+#endif
+#else
+#define GRETA_WARP 32
+typedef unsigned int gpu_lanemask_t;
+#define GPU_FULL_MASK (~(gpu_lanemask_t)0)
+#endif
+
+/* The narrowest warp of any target. Host code that must size a grid without
+ * knowing the device's width sizes it for this one; kernels then loop. */
+#define GPU_MIN_WARP 32
+
+/* Most warps in a block of at most 1024 threads (sizes shared scratch). */
+#define GPU_MAX_WARPS (1024 / GRETA_WARP)
+
+/* ---- errors ---------------------------------------------------------------- */
+#if defined(GRETA_GPU_HIP)
+typedef hipError_t gpu_error_t;
+#define gpu_success hipSuccess
+static inline const char *gpu_error_string(gpu_error_t e) { return hipGetErrorString(e); }
+static inline gpu_error_t gpu_last_error(void) { return hipGetLastError(); }
+#else
+typedef cudaError_t gpu_error_t;
+#define gpu_success cudaSuccess
+static inline const char *gpu_error_string(gpu_error_t e) { return cudaGetErrorString(e); }
+static inline gpu_error_t gpu_last_error(void) { return cudaGetLastError(); }
+#endif
+
+/* Runs a runtime call; on failure fills err and returns GRETA_ERR_GPU from the
+ * enclosing function (which must return int). Never aborts. */
+#define GPU_CHECK(call, err)                                                        \
+    do {                                                                            \
+        gpu_error_t gpu_check_e_ = (call);                                          \
+        if (gpu_check_e_ != gpu_success)                                            \
+            return greta_error_set((err), GRETA_ERR_GPU, "%s: %s (%s:%d)", #call,   \
+                                   gpu_error_string(gpu_check_e_), __FILE__, __LINE__); \
+    } while (0)
+
+/* After a kernel launch: reports a bad launch configuration. */
+#define GPU_CHECK_LAUNCH(what, err) GPU_CHECK((gpu_last_error()), err)
+
+/* ---- devices and memory --------------------------------------------------- */
+#if defined(GRETA_GPU_HIP)
+typedef hipDeviceProp_t gpu_device_props_t;
+typedef hipStream_t gpu_stream_t;
+typedef hipEvent_t gpu_event_t;
+typedef hipGraph_t gpu_graph_t;
+typedef hipGraphExec_t gpu_graph_exec_t;
+typedef enum { gpu_h2d = hipMemcpyHostToDevice, gpu_d2h = hipMemcpyDeviceToHost,
+               gpu_d2d = hipMemcpyDeviceToDevice } gpu_copy_kind;
+static inline gpu_error_t gpu_device_count(int *n) { return hipGetDeviceCount(n); }
+static inline gpu_error_t gpu_set_device(int d) { return hipSetDevice(d); }
+static inline gpu_error_t gpu_get_device_props(gpu_device_props_t *p, int d) { return hipGetDeviceProperties(p, d); }
+static inline gpu_error_t gpu_driver_version(int *v) { return hipDriverGetVersion(v); }
+static inline gpu_error_t gpu_runtime_version(int *v) { return hipRuntimeGetVersion(v); }
+static inline gpu_error_t gpu_mem_get_info(size_t *free_b, size_t *total_b) { return hipMemGetInfo(free_b, total_b); }
+static inline gpu_error_t gpu_malloc(void **p, size_t n) { return hipMalloc(p, n); }
+static inline gpu_error_t gpu_free(void *p) { return hipFree(p); }
+static inline gpu_error_t gpu_malloc_host(void **p, size_t n) { return hipHostMalloc(p, n, hipHostMallocDefault); }
+static inline gpu_error_t gpu_free_host(void *p) { return hipHostFree(p); }
+static inline gpu_error_t gpu_memcpy_async(void *dst, const void *src, size_t n, gpu_copy_kind k, gpu_stream_t s)
+{ return hipMemcpyAsync(dst, src, n, (hipMemcpyKind)k, s); }
+static inline gpu_error_t gpu_memset_async(void *dst, int v, size_t n, gpu_stream_t s) { return hipMemsetAsync(dst, v, n, s); }
+static inline gpu_error_t gpu_stream_create(gpu_stream_t *s) { return hipStreamCreateWithFlags(s, hipStreamNonBlocking); }
+static inline gpu_error_t gpu_stream_destroy(gpu_stream_t s) { return hipStreamDestroy(s); }
+static inline gpu_error_t gpu_stream_synchronize(gpu_stream_t s) { return hipStreamSynchronize(s); }
+static inline gpu_error_t gpu_event_create(gpu_event_t *e) { return hipEventCreate(e); }
+static inline gpu_error_t gpu_event_destroy(gpu_event_t e) { return hipEventDestroy(e); }
+static inline gpu_error_t gpu_event_record(gpu_event_t e, gpu_stream_t s) { return hipEventRecord(e, s); }
+static inline gpu_error_t gpu_event_synchronize(gpu_event_t e) { return hipEventSynchronize(e); }
+static inline gpu_error_t gpu_event_elapsed_ms(float *ms, gpu_event_t a, gpu_event_t b) { return hipEventElapsedTime(ms, a, b); }
+static inline gpu_error_t gpu_stream_begin_capture(gpu_stream_t s) { return hipStreamBeginCapture(s, hipStreamCaptureModeThreadLocal); }
+static inline gpu_error_t gpu_stream_end_capture(gpu_stream_t s, gpu_graph_t *g) { return hipStreamEndCapture(s, g); }
+static inline gpu_error_t gpu_graph_instantiate(gpu_graph_exec_t *x, gpu_graph_t g) { return hipGraphInstantiate(x, g, NULL, NULL, 0); }
+static inline gpu_error_t gpu_graph_launch(gpu_graph_exec_t x, gpu_stream_t s) { return hipGraphLaunch(x, s); }
+static inline gpu_error_t gpu_graph_destroy(gpu_graph_t g) { return hipGraphDestroy(g); }
+static inline gpu_error_t gpu_graph_exec_destroy(gpu_graph_exec_t x) { return hipGraphExecDestroy(x); }
+#else
+typedef cudaDeviceProp gpu_device_props_t;
+typedef cudaStream_t gpu_stream_t;
+typedef cudaEvent_t gpu_event_t;
+typedef cudaGraph_t gpu_graph_t;
+typedef cudaGraphExec_t gpu_graph_exec_t;
+typedef enum { gpu_h2d = cudaMemcpyHostToDevice, gpu_d2h = cudaMemcpyDeviceToHost,
+               gpu_d2d = cudaMemcpyDeviceToDevice } gpu_copy_kind;
+static inline gpu_error_t gpu_device_count(int *n) { return cudaGetDeviceCount(n); }
+static inline gpu_error_t gpu_set_device(int d) { return cudaSetDevice(d); }
+static inline gpu_error_t gpu_get_device_props(gpu_device_props_t *p, int d) { return cudaGetDeviceProperties(p, d); }
+static inline gpu_error_t gpu_driver_version(int *v) { return cudaDriverGetVersion(v); }
+static inline gpu_error_t gpu_runtime_version(int *v) { return cudaRuntimeGetVersion(v); }
+static inline gpu_error_t gpu_mem_get_info(size_t *free_b, size_t *total_b) { return cudaMemGetInfo(free_b, total_b); }
+static inline gpu_error_t gpu_malloc(void **p, size_t n) { return cudaMalloc(p, n); }
+static inline gpu_error_t gpu_free(void *p) { return cudaFree(p); }
+static inline gpu_error_t gpu_malloc_host(void **p, size_t n) { return cudaMallocHost(p, n); }
+static inline gpu_error_t gpu_free_host(void *p) { return cudaFreeHost(p); }
+static inline gpu_error_t gpu_memcpy_async(void *dst, const void *src, size_t n, gpu_copy_kind k, gpu_stream_t s)
+{ return cudaMemcpyAsync(dst, src, n, (cudaMemcpyKind)k, s); }
+static inline gpu_error_t gpu_memset_async(void *dst, int v, size_t n, gpu_stream_t s) { return cudaMemsetAsync(dst, v, n, s); }
+static inline gpu_error_t gpu_stream_create(gpu_stream_t *s) { return cudaStreamCreateWithFlags(s, cudaStreamNonBlocking); }
+static inline gpu_error_t gpu_stream_destroy(gpu_stream_t s) { return cudaStreamDestroy(s); }
+static inline gpu_error_t gpu_stream_synchronize(gpu_stream_t s) { return cudaStreamSynchronize(s); }
+static inline gpu_error_t gpu_event_create(gpu_event_t *e) { return cudaEventCreate(e); }
+static inline gpu_error_t gpu_event_destroy(gpu_event_t e) { return cudaEventDestroy(e); }
+static inline gpu_error_t gpu_event_record(gpu_event_t e, gpu_stream_t s) { return cudaEventRecord(e, s); }
+static inline gpu_error_t gpu_event_synchronize(gpu_event_t e) { return cudaEventSynchronize(e); }
+static inline gpu_error_t gpu_event_elapsed_ms(float *ms, gpu_event_t a, gpu_event_t b) { return cudaEventElapsedTime(ms, a, b); }
+static inline gpu_error_t gpu_stream_begin_capture(gpu_stream_t s) { return cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal); }
+static inline gpu_error_t gpu_stream_end_capture(gpu_stream_t s, gpu_graph_t *g) { return cudaStreamEndCapture(s, g); }
+static inline gpu_error_t gpu_graph_instantiate(gpu_graph_exec_t *x, gpu_graph_t g) { return cudaGraphInstantiate(x, g, 0); }
+static inline gpu_error_t gpu_graph_launch(gpu_graph_exec_t x, gpu_stream_t s) { return cudaGraphLaunch(x, s); }
+static inline gpu_error_t gpu_graph_destroy(gpu_graph_t g) { return cudaGraphDestroy(g); }
+static inline gpu_error_t gpu_graph_exec_destroy(gpu_graph_exec_t x) { return cudaGraphExecDestroy(x); }
+#endif
+
+/* ---- device-side helpers -------------------------------------------------- */
+#if defined(GRETA_GPU_HIP)
+#include <hip/hip_fp16.h>
+#else
+#include <cuda_fp16.h>
+#endif
+
+/* Exact fp16 bits -> fp32 (hardware conversion; same value as
+ * greta_fp16_to_f32). */
+__device__ inline float gpu_half_to_float(uint16_t h)
+{
+    __half_raw r;
+    r.x = h;
+    return __half2float(__half(r));
+}
+
+/* fp32 -> fp16 bits, round to nearest even (as greta_f32_to_fp16). */
+__device__ inline uint16_t gpu_float_to_half(float f)
+{
+    __half_raw r = __half_raw(__float2half_rn(f));
+    return r.x;
+}
+
+/* Products and differences that must not be contracted into an FMA. */
+#if defined(GRETA_GPU_HIP)
+__device__ inline float gpu_mul_rn(float a, float b)
+{
+#pragma clang fp contract(off)
+    return a * b;
+}
+__device__ inline float gpu_sub_rn(float a, float b)
+{
+#pragma clang fp contract(off)
+    return a - b;
+}
+__device__ inline float gpu_add_rn(float a, float b)
+{
+#pragma clang fp contract(off)
+    return a + b;
+}
+#else
+__device__ inline float gpu_mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ inline float gpu_add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ inline float gpu_sub_rn(float a, float b) { return __fsub_rn(a, b); }
+#endif
+
+#if defined(GRETA_GPU_HIP)
+__device__ inline float gpu_shfl_xor(float v, int lane_mask) { return __shfl_xor(v, lane_mask, GRETA_WARP); }
+__device__ inline int gpu_shfl_xor(int v, int lane_mask) { return __shfl_xor(v, lane_mask, GRETA_WARP); }
+#else
+__device__ inline float gpu_shfl_xor(float v, int lane_mask) { return __shfl_xor_sync(GPU_FULL_MASK, v, lane_mask, GRETA_WARP); }
+__device__ inline int gpu_shfl_xor(int v, int lane_mask) { return __shfl_xor_sync(GPU_FULL_MASK, v, lane_mask, GRETA_WARP); }
+#endif
+
+/* Butterfly reductions: every lane ends with the result. */
+__device__ inline float gpu_warp_sum(float v)
+{
+#pragma unroll
+    for (int m = GRETA_WARP / 2; m > 0; m >>= 1)
+        v += gpu_shfl_xor(v, m);
+    return v;
+}
+
+__device__ inline float gpu_warp_max(float v)
+{
+#pragma unroll
+    for (int m = GRETA_WARP / 2; m > 0; m >>= 1)
+        v = fmaxf(v, gpu_shfl_xor(v, m));
+    return v;
+}
+
+/* Block-wide reductions; blockDim.x a multiple of GRETA_WARP; scratch holds
+ * GPU_MAX_WARPS floats. Every thread gets the result. Contains barriers:
+ * call from all threads. */
+__device__ inline float gpu_block_sum(float v, float *scratch)
+{
+    const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
+    const int n_warps = blockDim.x / GRETA_WARP;
+    v = gpu_warp_sum(v);
+    __syncthreads(); /* scratch may still be read by an earlier call */
+    if (lane == 0)
+        scratch[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? scratch[lane] : 0.0f;
+    return gpu_warp_sum(v);
+}
+
+__device__ inline float gpu_block_max(float v, float *scratch)
+{
+    const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
+    const int n_warps = blockDim.x / GRETA_WARP;
+    v = gpu_warp_max(v);
+    __syncthreads();
+    if (lane == 0)
+        scratch[warp] = v;
+    __syncthreads();
+    v = lane < n_warps ? scratch[lane] : -INFINITY;
+    return gpu_warp_max(v);
+}
+
+#endif

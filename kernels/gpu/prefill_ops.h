@@ -1,0 +1,112 @@
+/* prefill_ops.h - C interface of the prefill kernels (issue 8): the
+ * matrix-core GEMM over native GGUF weight blocks (gemm_mma.cu) and the
+ * flash-attention prefill (flash_attn.cu). Plain C, conventions as in
+ * gpu_ops.h: every function returns 0 or a negative greta_status and fills
+ * err; device pointers; asynchronous on the stream (NULL = legacy default);
+ * nothing allocates or synchronizes with the host.
+ *
+ * GEMM
+ *   y[t][r] (+)= sum_i x[t][i] * W[r][i],  t < n_tok, r < n, i < k
+ *   W: n rows of k elements in the file's native blocks (row r at byte
+ *      r * ggml_row_bytes(type, k)); types F32, F16, BF16, Q4_0, Q8_0, Q4_K,
+ *      Q5_K, Q6_K. x: fp32 or fp16 (raw IEEE bits), rows of ld_x elements.
+ *   Both operands are rounded to fp16 in shared memory (weights decoded by
+ *   dequant.cuh, bit-exact with greta_dequant_row, then rounded once) and
+ *   multiplied on the tensor cores (NVIDIA mma.sync m16n8k16, AMD MFMA
+ *   32x32x8) with fp32 accumulation. Error bound against an exact product of
+ *   the decoded weights and the fp32 activations:
+ *       |y - ref| <= 3e-3 * sum_i |W[r][i] * x[t][i]|   (k <= 16384)
+ *   (two fp16 roundings, 2 * 2^-11, plus the tensor cores' fp32 accumulation,
+ *   at most k * 2^-23, as a worst case; typical errors are far smaller). Weights or
+ *   activations beyond the fp16 range (|v| > 65504) become infinite: fine
+ *   for LLM weights and normalized activations, not a general fp32 GEMM.
+ *
+ *   Use it from n_tok >= GRETA_GPU_MMA_MIN_TOK (below that the GEMV kernel
+ *   reads the weights once for all tokens and is faster; see gemm_mma.cu
+ *   for the measurements behind the threshold).
+ *
+ * Flash attention (prefill of one sequence)
+ *   The n_tok queries q[t] ([n_heads * head_dim], rows ld_q) are the tokens
+ *   at positions p0 .. p0 + n_tok - 1 of sequence `seq`; token t attends to
+ *   positions 0 .. p0 + t (causal) of that sequence in the fp16 KV cache
+ *   (layout of gpu_ops.h: [n_seq][n_kv_heads][n_ctx][head_dim] per layer),
+ *   query head h reading kv head h / (n_heads / n_kv_heads). Scores are
+ *   scaled by 1/sqrt(head_dim); online softmax and sums in fp32.
+ *   KV store fused: with k_new/v_new (the chunk's keys and values, fp32,
+ *   [n_tok][n_kv_heads * head_dim], rows ld_kv) the positions p0.. are read
+ *   from them (rounded to fp16 exactly as greta_gpu_kv_store stores them)
+ *   and written to the cache by the same launch, so no separate kv_store is
+ *   needed; with k_new = v_new = NULL the cache must already hold them.
+ *   head_dim 64 and 128 use the tensor cores on NVIDIA (Q, K, P and V in
+ *   fp16, fp32 accumulation); other head dims (1..256), and AMD for now, use
+ *   a CUDA-core tiled kernel with the same online softmax.
+ */
+#ifndef GRETA_GPU_PREFILL_OPS_H
+#define GRETA_GPU_PREFILL_OPS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "common/error.h"
+#include "kernels/gpu/gpu_ops.h"
+
+/* Smallest batch for which the backend should prefer greta_gpu_gemm_mma over
+ * greta_gpu_matvec (whose limit is GRETA_GPU_MATVEC_MAX_TOK). */
+#define GRETA_GPU_MMA_MIN_TOK 16
+
+/* Block tiles (tokens x weight rows). AUTO picks one from the shape and the
+ * device's multiprocessor count; the others exist for tests and tuning. */
+typedef enum greta_gpu_mma_tile {
+    GRETA_GPU_MMA_AUTO = 0,
+    GRETA_GPU_MMA_128x128 = 1,
+    GRETA_GPU_MMA_64x128 = 2,
+    GRETA_GPU_MMA_64x64 = 3,
+    GRETA_GPU_MMA_TILE_COUNT = 4
+} greta_gpu_mma_tile;
+
+/* Activation element type of the GEMM input. */
+typedef enum greta_gpu_act { GRETA_GPU_ACT_F32 = 0, GRETA_GPU_ACT_F16 = 1 } greta_gpu_act;
+
+/* fp32 activations (drop-in for greta_gpu_gemm). */
+int greta_gpu_gemm_mma(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n, const float *x,
+                       int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate, greta_error *err);
+
+/* fp16 activations (raw bits): half the activation traffic. */
+int greta_gpu_gemm_mma_f16(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n,
+                           const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
+                           greta_error *err);
+
+/* Either activation type and an explicit tile (GRETA_GPU_MMA_AUTO or one of
+ * the tiles); the two functions above are this with AUTO. */
+int greta_gpu_gemm_mma_ex(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n, const void *x,
+                          greta_gpu_act act, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
+                          greta_gpu_mma_tile tile, greta_error *err);
+
+/* The tile AUTO chooses for this shape on the current device. */
+greta_gpu_mma_tile greta_gpu_gemm_mma_pick(int64_t n, int32_t n_tok);
+
+/* out[t][i] = fp16 bits of x[t][i] (round to nearest even, as
+ * greta_f32_to_fp16), t < n_rows, i < n. */
+int greta_gpu_f32_to_f16(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,
+                         uint16_t *out, int64_t ld_out, greta_error *err);
+
+/* Causal prefill attention of one sequence's chunk (see the top of this
+ * file). Requires 0 <= p0, p0 + n_tok <= n_ctx, 0 <= seq, n_heads a multiple
+ * of n_kv_heads, 1 <= head_dim <= 256. */
+int greta_gpu_flash_attn(greta_gpu_stream *s, const float *q, int64_t ld_q, const float *k_new, const float *v_new,
+                         int64_t ld_kv, uint16_t *k_cache, uint16_t *v_cache, int32_t seq, int32_t p0, int32_t n_tok,
+                         int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_ctx, float *out,
+                         int64_t ld_out, greta_error *err);
+
+/* 1 when greta_gpu_flash_attn runs the tensor-core kernel for head_dim on
+ * this build (NVIDIA, head_dim 64 or 128), else 0 (the tiled fallback). */
+int greta_gpu_flash_attn_uses_mma(int32_t head_dim);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,489 @@
+/* test_cli.c - `greta run` and `greta bench` as a user runs them (the greta
+ * binary is argv[1]): greedy text of the default model, the default-model
+ * lookup, every flag's effect, the memory check, bad arguments, and the
+ * bench JSON (its greedy tokens are those of `greta run`). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "test_util.h"
+
+/* snprintf that fails the test instead of truncating. */
+__attribute__((format(printf, 3, 4))) static void fmt(char *buf, size_t n, const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    int k = vsnprintf(buf, n, f, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= n)
+        fail_msg("a formatted string does not fit %zu bytes", n);
+}
+
+static const char *greta_bin;
+static char tmp[4096];
+
+typedef struct result {
+    int rc;
+    char *out, *err;
+} result;
+
+static void result_free(result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Runs `env ENV greta ARGS` with stdout and stderr captured. */
+static result run(const char *env, const char *args)
+{
+    result r = {0};
+    char cmd[32768];
+    fmt(cmd, sizeof cmd, "env %s '%s' %s > '%s/out.txt' 2> '%s/err.txt' < /dev/null", env ? env : "",
+             greta_bin, args, tmp, tmp);
+    int st = system(cmd);
+    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char path[4200];
+    fmt(path, sizeof path, "%s/out.txt", tmp);
+    r.out = greta_read_file(path, NULL);
+    fmt(path, sizeof path, "%s/err.txt", tmp);
+    r.err = greta_read_file(path, NULL);
+    assert_non_null(r.out);
+    assert_non_null(r.err);
+    return r;
+}
+
+#define ASSERT_CONTAINS(hay, needle)                                              \
+    do {                                                                          \
+        if (!strstr((hay), (needle)))                                             \
+            fail_msg("expected '%s' in output:\n%s", (needle), (hay));            \
+    } while (0)
+
+static char *expected_text(void)
+{
+    const char *p = greta_testdata_find("stories260K-greedy.json");
+    if (!p)
+        return NULL;
+    char *text = greta_read_file(p, NULL);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    assert_non_null(j);
+    char *s = strdup(cJSON_GetObjectItem(j, "expected_text")->valuestring);
+    cJSON_Delete(j);
+    return s;
+}
+
+static char model[4096];
+
+static int setup(void **state)
+{
+    const char *m = greta_testdata_find("stories260K.gguf");
+    if (m)
+        fmt(model, sizeof model, "%s", m);
+    return 0;
+}
+
+#define NEED_MODEL()        \
+    if (!model[0]) {        \
+        GRETA_TESTDATA_OR_SKIP(m_, "stories260K.gguf"); \
+        (void)m_;           \
+    }
+
+/* ---- greta run ------------------------------------------------------------------ */
+
+static void test_run_greedy_default_model(void **state)
+{
+    NEED_MODEL();
+    char *want = expected_text();
+    assert_non_null(want);
+    char *with_nl = malloc(strlen(want) + 2);
+    sprintf(with_nl, "%s\n", want);
+    /* no -m: found in the test data folder */
+    result r = run("GRETA_MODEL_DIR=/nonexistent", "run -n 200 --temp 0");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out, with_nl);
+    ASSERT_CONTAINS(r.err, "memory plan");
+    ASSERT_CONTAINS(r.err, "load time");
+    ASSERT_CONTAINS(r.err, "prompt eval time =");
+    ASSERT_CONTAINS(r.err, "/     1 tokens");
+    ASSERT_CONTAINS(r.err, "eval time =");
+    ASSERT_CONTAINS(r.err, "/   199 runs");
+    ASSERT_CONTAINS(r.err, "generated =        200 tokens");
+    ASSERT_CONTAINS(r.err, "tokens per second");
+    result_free(&r);
+    /* --inproc is the same thing for now */
+    r = run("GRETA_MODEL_DIR=/nonexistent", "run --inproc -n 200 --temp 0");
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.out, with_nl);
+    result_free(&r);
+    free(with_nl);
+    free(want);
+}
+
+static void test_run_default_model_lookup(void **state)
+{
+    NEED_MODEL();
+    result r = run("GRETA_MODEL_DIR=/nonexistent/models GRETA_TESTDATA=/nonexistent/data", "run -n 3");
+    assert_int_equal(r.rc, 1);
+    ASSERT_CONTAINS(r.err, "deploy/fetch-testdata.sh");
+    ASSERT_CONTAINS(r.err, "/nonexistent/models");
+    ASSERT_CONTAINS(r.err, "/nonexistent/data");
+    result_free(&r);
+    /* GRETA_MODEL_DIR is searched first */
+    char dir[4200], link[4300], env[4400];
+    fmt(dir, sizeof dir, "%s/models", tmp);
+    mkdir(dir, 0700);
+    fmt(link, sizeof link, "%s/stories260K.gguf", dir);
+    unlink(link);
+    assert_int_equal(symlink(model, link), 0);
+    fmt(env, sizeof env, "GRETA_MODEL_DIR='%s' GRETA_TESTDATA=/nonexistent/data", dir);
+    r = run(env, "run -n 3 --temp 0");
+    assert_int_equal(r.rc, 0);
+    ASSERT_CONTAINS(r.err, link);
+    result_free(&r);
+}
+
+static void test_run_threads_and_prompt(void **state)
+{
+    NEED_MODEL();
+    char args[8192];
+    fmt(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1", model);
+    result a = run(NULL, args);
+    assert_int_equal(a.rc, 0);
+    ASSERT_CONTAINS(a.err, "1 thread)");
+    assert_memory_equal(a.out, "Once upon a time", 16);
+    assert_true(strlen(a.out) > 40);
+    fmt(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 2", model);
+    result b = run(NULL, args);
+    assert_int_equal(b.rc, 0);
+    ASSERT_CONTAINS(b.err, "2 threads)");
+    assert_string_equal(a.out, b.out);
+    /* the same prompt from a file */
+    char file[4200];
+    fmt(file, sizeof file, "%s/prompt.txt", tmp);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fputs("Once upon a time", f);
+    fclose(f);
+    fmt(args, sizeof args, "run -m '%s' -f '%s' -n 40 --temp 0", model, file);
+    result c = run(NULL, args);
+    assert_int_equal(c.rc, 0);
+    assert_string_equal(a.out, c.out);
+    /* the greedy continuation of "Once upon a time" is the one of BOS alone */
+    char *want = expected_text();
+    assert_memory_equal(a.out, want, 40);
+    free(want);
+    result_free(&a);
+    result_free(&b);
+    result_free(&c);
+}
+
+static char *run_out(const char *flags)
+{
+    char args[8192];
+    fmt(args, sizeof args, "run -m '%s' -n 60 %s", model, flags);
+    result r = run(NULL, args);
+    if (r.rc != 0)
+        fail_msg("greta %s failed:\n%s", args, r.err);
+    free(r.err);
+    return r.out;
+}
+
+static void test_run_sampling_flags(void **state)
+{
+    NEED_MODEL();
+    char *greedy = run_out("--temp 0");
+    char *s7 = run_out("--temp 0.9 --seed 7");
+    char *s7b = run_out("--temp 0.9 --seed 7");
+    char *s8 = run_out("--temp 0.9 --seed 8");
+    assert_string_equal(s7, s7b);       /* a seed gives the same text */
+    assert_string_not_equal(s7, s8);    /* another seed another text */
+    assert_string_not_equal(s7, greedy);
+    /* each truncation, pushed to its limit, leaves only the best token */
+    char *k1 = run_out("--temp 0.9 --seed 7 --top-k 1");
+    char *p0 = run_out("--temp 1 --seed 7 --top-k 0 --top-p 0.0001 --min-p 0");
+    char *m1 = run_out("--temp 1.5 --seed 7 --top-k 0 --top-p 1 --min-p 1");
+    assert_string_equal(k1, greedy);
+    assert_string_equal(p0, greedy);
+    assert_string_equal(m1, greedy);
+    /* and loosened, they let other tokens through */
+    char *loose = run_out("--temp 1.5 --seed 7 --top-k 0 --top-p 1 --min-p 0");
+    assert_string_not_equal(loose, greedy);
+    /* the repeat penalty changes the greedy text (stories260K repeats itself) */
+    char *rp = run_out("--temp 0 --repeat-penalty 1.5");
+    assert_string_not_equal(rp, greedy);
+    char *rp1 = run_out("--temp 0 --repeat-penalty 1.0");
+    assert_string_equal(rp1, greedy);
+    char *all[] = {greedy, s7, s7b, s8, k1, p0, m1, loose, rp, rp1};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+}
+
+static void test_run_lengths(void **state)
+{
+    NEED_MODEL();
+    char args[8192];
+    fmt(args, sizeof args, "run -m '%s' -n 5 --temp 0", model);
+    result r = run(NULL, args);
+    assert_int_equal(r.rc, 0);
+    ASSERT_CONTAINS(r.err, "generated =          5 tokens");
+    ASSERT_CONTAINS(r.out, "Once upon a time,");
+    result_free(&r);
+    fmt(args, sizeof args, "run -m '%s' -c 10 -n 50 --temp 0", model);
+    r = run(NULL, args);
+    assert_int_equal(r.rc, 0);
+    ASSERT_CONTAINS(r.err, "n_ctx 10,");
+    ASSERT_CONTAINS(r.err, "generated =         10 tokens");
+    ASSERT_CONTAINS(r.err, "context of 10 positions is full");
+    result_free(&r);
+    /* longer than the model's context (2048): allowed, with a note */
+    fmt(args, sizeof args, "run -m '%s' -c 3000 -n 2 --temp 0", model);
+    r = run(NULL, args);
+    assert_int_equal(r.rc, 0);
+    ASSERT_CONTAINS(r.err, "n_ctx 3000,");
+    ASSERT_CONTAINS(r.err, "longer than the model's training context (2048)");
+    result_free(&r);
+}
+
+static void test_run_memory_check(void **state)
+{
+    NEED_MODEL();
+    char args[8192];
+    fmt(args, sizeof args, "run -m '%s' -n 5", model);
+    result r = run("GRETA_MEM_AVAILABLE=1000000", args);
+    assert_int_equal(r.rc, 1);
+    ASSERT_CONTAINS(r.err, "memory plan: needs");
+    ASSERT_CONTAINS(r.err, "only 0.00 GiB are available");
+    result_free(&r);
+    r = run("GRETA_MEM_AVAILABLE=100000000", args);
+    assert_int_equal(r.rc, 0);
+    result_free(&r);
+    r = run("GRETA_MEM_AVAILABLE=lots", args);
+    assert_int_equal(r.rc, 2);
+    ASSERT_CONTAINS(r.err, "GRETA_MEM_AVAILABLE");
+    result_free(&r);
+}
+
+static void test_run_bad_arguments(void **state)
+{
+    NEED_MODEL();
+    struct {
+        const char *args;
+        int rc;
+        const char *msg;
+    } cases[] = {
+#ifndef GRETA_HAVE_GPU
+        {"--backend gpu", 1, "not built with GPU support"},
+#endif
+        {"--backend tpu", 2, "--backend must be cpu or gpu"},
+        {"-n abc", 2, "-n needs an integer"},
+        {"-n -4", 2, "-n needs an integer"},
+        {"-c 0", 2, "-c needs an integer"},
+        {"-t 0", 2, "-t needs an integer"},
+        {"--temp -1", 2, "temperature"},
+        {"--top-p 0", 2, "top_p"},
+        {"--min-p 2", 2, "min_p"},
+        {"--repeat-penalty 0", 2, "repeat_penalty"},
+        {"--seed -5", 2, "--seed"},
+        {"--bogus x", 2, "unknown option '--bogus'"},
+        {"-p a -f b", 2, "not both"},
+        {"-f /nonexistent/prompt.txt", 1, "/nonexistent/prompt.txt"},
+        {"-n", 2, "-n needs a value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[8192];
+        fmt(args, sizeof args, "run -m '%s' %s", model, cases[i].args);
+        result r = run(NULL, args);
+        if (r.rc != cases[i].rc || !strstr(r.err, cases[i].msg))
+            fail_msg("'%s': exit %d (want %d), stderr:\n%s", cases[i].args, r.rc, cases[i].rc, r.err);
+        result_free(&r);
+    }
+    result r = run(NULL, "run -m /nonexistent/model.gguf -n 1");
+    assert_int_equal(r.rc, 1);
+    ASSERT_CONTAINS(r.err, "/nonexistent/model.gguf");
+    result_free(&r);
+    r = run(NULL, "run --help");
+    assert_int_equal(r.rc, 0);
+    ASSERT_CONTAINS(r.out, "--inproc");
+    ASSERT_CONTAINS(r.out, "--repeat-penalty");
+    result_free(&r);
+}
+
+/* ---- greta bench ------------------------------------------------------------------ */
+
+static cJSON *load_json(const char *path)
+{
+    char *text = greta_read_file(path, NULL);
+    assert_non_null(text);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    assert_non_null(j);
+    return j;
+}
+
+static void test_bench_json(void **state)
+{
+    NEED_MODEL();
+    char json[4200], args[16384];
+    fmt(json, sizeof json, "%s/bench.json", tmp);
+    unlink(json);
+    fmt(args, sizeof args, "bench -m '%s' -p 8 -n 16 -r 2 -t 1,2 --json '%s'", model, json);
+    result r = run(NULL, args);
+    if (r.rc != 0)
+        fail_msg("bench failed:\n%s", r.err);
+    ASSERT_CONTAINS(r.out, "| pp8 |");
+    ASSERT_CONTAINS(r.out, "| tg16 |");
+    ASSERT_CONTAINS(r.err, "memory plan");
+    result_free(&r);
+    cJSON *j = load_json(json);
+    assert_string_equal(cJSON_GetObjectItem(j, "backend")->valuestring, "cpu");
+    assert_true(strlen(cJSON_GetObjectItem(j, "commit")->valuestring) >= 7);
+    const cJSON *mach = cJSON_GetObjectItem(j, "machine");
+    assert_non_null(cJSON_GetObjectItem(mach, "cpu"));
+    assert_true(cJSON_GetObjectItem(mach, "cpus_online")->valuedouble >= 1);
+    const cJSON *m = cJSON_GetObjectItem(j, "model");
+    assert_string_equal(cJSON_GetObjectItem(m, "sha256")->valuestring,
+                        "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d");
+    assert_string_equal(cJSON_GetObjectItem(m, "hash_method")->valuestring, "sha256 of the whole file");
+    assert_int_equal((int)cJSON_GetObjectItem(m, "size_bytes")->valuedouble, 1185376);
+    const cJSON *fl = cJSON_GetObjectItem(j, "flags");
+    assert_int_equal(cJSON_GetObjectItem(fl, "p")->valueint, 8);
+    assert_int_equal(cJSON_GetObjectItem(fl, "r")->valueint, 2);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(fl, "t")), 2);
+    const cJSON *res = cJSON_GetObjectItem(j, "results");
+    assert_int_equal(cJSON_GetArraySize(res), 4); /* (pp8, tg16) x (1, 2 threads) */
+
+    /* greedy text of greta run for the same model */
+    fmt(args, sizeof args, "run -m '%s' -n 16 --temp 0", model);
+    result g = run(NULL, args);
+    assert_int_equal(g.rc, 0);
+    g.out[strlen(g.out) - 1] = '\0'; /* the final newline */
+    const char *gj = greta_testdata_find("stories260K-greedy.json");
+    char *gtext = greta_read_file(gj, NULL);
+    cJSON *gjson = cJSON_Parse(gtext);
+    free(gtext);
+    const cJSON *ids = cJSON_GetObjectItem(gjson, "ids");
+
+    const cJSON *it;
+    int i = 0;
+    cJSON_ArrayForEach(it, res) {
+        const int threads = cJSON_GetObjectItem(it, "threads")->valueint;
+        assert_int_equal(threads, i < 2 ? 1 : 2);
+        ASSERT_CONTAINS(cJSON_GetObjectItem(it, "backend_detail")->valuestring, threads == 1 ? "1 thread" : "2 threads");
+        assert_true(cJSON_GetObjectItem(it, "tokens_per_s_mean")->valuedouble > 0);
+        assert_true(cJSON_GetObjectItem(it, "tokens_per_s_std")->valuedouble >= 0);
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(it, "samples_tokens_per_s")), 2);
+        const char *test = cJSON_GetObjectItem(it, "test")->valuestring;
+        if (!strcmp(test, "pp8")) {
+            assert_true(cJSON_GetObjectItem(it, "ttft_ms_mean")->valuedouble > 0);
+        } else {
+            assert_string_equal(test, "tg16");
+            assert_true(cJSON_GetObjectItem(it, "ms_per_token_p50")->valuedouble <=
+                        cJSON_GetObjectItem(it, "ms_per_token_p99")->valuedouble);
+            const cJSON *toks = cJSON_GetObjectItem(it, "tokens");
+            assert_int_equal(cJSON_GetArraySize(toks), 16);
+            for (int k = 0; k < 16; k++)
+                assert_int_equal(cJSON_GetArrayItem(toks, k)->valueint, cJSON_GetArrayItem(ids, k + 1)->valueint);
+            assert_string_equal(cJSON_GetObjectItem(it, "text")->valuestring, g.out);
+        }
+        i++;
+    }
+    cJSON_Delete(gjson);
+    result_free(&g);
+    cJSON_Delete(j);
+}
+
+static void test_bench_depth_isa(void **state)
+{
+    NEED_MODEL();
+    char json[4200], args[16384];
+    fmt(json, sizeof json, "%s/bench-ref.json", tmp);
+    fmt(args, sizeof args, "bench -m '%s' -p 4 -n 4 -r 1 -d 0,8 -t 1 --cpu-isa ref --json '%s'", model, json);
+    result r = run(NULL, args);
+    if (r.rc != 0)
+        fail_msg("bench failed:\n%s", r.err);
+    ASSERT_CONTAINS(r.out, "pp4 @ d8");
+    ASSERT_CONTAINS(r.out, "tg4 @ d8");
+    result_free(&r);
+    cJSON *j = load_json(json);
+    assert_string_equal(cJSON_GetObjectItem(j, "cpu_isa")->valuestring, "ref");
+    const cJSON *res = cJSON_GetObjectItem(j, "results");
+    assert_int_equal(cJSON_GetArraySize(res), 4);
+    const int depth[4] = {0, 0, 8, 8};
+    for (int i = 0; i < 4; i++) {
+        const cJSON *it = cJSON_GetArrayItem(res, i);
+        assert_int_equal(cJSON_GetObjectItem(it, "depth")->valueint, depth[i]);
+        ASSERT_CONTAINS(cJSON_GetObjectItem(it, "backend_detail")->valuestring, "ref kernels");
+    }
+    /* the greedy tokens from BOS: 403 407 261 378 */
+    const cJSON *toks = cJSON_GetObjectItem(cJSON_GetArrayItem(res, 1), "tokens");
+    const int want[4] = {403, 407, 261, 378};
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(cJSON_GetArrayItem(toks, k)->valueint, want[k]);
+    cJSON_Delete(j);
+}
+
+static void test_bench_bad_arguments(void **state)
+{
+    NEED_MODEL();
+    struct {
+        const char *args;
+        int rc;
+        const char *msg;
+    } cases[] = {
+#ifndef GRETA_HAVE_GPU
+        {"--backend gpu", 1, "not built with GPU support"},
+#endif
+        {"--backend x", 2, "--backend must be cpu or gpu"},
+        {"-r 0", 2, "-r needs an integer"},
+        {"-p 0 -n 0", 2, "nothing to do"},
+        {"-d 1,x", 2, "-d needs an integer"},
+        {"-t 0", 2, "-t needs an integer"},
+        {"--cpu-isa sse9", 2, "sse9"},
+        {"--json", 2, "--json needs a value"},
+        {"--bogus 1", 2, "unknown option '--bogus'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[8192];
+        fmt(args, sizeof args, "bench -m '%s' -p 2 -n 2 -r 1 %s", model, cases[i].args);
+        result r = run(NULL, args);
+        if (r.rc != cases[i].rc || !strstr(r.err, cases[i].msg))
+            fail_msg("'%s': exit %d (want %d), stderr:\n%s", cases[i].args, r.rc, cases[i].rc, r.err);
+        result_free(&r);
+    }
+    result r = run("GRETA_MEM_AVAILABLE=1000", "bench -p 2 -n 2 -r 1");
+    assert_int_equal(r.rc, 1);
+    ASSERT_CONTAINS(r.err, "memory plan: needs");
+    result_free(&r);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_cli PATH-TO-GRETA\n");
+        return 2;
+    }
+    greta_bin = argv[1];
+    const char *d = greta_test_tmpdir("engine_cli");
+    if (!d)
+        return 1;
+    fmt(tmp, sizeof tmp, "%s", d);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_run_greedy_default_model),
+        cmocka_unit_test(test_run_default_model_lookup),
+        cmocka_unit_test(test_run_threads_and_prompt),
+        cmocka_unit_test(test_run_sampling_flags),
+        cmocka_unit_test(test_run_lengths),
+        cmocka_unit_test(test_run_memory_check),
+        cmocka_unit_test(test_run_bad_arguments),
+        cmocka_unit_test(test_bench_json),
+        cmocka_unit_test(test_bench_depth_isa),
+        cmocka_unit_test(test_bench_bad_arguments),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

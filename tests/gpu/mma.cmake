@@ -1,0 +1,21 @@
+# Prefill kernels of issue 8 (label "gpu"), included from tests/gpu/CMakeLists.txt:
+#   test_gemm_mma    the matrix-core GEMM (kernels/gpu/gemm_mma.cu) against a
+#                    CPU reference, every weight type, every tile
+#   test_flash_attn  the prefill flash attention (kernels/gpu/flash_attn.cu)
+#                    against a CPU reference, fused KV store included
+#   gemm-bench       (CUDA only, not a test) TFLOP/s of the 7B prefill shapes
+#                    against cuBLAS fp16 on the dequantized weights; cuBLAS is
+#                    linked here and nowhere else
+if(NOT GRETA_GPU STREQUAL "none")
+  greta_add_test(test_gemm_mma LABEL gpu SOURCES test_gemm_mma.c LIBS greta_kernels_gpu greta_kernels_cpu)
+  greta_add_test(test_flash_attn LABEL gpu SOURCES test_flash_attn.c LIBS greta_kernels_gpu)
+endif()
+if(GRETA_GPU STREQUAL "cuda")
+  add_executable(gemm-bench ${CMAKE_SOURCE_DIR}/tests/perf/gemm-bench.cu)
+  # the project's C flags and sanitizer link flags are not for nvcc
+  set_target_properties(gemm-bench PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
+    COMPILE_OPTIONS "" LINK_OPTIONS "")
+  target_compile_options(gemm-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
+    $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
+  target_link_libraries(gemm-bench PRIVATE greta_kernels_gpu CUDA::cublas)
+endif()

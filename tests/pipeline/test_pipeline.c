@@ -1,0 +1,914 @@
+/* test_pipeline.c - the multi-process pipeline, end to end, with the
+ * stories260K model: `greta up`, requests through the client library,
+ * restart without loss, hang detection, shared steps, tracing.
+ *
+ *   test_pipeline GROUP    (one ctest entry per group, each a fresh instance)
+ * groups: basic, restart-tokenizer, restart-sampler, restart-gpu-worker,
+ *         restart-supervisor, restart-client, hang, concurrent, bad-input, trace
+ *
+ * Restart tests kill -9 a process at a random generated token (logged with
+ * the seed of the choice), for a greedy and a seeded (temperature 0.8) run of
+ * 200 tokens, and check that the process was replaced (new pid, exactly one
+ * more restart logged) and that the request completed with the same token
+ * ids and text as an uninterrupted run, every token index delivered once.
+ */
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test_util.h"
+
+#include "common/trace.h"
+#include "proto/client.h"
+#include "proto/endpoint.h"
+#include "proto/msg.h"
+#include "proto/shm.h"
+#include "proto/zsock.h"
+
+#define N_GEN 200
+#define SEED 42
+
+static const char *g_group;
+static char g_instance[40];
+static char g_rundir[GRETA_PATH_MAX];
+static const char *g_model;
+static unsigned g_rand;
+
+static int64_t now_ms(void)
+{
+    return greta_now_ms();
+}
+
+#define WAIT_FOR(cond, ms)                                                                         \
+    ({                                                                                             \
+        int64_t _end = now_ms() + (ms);                                                            \
+        int _ok;                                                                                   \
+        while (!(_ok = (cond)) && now_ms() < _end)                                                 \
+            usleep(5000);                                                                          \
+        _ok;                                                                                       \
+    })
+
+/* ---- running greta ------------------------------------------------------------- */
+
+static int run_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_cmd(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "$ %s\n", cmd);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int greta_up(const char *extra)
+{
+    return run_cmd("%s up -m %s --instance %s -t 1 %s", GRETA_BIN, g_model, g_instance, extra ? extra : "");
+}
+
+static void greta_down(void)
+{
+    run_cmd("%s down --instance %s >/dev/null", GRETA_BIN, g_instance);
+}
+
+static greta_shm *attach(void)
+{
+    char name[128];
+    greta_error err = {0};
+    greta_shm *shm = NULL;
+    greta_shm_name(g_instance, name, sizeof name, &err);
+    if (greta_shm_attach(name, &shm, &err) < 0)
+        fail_msg("attach: %s", err.msg);
+    return shm;
+}
+
+static int count_in_file(const char *path, const char *needle)
+{
+    size_t n;
+    char *text = greta_read_file(path, &n);
+    if (!text)
+        return 0;
+    int c = 0;
+    for (char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        c++;
+    free(text);
+    return c;
+}
+
+static int count_in_log(const char *log, const char *needle)
+{
+    char path[GRETA_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/%s.log", g_rundir, log);
+    return count_in_file(path, needle);
+}
+
+/* ---- one generation in a thread --------------------------------------------------- */
+
+typedef struct gen_job {
+    const char *prompt;
+    int n;
+    float temp;
+    uint64_t seed;
+    uint64_t rid;
+    const char *stop;
+    int32_t ids[N_GEN + 8];
+    size_t n_ids;
+    char text[16384];
+    size_t len;
+    int in_order;           /* every delta had the next index */
+    greta_client_result res;
+    int rc;
+    char err[GRETA_ERROR_MSG_MAX];
+    pthread_t th;
+} gen_job;
+
+static int on_delta(void *ctx, uint32_t index, int32_t token, const char *text, size_t len, int batch)
+{
+    gen_job *j = ctx;
+    (void)batch;
+    if (token >= 0) {
+        if (index != j->n_ids || j->n_ids >= N_GEN + 8)
+            j->in_order = 0;
+        else
+            j->ids[j->n_ids++] = token;
+    }
+    if (len && j->len + len < sizeof j->text) {
+        memcpy(j->text + j->len, text, len);
+        j->len += len;
+    }
+    return 0;
+}
+
+static void *gen_main(void *arg)
+{
+    gen_job *j = arg;
+    greta_error err = {0};
+    greta_client *c = NULL;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    j->in_order = 1;
+    j->rc = greta_client_open(g_instance, &c, &err);
+    if (j->rc == 0)
+        j->rc = greta_client_encode(c, j->rid, j->prompt, strlen(j->prompt), 1, &ids, &n, &err);
+    if (j->rc == 0) {
+        greta_client_request req = {0};
+        const char *stops[1] = {j->stop};
+        req.prompt = ids;
+        req.n_prompt = n;
+        req.max_tokens = j->n;
+        req.temperature = j->temp;
+        req.seed = j->seed;
+        req.stop = stops;
+        req.n_stop = j->stop ? 1 : 0;
+        j->rc = greta_client_submit(c, j->rid, &req, NULL, &err);
+    }
+    if (j->rc == 0)
+        j->rc = greta_client_stream(c, j->rid, 0, on_delta, j, &j->res, &err);
+    if (j->rc == 0)
+        j->rc = greta_client_release(c, j->rid, &err);
+    snprintf(j->err, sizeof j->err, "%s", err.msg);
+    free(ids);
+    greta_client_close(&c);
+    return NULL;
+}
+
+static void gen_start(gen_job *j, const char *prompt, int n, float temp, uint64_t seed)
+{
+    memset(j, 0, sizeof *j);
+    j->prompt = prompt;
+    j->n = n;
+    j->temp = temp;
+    j->seed = seed;
+    j->rid = greta_client_request_id();
+    assert_int_equal(pthread_create(&j->th, NULL, gen_main, j), 0);
+}
+
+static void gen_join(gen_job *j)
+{
+    pthread_join(j->th, NULL);
+    if (j->rc != 0)
+        fail_msg("request %016llx failed: %s", (unsigned long long)j->rid, j->err);
+    assert_true(j->in_order);
+}
+
+static void gen_run(gen_job *j, const char *prompt, int n, float temp, uint64_t seed)
+{
+    gen_start(j, prompt, n, temp, seed);
+    gen_join(j);
+}
+
+static void same_output(const gen_job *a, const gen_job *b)
+{
+    assert_int_equal(a->n_ids, b->n_ids);
+    assert_memory_equal(a->ids, b->ids, a->n_ids * sizeof a->ids[0]);
+    assert_int_equal(a->len, b->len);
+    assert_memory_equal(a->text, b->text, a->len);
+    assert_int_equal(a->res.finish_reason, b->res.finish_reason);
+}
+
+/* The slot of a running request, or -1. */
+static int slot_of(greta_shm *shm, uint64_t rid)
+{
+    for (uint32_t i = 0; i < greta_shm_hdr(shm)->n_slots; i++) {
+        greta_shm_slot *sl = greta_shm_slot_at(shm, i);
+        if (atomic_load(&sl->state) != GRETA_SLOT_FREE && atomic_load(&sl->request_id) == rid)
+            return (int)i;
+    }
+    return -1;
+}
+
+static uint32_t generated(greta_shm *shm, int slot)
+{
+    greta_shm_slot *sl = greta_shm_slot_at(shm, (uint32_t)slot);
+    return atomic_load(&sl->n_tokens) - sl->prompt_len;
+}
+
+static char proc_state(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] ? p[2] : 0;
+}
+
+/* Waits until request rid has generated at least k tokens, then freezes the
+ * pipeline there (SIGSTOP to the gpu-worker, so the request cannot finish
+ * while the test strikes) and returns the count; thaw() resumes it. Returns 0
+ * (worker running) when the request finished first: a busy machine can keep
+ * the test from looking in time; the caller tries again. */
+static uint32_t freeze_at(greta_shm *shm, uint64_t rid, uint32_t k)
+{
+    int slot = -1;
+    assert_true(WAIT_FOR((slot = slot_of(shm, rid)) >= 0, 20000));
+    greta_shm_slot *sl = greta_shm_slot_at(shm, (uint32_t)slot);
+    int64_t end = now_ms() + 30000;
+    while (generated(shm, slot) < k && atomic_load(&sl->state) == GRETA_SLOT_ACTIVE && now_ms() < end)
+        sched_yield();
+    int wpid = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
+    kill(wpid, SIGSTOP);
+    while (proc_state(wpid) != 'T' && now_ms() < end)
+        sched_yield();
+    uint32_t g = generated(shm, slot);
+    if (atomic_load(&sl->state) != GRETA_SLOT_ACTIVE || atomic_load(&sl->request_id) != rid) {
+        kill(wpid, SIGCONT);
+        fprintf(stderr, "request finished before the test saw token %u; trying again\n", k);
+        return 0;
+    }
+    assert_true(g >= k);
+    return g;
+}
+
+static void thaw(greta_shm *shm)
+{
+    kill(atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid), SIGCONT);
+}
+
+/* ---- reference outputs ------------------------------------------------------------ */
+
+static gen_job g_greedy_ref, g_seeded_ref;
+
+/* Greedy from BOS must reproduce stories260K-greedy.json exactly. */
+static void check_greedy_reference(const gen_job *j)
+{
+    GRETA_TESTDATA_OR_SKIP(path, "stories260K-greedy.json");
+    size_t n;
+    char *text = greta_read_file(path, &n);
+    assert_non_null(text);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
+    cJSON *exp = cJSON_GetObjectItemCaseSensitive(root, "expected_text");
+    assert_int_equal(cJSON_GetArraySize(ids), N_GEN + 1);
+    assert_int_equal(j->n_ids, N_GEN);
+    for (int i = 0; i < N_GEN; i++)
+        assert_int_equal(j->ids[i], cJSON_GetArrayItem(ids, i + 1)->valueint);
+    assert_int_equal(j->len, strlen(exp->valuestring));
+    assert_memory_equal(j->text, exp->valuestring, j->len);
+    assert_int_equal(j->res.finish_reason, GRETA__FINISH_REASON__FINISH_LENGTH);
+    cJSON_Delete(root);
+}
+
+static void make_references(void)
+{
+    gen_run(&g_greedy_ref, "", N_GEN, 0.0f, 0);
+    check_greedy_reference(&g_greedy_ref);
+    gen_run(&g_seeded_ref, "", N_GEN, 0.8f, SEED);
+    assert_int_equal(g_seeded_ref.n_ids, N_GEN);
+}
+
+/* ---- fixture ---------------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    (void)state;
+    unsetenv("XDG_RUNTIME_DIR"); /* short socket paths: /tmp/greta-<uid>/<instance> */
+    setenv("GRETA_HEARTBEAT_MS", "50", 1);
+    setenv("GRETA_HANG_TIMEOUT_MS", "1000", 1);
+    unsetenv("GRETA_TRACE");
+    g_model = greta_testdata_find("stories260K.gguf");
+    if (!g_model)
+        return 0;
+    static char model[4096];
+    snprintf(model, sizeof model, "%s", g_model);
+    g_model = model;
+    snprintf(g_instance, sizeof g_instance, "t%d-%.12s", (int)getpid(), g_group);
+    greta_error err = {0};
+    greta_runtime_dir(g_instance, g_rundir, sizeof g_rundir, &err);
+    g_rand = (unsigned)time(NULL) ^ (unsigned)getpid();
+    fprintf(stderr, "instance %s, random seed %u\n", g_instance, g_rand);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (!g_model)
+        return 0;
+    greta_down();
+    /* the logs go to the test output (ctest --output-on-failure), then away */
+    const char *logs[] = {"supervisor", "tokenizer", "sampler", "gpu-worker"};
+    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
+        char path[GRETA_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/%s.log", g_rundir, logs[i]);
+        size_t n;
+        char *text = greta_read_file(path, &n);
+        if (text && n)
+            fprintf(stderr, "---- %s.log\n%s", logs[i], n > 4000 ? text + n - 4000 : text);
+        free(text);
+    }
+    greta_runtime_dir_clean(g_rundir, 1);
+    return 0;
+}
+
+static uint32_t random_step(uint32_t lo, uint32_t hi)
+{
+    return lo + (uint32_t)(rand_r(&g_rand) % (hi - lo + 1));
+}
+
+/* ---- groups ------------------------------------------------------------------------- */
+
+static void test_basic(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    assert_int_equal(greta_up(NULL), 0);
+    assert_int_equal(greta_up(NULL), 0); /* already up: fine, nothing new */
+    make_references();
+    /* seeded sampling is deterministic and differs from greedy */
+    gen_job again;
+    gen_run(&again, "", N_GEN, 0.8f, SEED);
+    same_output(&again, &g_seeded_ref);
+    assert_false(g_seeded_ref.n_ids == g_greedy_ref.n_ids &&
+                 !memcmp(g_seeded_ref.ids, g_greedy_ref.ids, sizeof g_greedy_ref.ids[0] * N_GEN));
+    /* a prompt with text: prefill of several tokens, continuation keeps its space */
+    gen_job p;
+    gen_run(&p, "Once upon a time", 20, 0.0f, 0);
+    assert_int_equal(p.n_ids, 20);
+    assert_true(p.res.prompt_tokens > 2);
+    assert_true(p.text[0] == ' ' || p.text[0] == ',');
+    /* a stop string: the text ends before it, reason stop */
+    gen_job s;
+    memset(&s, 0, sizeof s);
+    s.stop = "park";
+    s.prompt = "";
+    s.n = N_GEN;
+    s.rid = greta_client_request_id();
+    pthread_create(&s.th, NULL, gen_main, &s);
+    /* (gen_start would reset .stop) */
+    gen_join(&s);
+    assert_int_equal(s.res.finish_reason, GRETA__FINISH_REASON__FINISH_STOP);
+    const char *ref = g_greedy_ref.text;
+    const char *at = strstr(ref, "park");
+    assert_non_null(at);
+    assert_int_equal(s.len, (size_t)(at - ref));
+    assert_memory_equal(s.text, ref, s.len);
+    assert_true(s.n_ids < N_GEN);
+    /* status works; the stages were never restarted; -t 1 reached the worker */
+    assert_int_equal(run_cmd("%s status --instance %s", GRETA_BIN, g_instance), 0);
+    assert_int_equal(count_in_log("supervisor", "restart stage="), 0);
+    greta_shm *shm = attach();
+    assert_int_equal(greta_shm_hdr(shm)->n_threads, 1);
+    assert_int_equal(greta_shm_hdr(shm)->n_slots, 4); /* the default */
+    assert_string_equal(greta_shm_hdr(shm)->backend, "cpu");
+    greta_shm_detach(&shm);
+    assert_int_equal(count_in_log("gpu-worker", ", 1 thread)"), 1);
+    /* greta restart STAGE: a new process, logged, and requests still work */
+    shm = attach();
+    int old = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->pid);
+    assert_int_equal(run_cmd("%s restart sampler --instance %s", GRETA_BIN, g_instance), 0);
+    assert_true(WAIT_FOR(atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->pid) != old &&
+                             atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->state) == GRETA_STAGE_RUNNING,
+                         10000));
+    greta_shm_detach(&shm);
+    assert_int_equal(count_in_log("supervisor", "restart stage=sampler"), 1);
+    assert_int_equal(count_in_log("supervisor", "reason=\"restart requested\""), 1);
+    assert_int_equal(run_cmd("%s restart frontend --instance %s", GRETA_BIN, g_instance), 2);
+    gen_run(&again, "", N_GEN, 0.8f, SEED);
+    same_output(&again, &g_seeded_ref);
+    greta_down();
+    assert_int_equal(run_cmd("%s status --instance %s", GRETA_BIN, g_instance), 1);
+
+    /* --ctx and --slots size the segment: a 32-position context ends the
+     * request early, with the reference's first 31 tokens */
+    assert_int_equal(greta_up("--ctx 32 --slots 2"), 0);
+    shm = attach();
+    assert_int_equal(greta_shm_hdr(shm)->n_ctx, 32);
+    assert_int_equal(greta_shm_hdr(shm)->n_slots, 2);
+    greta_shm_detach(&shm);
+    gen_job c;
+    gen_run(&c, "", N_GEN, 0.0f, 0);
+    assert_int_equal(c.res.finish_reason, GRETA__FINISH_REASON__FINISH_CONTEXT);
+    assert_int_equal(c.n_ids, 31);
+    assert_memory_equal(c.ids, g_greedy_ref.ids, 31 * sizeof c.ids[0]);
+    greta_down();
+#ifndef GRETA_HAVE_GPU
+    /* --backend reaches the worker; this build has no GPU backend */
+    assert_int_equal(greta_up("--backend gpu"), 1);
+#endif
+    assert_int_equal(greta_up("--backend tpu"), 2);
+    assert_int_equal(greta_up("--slots 0"), 2);
+}
+
+/* Kills `victim` (a stage index, or -1 for the supervisor) during a greedy
+ * and during a seeded generation. */
+static void restart_case(int victim)
+{
+    const char *name = victim >= 0 ? greta_stage_name(victim) : "supervisor";
+    char needle[64];
+    snprintf(needle, sizeof needle, "restart stage=%s ", name);
+    greta_shm *shm = attach();
+    for (int seeded = 0; seeded < 2; seeded++) {
+        const gen_job *ref = seeded ? &g_seeded_ref : &g_greedy_ref;
+        int restarts_before = count_in_log("supervisor", needle);
+        int pid = victim >= 0 ? atomic_load(&greta_shm_stage_at(shm, victim)->pid)
+                              : atomic_load(&greta_shm_hdr(shm)->owner_pid);
+        uint32_t k = 0, at = 0;
+        gen_job j;
+        for (int attempt = 0; attempt < 8 && !at; attempt++) {
+            k = random_step(10, 150 / (attempt + 1) + 10);
+            gen_start(&j, "", N_GEN, seeded ? 0.8f : 0.0f, seeded ? SEED : 0);
+            if (!(at = freeze_at(shm, j.rid, k))) {
+                gen_join(&j);
+                same_output(&j, ref);
+            }
+        }
+        assert_true(at > 0);
+        kill(pid, SIGKILL);
+        if (victim != GRETA_STAGE_WORKER)
+            thaw(shm);
+        fprintf(stderr, "kill -9 %s (pid %d) at generated token %u (aimed at %u), %s run\n", name, pid, at, k,
+                seeded ? "seeded" : "greedy");
+        gen_join(&j);
+        same_output(&j, ref);
+        assert_int_equal(j.res.completion_tokens, N_GEN);
+        fprintf(stderr, "  completed: %u tokens, %u duplicates dropped, %u resumes\n", j.res.completion_tokens,
+                j.res.duplicates, j.res.resumes);
+        if (victim >= 0) {
+            assert_true(WAIT_FOR(atomic_load(&greta_shm_stage_at(shm, victim)->pid) != pid &&
+                                     atomic_load(&greta_shm_stage_at(shm, victim)->state) == GRETA_STAGE_RUNNING,
+                                 10000));
+            assert_int_equal(count_in_log("supervisor", needle), restarts_before + 1);
+            assert_int_equal(count_in_log("supervisor", "restart stage="), restarts_before + 1);
+        } else {
+            /* the stages served on without it; `greta up` adopts them */
+            int stage_pids[GRETA_STAGE_COUNT];
+            for (int i = 0; i < GRETA_STAGE_COUNT; i++)
+                stage_pids[i] = atomic_load(&greta_shm_stage_at(shm, i)->pid);
+            int adopts = count_in_log("supervisor", "adopt stage=");
+            assert_int_equal(greta_up(NULL), 0);
+            int npid = atomic_load(&greta_shm_hdr(shm)->owner_pid);
+            assert_int_not_equal(npid, pid);
+            assert_true(greta_shm_owner_alive(shm));
+            assert_int_equal(count_in_log("supervisor", "adopt stage="), adopts + GRETA_STAGE_COUNT);
+            for (int i = 0; i < GRETA_STAGE_COUNT; i++)
+                assert_int_equal(atomic_load(&greta_shm_stage_at(shm, i)->pid), stage_pids[i]);
+            assert_int_equal(count_in_log("supervisor", "restart stage="), 0);
+        }
+    }
+    greta_shm_detach(&shm);
+}
+
+static void test_restart(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    assert_int_equal(greta_up(NULL), 0);
+    make_references();
+    if (!strcmp(g_group, "restart-supervisor"))
+        restart_case(-1);
+    else
+        restart_case(greta_stage_from_name(g_group + strlen("restart-")));
+}
+
+/* The journaled client killed mid-stream and run again. */
+static void test_restart_client(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    assert_int_equal(greta_up(NULL), 0);
+    make_references();
+    greta_shm *shm = attach();
+    const char *tmp = greta_test_tmpdir("pipeline_client");
+    for (int seeded = 0; seeded < 2; seeded++) {
+        const gen_job *ref = seeded ? &g_seeded_ref : &g_greedy_ref;
+        char journal[4200];
+        snprintf(journal, sizeof journal, "%s/journal-%d-%d", tmp, (int)getpid(), seeded);
+        unlink(journal);
+        char seedarg[32];
+        snprintf(seedarg, sizeof seedarg, "%d", seeded ? SEED : 0);
+        const char *argv[] = {JOURNAL_CLIENT, "--instance", g_instance, "--journal", journal, "-n", "200",
+                              "--temp", seeded ? "0.8" : "0", "--seed", seedarg, NULL};
+        pid_t pid = 0;
+        uint32_t k = 0, at = 0;
+        int st;
+        for (int attempt = 0; attempt < 8 && !at; attempt++) {
+            unlink(journal);
+            pid = fork();
+            if (pid == 0) {
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+            }
+            /* its request id is the journal's first line */
+            uint64_t rid = 0;
+            assert_true(WAIT_FOR(({
+                                     size_t n;
+                                     char *t = greta_read_file(journal, &n);
+                                     if (t && !strncmp(t, "rid ", 4) && strchr(t, '\n'))
+                                         rid = strtoull(t + 4, NULL, 16);
+                                     free(t);
+                                     rid != 0;
+                                 }),
+                                 10000));
+            k = random_step(10, 150 / (attempt + 1) + 10);
+            if (!(at = freeze_at(shm, rid, k)))
+                waitpid(pid, &st, 0);
+        }
+        assert_true(at > 0);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        thaw(shm);
+        fprintf(stderr, "kill -9 journal_client (pid %d) at generated token %u (aimed at %u), %s run\n", pid, at,
+                k, seeded ? "seeded" : "greedy");
+        assert_true(WIFSIGNALED(st));
+        /* replaced: a new process continues from the journal */
+        pid_t again = fork();
+        if (again == 0) {
+            execv(argv[0], (char *const *)argv);
+            _exit(127);
+        }
+        assert_int_not_equal(again, pid);
+        assert_int_equal(waitpid(again, &st, 0), again);
+        assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        /* the journal holds every token once, in order, equal to the reference */
+        size_t n;
+        char *text = greta_read_file(journal, &n);
+        assert_non_null(text);
+        gen_job got;
+        memset(&got, 0, sizeof got);
+        got.in_order = 1;
+        int ends = 0;
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+            unsigned idx;
+            int tok;
+            char hex[8192];
+            if (sscanf(line, "tok %u %d %8191s", &idx, &tok, hex) == 3) {
+                if (idx != got.n_ids)
+                    got.in_order = 0;
+                got.ids[got.n_ids++] = tok;
+                for (size_t h = 0; hex[0] != '-' && hex[h] && hex[h + 1]; h += 2) {
+                    unsigned b;
+                    sscanf(hex + h, "%2x", &b);
+                    got.text[got.len++] = (char)b;
+                }
+            } else if (!strncmp(line, "end ", 4)) {
+                ends++;
+                got.res.finish_reason = atoi(line + 4);
+            }
+        }
+        free(text);
+        assert_int_equal(ends, 1);
+        assert_true(got.in_order);
+        same_output(&got, ref);
+    }
+    greta_shm_detach(&shm);
+}
+
+static void test_hang(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    assert_int_equal(greta_up(NULL), 0);
+    make_references();
+    greta_shm *shm = attach();
+    for (int v = 0; v < 2; v++) {
+        int victim = v ? GRETA_STAGE_WORKER : GRETA_STAGE_SAMPLER;
+        int pid = atomic_load(&greta_shm_stage_at(shm, victim)->pid);
+        gen_job j;
+        uint32_t at = 0;
+        for (int attempt = 0; attempt < 8 && !at; attempt++) {
+            gen_start(&j, "", N_GEN, 0.8f, SEED);
+            if (!(at = freeze_at(shm, j.rid, random_step(10, 150 / (attempt + 1) + 10)))) {
+                gen_join(&j);
+                same_output(&j, &g_seeded_ref);
+            }
+        }
+        assert_true(at > 0);
+        kill(pid, SIGSTOP);
+        if (victim != GRETA_STAGE_WORKER)
+            thaw(shm);
+        fprintf(stderr, "SIGSTOP %s (pid %d) at generated token %u\n", greta_stage_name(victim), pid, at);
+        gen_join(&j);
+        same_output(&j, &g_seeded_ref);
+        assert_false(greta_proc_alive(pid, 0)); /* killed by the supervisor */
+        assert_true(WAIT_FOR(atomic_load(&greta_shm_stage_at(shm, victim)->state) == GRETA_STAGE_RUNNING, 10000));
+        char needle[64];
+        snprintf(needle, sizeof needle, "restart stage=%s ", greta_stage_name(victim));
+        assert_int_equal(count_in_log("supervisor", needle), 1);
+    }
+    /* detected by GRETA_HANG_TIMEOUT_MS=1000, not the default 3000 */
+    size_t n;
+    char path[GRETA_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/supervisor.log", g_rundir);
+    char *log = greta_read_file(path, &n);
+    int hung = 0;
+    for (char *p = log; (p = strstr(p, "hung: no heartbeat for ")) != NULL; p++) {
+        int ms = atoi(p + strlen("hung: no heartbeat for "));
+        assert_true(ms > 1000 && ms < 3000);
+        hung++;
+    }
+    free(log);
+    assert_true(hung >= 2);
+    greta_shm_detach(&shm);
+}
+
+static void test_concurrent(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    assert_int_equal(greta_up("--slots 3"), 0);
+    const char *prompts[3] = {"Once upon a time", "The cat", ""};
+    gen_job solo[3], together[3];
+    for (int i = 0; i < 3; i++)
+        gen_run(&solo[i], prompts[i], 100, i == 1 ? 0.8f : 0.0f, 7);
+    greta_error err = {0};
+    greta_client *c = NULL;
+    assert_int_equal(greta_client_open(g_instance, &c, &err), 0);
+    uint32_t mb0 = 0;
+    assert_int_equal(greta_client_stats(c, 1, &mb0, NULL, NULL, &err), 0);
+    assert_int_equal(mb0, 1); /* solo runs never shared a step */
+    for (int i = 0; i < 3; i++)
+        gen_start(&together[i], prompts[i], 100, i == 1 ? 0.8f : 0.0f, 7);
+    for (int i = 0; i < 3; i++) {
+        gen_join(&together[i]);
+        same_output(&together[i], &solo[i]); /* batching changes nothing */
+    }
+    uint32_t mb = 0;
+    uint64_t steps = 0;
+    assert_int_equal(greta_client_stats(c, 1, &mb, &steps, NULL, &err), 0);
+    fprintf(stderr, "max batch %u over %llu steps; per request max batch %u %u %u\n", mb,
+            (unsigned long long)steps, together[0].res.max_batch, together[1].res.max_batch,
+            together[2].res.max_batch);
+    assert_int_equal(mb, 3);
+    int shared = 0;
+    for (int i = 0; i < 3; i++)
+        shared += together[i].res.max_batch >= 2;
+    assert_true(shared >= 2);
+    greta_client_close(&c);
+}
+
+static void test_trace(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    const char *dir = greta_test_tmpdir("pipeline_trace");
+    run_cmd("rm -f %s/*.json", dir);
+    char extra[4200];
+    snprintf(extra, sizeof extra, "--trace %s", dir);
+    assert_int_equal(greta_up(extra), 0);
+    gen_job j;
+    gen_run(&j, "Once upon a time", 30, 0.0f, 0);
+    greta_down(); /* the stages close their trace files */
+    char out[4200];
+    snprintf(out, sizeof out, "%s/out.txt", dir);
+    assert_int_equal(run_cmd("%s trace %s > %s", GRETA_BIN, dir, out), 0);
+    const char *spans[][2] = {{"tokenizer", "encode"},        {"gpu-worker", "queue_wait"},
+                              {"gpu-worker", "prefill"},      {"gpu-worker", "decode_step"},
+                              {"gpu-worker", "logits_handoff"}, {"sampler", "sample"},
+                              {"tokenizer", "detokenize"},    {"tokenizer", "deliver"}};
+    size_t n;
+    char *table = greta_read_file(out, &n);
+    assert_non_null(table);
+    for (size_t i = 0; i < sizeof spans / sizeof spans[0]; i++) {
+        char row[64];
+        snprintf(row, sizeof row, "%-12s %-16s", spans[i][0], spans[i][1]);
+        if (!strstr(table, row))
+            fail_msg("no '%s' row in:\n%s", row, table);
+    }
+    /* 30 tokens: one sample span and one detokenize span each */
+    char *p = strstr(table, "sampler      sample");
+    assert_int_equal(strtol(p + 30, NULL, 10), 30);
+    free(table);
+    /* the merged file has the request id in args */
+    snprintf(out, sizeof out, "%s/merged.json", dir);
+    char rid[32];
+    snprintf(rid, sizeof rid, "%016llx", (unsigned long long)j.rid);
+    assert_true(count_in_file(out, rid) >= 30 * 3);
+
+    /* GRETA_TRACE=DIR does the same without the flag; off, nothing is written */
+    const char *dir2 = greta_test_tmpdir("pipeline_trace_env");
+    run_cmd("rm -f %s/*.json", dir2);
+    setenv("GRETA_TRACE", dir2, 1);
+    assert_int_equal(greta_up(NULL), 0);
+    unsetenv("GRETA_TRACE");
+    gen_run(&j, "", 5, 0.0f, 0);
+    greta_down();
+    snprintf(out, sizeof out, "%s/out.txt", dir2);
+    assert_int_equal(run_cmd("%s trace %s > %s", GRETA_BIN, dir2, out), 0);
+    char row[80];
+    snprintf(row, sizeof row, "%-12s %-16s %8d ", "sampler", "sample", 5);
+    assert_int_equal(count_in_file(out, row), 1);
+    run_cmd("rm -f %s/*.json", dir2);
+    assert_int_equal(greta_up(NULL), 0);
+    gen_run(&j, "", 5, 0.0f, 0);
+    greta_down();
+    assert_int_equal(run_cmd("%s trace %s 2>/dev/null", GRETA_BIN, dir2), 1); /* no trace files */
+}
+
+/* Sends raw bytes to a ROUTER stage and expects an Error whose message has `want`. */
+static void expect_error(greta_client *c, int to_worker, const void *data, size_t len, int code, const char *want)
+{
+    int got = 0;
+    char msg[512] = "";
+    int r = greta_client_send_raw(c, to_worker, data, len, 5000, &got, msg, sizeof msg);
+    if (r != 1)
+        fail_msg("%s: no Error reply (%d) for %zu bytes", to_worker ? "gpu-worker" : "tokenizer", r, len);
+    fprintf(stderr, "  %s: error %d: %s\n", to_worker ? "gpu-worker" : "tokenizer", got, msg);
+    assert_int_equal(got, code);
+    if (!strstr(msg, want))
+        fail_msg("expected '%s' in '%s'", want, msg);
+}
+
+static size_t pack(Greta__Envelope *env, uint8_t *buf, size_t cap)
+{
+    size_t n = protobuf_c_message_get_packed_size(&env->base);
+    assert_true(n <= cap);
+    return protobuf_c_message_pack(&env->base, buf);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    assert_int_equal(greta_up(NULL), 0);
+    make_references();
+    /* a request runs while every socket gets junk */
+    gen_job j;
+    gen_start(&j, "", N_GEN, 0.8f, SEED);
+    greta_error err = {0};
+    greta_client *c = NULL;
+    assert_int_equal(greta_client_open(g_instance, &c, &err), 0);
+    const uint8_t junk[] = {0xde, 0xad, 0xbe, 0xef, 0x01, 0x02, 0xff, 0x7f};
+    uint8_t buf[256];
+    Greta__Envelope env;
+    Greta__Resume rs = GRETA__RESUME__INIT;
+    Greta__Submit sb = GRETA__SUBMIT__INIT;
+    Greta__Release rl = GRETA__RELEASE__INIT;
+    int32_t prompt[3] = {1, 5000, 2};
+    for (int w = 0; w < 2; w++) {
+        expect_error(c, w, junk, sizeof junk, GRETA_ERR_FORMAT, "malformed or truncated");
+        /* a valid Submit cut short */
+        greta_msg_init(&env, 77);
+        sb.n_prompt = 3;
+        sb.prompt = prompt;
+        sb.max_tokens = 5;
+        env.body_case = GRETA__ENVELOPE__BODY_SUBMIT;
+        env.submit = &sb;
+        size_t n = pack(&env, buf, sizeof buf);
+        expect_error(c, w, buf, n - 3, GRETA_ERR_FORMAT, "not a valid greta.Envelope");
+        /* another protocol version */
+        greta_msg_init(&env, 78);
+        env.version = 9;
+        env.body_case = GRETA__ENVELOPE__BODY_RESUME;
+        env.resume = &rs;
+        n = pack(&env, buf, sizeof buf);
+        expect_error(c, w, buf, n, GRETA_ERR_UNSUPPORTED, "envelope.version: 9");
+        /* oversized */
+        size_t big = GRETA_MSG_MAX + 16;
+        uint8_t *b = calloc(1, big);
+        expect_error(c, w, b, big, GRETA_ERR_LIMIT, "oversized");
+        free(b);
+    }
+    /* unknown request ids */
+    greta_msg_init(&env, 0x1234);
+    env.body_case = GRETA__ENVELOPE__BODY_RESUME;
+    env.resume = &rs;
+    expect_error(c, 0, buf, pack(&env, buf, sizeof buf), GRETA_ERR_NOT_FOUND, "unknown request id");
+    env.body_case = GRETA__ENVELOPE__BODY_RELEASE;
+    env.release = &rl;
+    expect_error(c, 1, buf, pack(&env, buf, sizeof buf), GRETA_ERR_NOT_FOUND, "unknown request id");
+    /* a message for another stage, a token outside the vocabulary */
+    expect_error(c, 0, buf, pack(&env, buf, sizeof buf), GRETA_ERR_INVALID, "does not take release");
+    greta_msg_init(&env, 0x99);
+    env.body_case = GRETA__ENVELOPE__BODY_SUBMIT;
+    env.submit = &sb;
+    expect_error(c, 1, buf, pack(&env, buf, sizeof buf), GRETA_ERR_FORMAT, "submit.prompt[1]: token 5000");
+
+    /* PULL sockets: junk is logged and dropped */
+    void *zctx = zmq_ctx_new();
+    const char *pulls[][2] = {{GRETA_EP_STEP_READY, "sampler"},
+                              {GRETA_EP_STEP_DONE, "gpu-worker"},
+                              {GRETA_EP_TOKEN_EVENTS, "tokenizer"},
+                              {GRETA_EP_HEARTBEAT, "supervisor"}};
+    for (int i = 0; i < 4; i++) {
+        void *p = greta_zsock_new(zctx, ZMQ_PUSH, &err);
+        char path[GRETA_PATH_MAX];
+        greta_endpoint_path(g_rundir, pulls[i][0], path, sizeof path, &err);
+        assert_int_equal(greta_zsock_connect(p, path, &err), 0);
+        const char *needle = i == 3 ? "heartbeat socket: rejected message" : "rejected message";
+        int before = count_in_log(pulls[i][1], needle);
+        assert_int_equal(greta_zsend_raw(p, NULL, 0, junk, sizeof junk, &err), 0);
+        greta_msg_init(&env, 5);
+        env.body_case = GRETA__ENVELOPE__BODY_RELEASE; /* valid, but not for this socket */
+        env.release = &rl;
+        assert_int_equal(greta_zsend(p, NULL, 0, &env, &err), 0);
+        if (!WAIT_FOR(count_in_log(pulls[i][1], needle) >= before + 2, 5000))
+            fail_msg("%s.log: no rejection lines for junk on %s", pulls[i][1], pulls[i][0]);
+        greta_zsock_close(&p);
+    }
+    /* the control socket answers junk with an Error */
+    void *d = greta_zsock_new(zctx, ZMQ_DEALER, &err);
+    char path[GRETA_PATH_MAX];
+    greta_endpoint_path(g_rundir, GRETA_EP_SUPERVISOR, path, sizeof path, &err);
+    greta_zsock_connect(d, path, &err);
+    greta_zsend_raw(d, NULL, 0, junk, sizeof junk, &err);
+    greta_zmsg m;
+    assert_int_equal(greta_zrecv(d, 0, &m, 5000, &err), 1);
+    assert_non_null(m.env);
+    assert_int_equal(m.env->body_case, GRETA__ENVELOPE__BODY_ERROR);
+    greta_zmsg_clear(&m);
+    greta_zsock_close(&d);
+    zmq_ctx_term(zctx);
+
+    /* the request was not disturbed, nothing restarted, rejections counted */
+    gen_join(&j);
+    same_output(&j, &g_seeded_ref);
+    uint64_t rejected = 0;
+    assert_int_equal(greta_client_stats(c, 1, NULL, NULL, &rejected, &err), 0);
+    assert_true(rejected >= 7);
+    assert_int_equal(greta_client_stats(c, 0, NULL, NULL, &rejected, &err), 0);
+    assert_true(rejected >= 8);
+    assert_int_equal(count_in_log("supervisor", "restart stage="), 0);
+    greta_client_close(&c);
+}
+
+int main(int argc, char **argv)
+{
+    g_group = argc > 1 ? argv[1] : "basic";
+    signal(SIGPIPE, SIG_IGN);
+    struct CMUnitTest t;
+    if (!strcmp(g_group, "basic"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_basic, setup, teardown);
+    else if (!strncmp(g_group, "restart-", 8) && strcmp(g_group, "restart-client"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_restart, setup, teardown);
+    else if (!strcmp(g_group, "restart-client"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_restart_client, setup, teardown);
+    else if (!strcmp(g_group, "hang"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_hang, setup, teardown);
+    else if (!strcmp(g_group, "concurrent"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown);
+    else if (!strcmp(g_group, "bad-input"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown);
+    else if (!strcmp(g_group, "trace"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_trace, setup, teardown);
+    else {
+        fprintf(stderr, "unknown group '%s'\n", g_group);
+        return 2;
+    }
+    t.name = g_group;
+    const struct CMUnitTest tests[] = {t};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
