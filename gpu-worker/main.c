@@ -286,6 +286,22 @@ static void serve_rpc(worker *w, int timeout_ms)
 
 /* ---- steps ------------------------------------------------------------------------ */
 
+/* Reads what waits on the step socket: junk is rejected, StepDone messages
+ * only wake us (the segment's step_done is what counts). */
+static void drain_done(worker *w)
+{
+    greta_zmsg m;
+    greta_error err = {0};
+    while (greta_zrecv(w->done, 0, &m, 0, &err) == 1) {
+        if (!m.env)
+            greta_stage_reject(&w->c, NULL, NULL, 0, m.request_id, m.err.code, m.err.msg);
+        else if (m.env->body_case != GRETA__ENVELOPE__BODY_STEP_DONE)
+            greta_stage_reject(&w->c, NULL, NULL, 0, m.request_id, GRETA_ERR_INVALID,
+                               "the step socket takes StepDone messages only");
+        greta_zmsg_clear(&m);
+    }
+}
+
 static void send_ready(worker *w, uint32_t batch_size, const int32_t *slots, size_t n)
 {
     Greta__Envelope env;
@@ -313,16 +329,7 @@ static int wait_sampler(worker *w, uint32_t batch_size, const int32_t *slots, si
         greta_heartbeat_progress(w->c.hb);
         if (it[1].revents & ZMQ_POLLIN)
             serve_rpc(w, 0);
-        greta_zmsg m;
-        greta_error err = {0};
-        while (greta_zrecv(w->done, 0, &m, 0, &err) == 1) {
-            if (!m.env)
-                greta_stage_reject(&w->c, NULL, NULL, 0, m.request_id, m.err.code, m.err.msg);
-            else if (m.env->body_case != GRETA__ENVELOPE__BODY_STEP_DONE)
-                greta_stage_reject(&w->c, NULL, NULL, 0, m.request_id, GRETA_ERR_INVALID,
-                                   "the step socket takes StepDone messages only");
-            greta_zmsg_clear(&m); /* the segment's step_done is what counts */
-        }
+        drain_done(w);
         if (greta_now_ms() >= resend_at) {
             send_ready(w, batch_size, slots, n);
             resend_at = greta_now_ms() + RESEND_MS;
@@ -555,7 +562,14 @@ int main(int argc, char **argv)
         if (did < 0)
             break;
         greta_heartbeat_progress(w.c.hb);
-        serve_rpc(&w, did ? 0 : 20);
+        if (did) {
+            serve_rpc(&w, 0);
+        } else { /* idle: wait for requests, keep the step socket clean */
+            zmq_pollitem_t it[2] = {{w.rpc, 0, ZMQ_POLLIN, 0}, {w.done, 0, ZMQ_POLLIN, 0}};
+            zmq_poll(it, 2, 20);
+            serve_rpc(&w, 0);
+        }
+        drain_done(&w);
     }
     if (rc < 0)
         fprintf(stderr, "greta-gpu-worker: %s\n", err.msg);

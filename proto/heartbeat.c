@@ -47,7 +47,8 @@ int greta_hang_timeout_ms(void)
     return env_ms("GRETA_HANG_TIMEOUT_MS", 3000, 50, 600000);
 }
 
-static void send_one(greta_heartbeat *hb, int hello)
+/* 1 when sent (with no supervisor connected, ZMQ_IMMEDIATE drops it). */
+static int send_one(greta_heartbeat *hb, int hello)
 {
     Greta__Envelope env;
     greta_msg_init(&env, 0);
@@ -67,8 +68,10 @@ static void send_one(greta_heartbeat *hb, int hello)
         env.body_case = GRETA__ENVELOPE__BODY_HEARTBEAT;
         env.heartbeat = &b;
     }
-    if (greta_zsend(hb->sock, NULL, 0, &env, NULL) == 0)
-        atomic_fetch_add(&hb->sent, 1);
+    if (greta_zsend(hb->sock, NULL, 0, &env, NULL) != 0)
+        return 0;
+    atomic_fetch_add(&hb->sent, 1);
+    return 1;
 }
 
 static void *run(void *arg)
@@ -81,10 +84,9 @@ static void *run(void *arg)
          * even if it missed the first one. */
         int64_t now = greta_now_ms();
         int hello = atomic_load(&hb->ready) && (last_hello == 0 || now - last_hello >= 2000);
-        if (hello)
-            last_hello = now;
         pthread_mutex_unlock(&hb->mu);
-        send_one(hb, hello);
+        if (send_one(hb, hello) && hello)
+            last_hello = now; /* a Hello that was dropped goes again next period */
         pthread_mutex_lock(&hb->mu);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -116,6 +116,8 @@ static int count_in_log(const char *log, const char *needle)
 /* ---- one generation in a thread --------------------------------------------------- */
 
 typedef struct gen_job {
+    _Atomic int done;       /* the thread finished */
+    pthread_barrier_t *barrier; /* if set: wait here after encoding, then submit */
     const char *prompt;
     int n;
     float temp;
@@ -161,6 +163,8 @@ static void *gen_main(void *arg)
     j->rc = greta_client_open(g_instance, &c, &err);
     if (j->rc == 0)
         j->rc = greta_client_encode(c, j->rid, j->prompt, strlen(j->prompt), 1, &ids, &n, &err);
+    if (j->barrier)
+        pthread_barrier_wait(j->barrier);
     if (j->rc == 0) {
         greta_client_request req = {0};
         const char *stops[1] = {j->stop};
@@ -180,7 +184,21 @@ static void *gen_main(void *arg)
     snprintf(j->err, sizeof j->err, "%s", err.msg);
     free(ids);
     greta_client_close(&c);
+    atomic_store(&j->done, 1);
     return NULL;
+}
+
+static int job_gone(void *ctx)
+{
+    return atomic_load(&((gen_job *)ctx)->done);
+}
+
+/* The child process exited (not reaped, so waitpid still works). */
+static int child_gone(void *ctx)
+{
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    return waitid(P_PID, (id_t)(intptr_t)ctx, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid != 0;
 }
 
 static void gen_start(gen_job *j, const char *prompt, int n, float temp, uint64_t seed)
@@ -253,10 +271,18 @@ static char proc_state(int pid)
  * while the test strikes) and returns the count; thaw() resumes it. Returns 0
  * (worker running) when the request finished first: a busy machine can keep
  * the test from looking in time; the caller tries again. */
-static uint32_t freeze_at(greta_shm *shm, uint64_t rid, uint32_t k)
+static uint32_t freeze_at(greta_shm *shm, uint64_t rid, uint32_t k, int (*gone)(void *), void *ctx)
 {
     int slot = -1;
-    assert_true(WAIT_FOR((slot = slot_of(shm, rid)) >= 0, 20000));
+    int64_t until = now_ms() + 20000;
+    while ((slot = slot_of(shm, rid)) < 0 && now_ms() < until) {
+        if (gone(ctx)) { /* submitted, done and released before we looked */
+            fprintf(stderr, "request finished before the test saw it; trying again\n");
+            return 0;
+        }
+        sched_yield();
+    }
+    assert_true(slot >= 0);
     greta_shm_slot *sl = greta_shm_slot_at(shm, (uint32_t)slot);
     int64_t end = now_ms() + 30000;
     while (generated(shm, slot) < k && atomic_load(&sl->state) == GRETA_SLOT_ACTIVE && now_ms() < end)
@@ -401,6 +427,39 @@ static void test_basic(void **state)
     assert_int_equal(s.len, (size_t)(at - ref));
     assert_memory_equal(s.text, ref, s.len);
     assert_true(s.n_ids < N_GEN);
+    /* a stop string that spans tokens ("," and " there"): held back, then cut */
+    memset(&s, 0, sizeof s);
+    s.stop = ", there was";
+    s.prompt = "";
+    s.n = N_GEN;
+    s.rid = greta_client_request_id();
+    pthread_create(&s.th, NULL, gen_main, &s);
+    gen_join(&s);
+    assert_int_equal(s.res.finish_reason, GRETA__FINISH_REASON__FINISH_STOP);
+    assert_int_equal(s.len, strlen("Once upon a time"));
+    assert_memory_equal(s.text, "Once upon a time", s.len);
+
+    /* chat: the model has no template, so raw: the content after BOS; a bad
+     * role is refused by the tokenizer */
+    {
+        greta_error err = {0};
+        greta_client *c = NULL;
+        assert_int_equal(greta_client_open(g_instance, &c, &err), 0);
+        int32_t *a = NULL, *b = NULL;
+        size_t na = 0, nb = 0;
+        const char *roles[1] = {"user"}, *contents[1] = {"Once upon a time"};
+        assert_int_equal(greta_client_encode_chat(c, 11, roles, contents, 1, &a, &na, &err), 0);
+        assert_int_equal(greta_client_encode(c, 12, contents[0], strlen(contents[0]), 1, &b, &nb, &err), 0);
+        assert_int_equal(na, nb);
+        assert_memory_equal(a, b, na * sizeof *a);
+        assert_int_equal(a[0], 1);
+        free(a);
+        free(b);
+        const char *bad[1] = {"wizard"};
+        assert_int_equal(greta_client_encode_chat(c, 13, bad, contents, 1, &a, &na, &err), GRETA_ERR_FORMAT);
+        assert_non_null(strstr(err.msg, "encode.messages[0].role"));
+        greta_client_close(&c);
+    }
     /* status works; the stages were never restarted; -t 1 reached the worker */
     assert_int_equal(run_cmd("%s status --instance %s", GRETA_BIN, g_instance), 0);
     assert_int_equal(count_in_log("supervisor", "restart stage="), 0);
@@ -410,6 +469,7 @@ static void test_basic(void **state)
     assert_string_equal(greta_shm_hdr(shm)->backend, "cpu");
     greta_shm_detach(&shm);
     assert_int_equal(count_in_log("gpu-worker", ", 1 thread)"), 1);
+    gen_job c0;
     /* greta restart STAGE: a new process, logged, and requests still work */
     shm = attach();
     int old = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->pid);
@@ -425,6 +485,29 @@ static void test_basic(void **state)
     same_output(&again, &g_seeded_ref);
     greta_down();
     assert_int_equal(run_cmd("%s status --instance %s", GRETA_BIN, g_instance), 1);
+
+    /* a dead instance (supervisor and stages killed) leaves a stale segment:
+     * `greta up` removes it and starts afresh */
+    assert_int_equal(greta_up(NULL), 0);
+    shm = attach();
+    int dead[GRETA_STAGE_COUNT + 1];
+    for (int i = 0; i < GRETA_STAGE_COUNT; i++)
+        dead[i] = atomic_load(&greta_shm_stage_at(shm, i)->pid);
+    dead[GRETA_STAGE_COUNT] = atomic_load(&greta_shm_hdr(shm)->owner_pid);
+    for (int i = 0; i <= GRETA_STAGE_COUNT; i++)
+        kill(dead[i], SIGKILL);
+    assert_true(WAIT_FOR(greta_shm_is_stale(shm), 5000));
+    greta_shm_detach(&shm);
+    assert_int_equal(greta_up(NULL), 0);
+    shm = attach();
+    assert_false(greta_shm_is_stale(shm));
+    assert_int_equal(greta_shm_hdr(shm)->generation, 1); /* a new segment */
+    for (int i = 0; i < GRETA_STAGE_COUNT; i++)
+        assert_int_not_equal(atomic_load(&greta_shm_stage_at(shm, i)->pid), dead[i]);
+    greta_shm_detach(&shm);
+    gen_run(&c0, "", 20, 0.0f, 0);
+    assert_memory_equal(c0.ids, g_greedy_ref.ids, 20 * sizeof c0.ids[0]);
+    greta_down();
 
     /* --ctx and --slots size the segment: a 32-position context ends the
      * request early, with the reference's first 31 tokens */
@@ -465,7 +548,7 @@ static void restart_case(int victim)
         for (int attempt = 0; attempt < 8 && !at; attempt++) {
             k = random_step(10, 150 / (attempt + 1) + 10);
             gen_start(&j, "", N_GEN, seeded ? 0.8f : 0.0f, seeded ? SEED : 0);
-            if (!(at = freeze_at(shm, j.rid, k))) {
+            if (!(at = freeze_at(shm, j.rid, k, job_gone, &j))) {
                 gen_join(&j);
                 same_output(&j, ref);
             }
@@ -560,7 +643,7 @@ static void test_restart_client(void **state)
                                  }),
                                  10000));
             k = random_step(10, 150 / (attempt + 1) + 10);
-            if (!(at = freeze_at(shm, rid, k)))
+            if (!(at = freeze_at(shm, rid, k, child_gone, (void *)(intptr_t)pid)))
                 waitpid(pid, &st, 0);
         }
         assert_true(at > 0);
@@ -628,7 +711,7 @@ static void test_hang(void **state)
         uint32_t at = 0;
         for (int attempt = 0; attempt < 8 && !at; attempt++) {
             gen_start(&j, "", N_GEN, 0.8f, SEED);
-            if (!(at = freeze_at(shm, j.rid, random_step(10, 150 / (attempt + 1) + 10)))) {
+            if (!(at = freeze_at(shm, j.rid, random_step(10, 150 / (attempt + 1) + 10), job_gone, &j))) {
                 gen_join(&j);
                 same_output(&j, &g_seeded_ref);
             }
@@ -678,12 +761,35 @@ static void test_concurrent(void **state)
     uint32_t mb0 = 0;
     assert_int_equal(greta_client_stats(c, 1, &mb0, NULL, NULL, &err), 0);
     assert_int_equal(mb0, 1); /* solo runs never shared a step */
-    for (int i = 0; i < 3; i++)
-        gen_start(&together[i], prompts[i], 100, i == 1 ? 0.8f : 0.0f, 7);
+    /* hold the sampler while the three submit, so that none can finish before
+     * the others arrive however busy the machine is (the worker serves
+     * requests while it waits for the sampler) */
+    greta_shm *shm = attach();
+    int spid = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->pid);
+    kill(spid, SIGSTOP);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, 3);
+    for (int i = 0; i < 3; i++) {
+        memset(&together[i], 0, sizeof together[i]);
+        together[i].prompt = prompts[i];
+        together[i].n = 100;
+        together[i].temp = i == 1 ? 0.8f : 0.0f;
+        together[i].seed = 7;
+        together[i].rid = greta_client_request_id();
+        together[i].barrier = &barrier;
+        assert_int_equal(pthread_create(&together[i].th, NULL, gen_main, &together[i]), 0);
+    }
+    int in = WAIT_FOR(slot_of(shm, together[0].rid) >= 0 && slot_of(shm, together[1].rid) >= 0 &&
+                          slot_of(shm, together[2].rid) >= 0,
+                      20000);
+    kill(spid, SIGCONT);
+    greta_shm_detach(&shm);
+    assert_true(in);
     for (int i = 0; i < 3; i++) {
         gen_join(&together[i]);
         same_output(&together[i], &solo[i]); /* batching changes nothing */
     }
+    pthread_barrier_destroy(&barrier);
     uint32_t mb = 0;
     uint64_t steps = 0;
     assert_int_equal(greta_client_stats(c, 1, &mb, &steps, NULL, &err), 0);
@@ -736,6 +842,12 @@ static void test_trace(void **state)
     char rid[32];
     snprintf(rid, sizeof rid, "%016llx", (unsigned long long)j.rid);
     assert_true(count_in_file(out, rid) >= 30 * 3);
+    /* -o names the merged file */
+    char other[4200];
+    snprintf(other, sizeof other, "%s/other.json", dir);
+    unlink(other);
+    assert_int_equal(run_cmd("%s trace %s -o %s >/dev/null", GRETA_BIN, dir, other), 0);
+    assert_true(count_in_file(other, rid) >= 30 * 3);
 
     /* GRETA_TRACE=DIR does the same without the flag; off, nothing is written */
     const char *dir2 = greta_test_tmpdir("pipeline_trace_env");
