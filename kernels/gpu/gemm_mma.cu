@@ -1,25 +1,30 @@
 /* gemm_mma.cu - the library's instances of the matrix-core GEMM
  * (gemm_mma.cuh) and its dispatcher; the fp32 -> fp16 activation converter.
  *
- * Tiles (tokens x weight rows, all with BK = 32, 40 KiB or less of shared
- * memory, so no opt-in and two blocks per multiprocessor):
- *   128x128  the prefill workhorse: each decoded weight tile serves 128
- *            tokens; 64 fp32 accumulators per thread.
- *   64x128   twice the blocks for shapes whose 128x128 grid leaves
- *            multiprocessors idle or ends in a ragged last wave.
- *   64x64    small batches (16..64 tokens): four times the blocks, so more
- *            multiprocessors stream the weights.
+ * Tiles (tokens x weight rows; k steps of 32 unless named K64):
+ *   128x128      the prefill workhorse: each decoded weight tile serves 128
+ *                tokens; 64 fp32 accumulators per thread, 2 blocks per SM.
+ *   64x128       twice the blocks (rarely the best: kept for tuning).
+ *   64x64        small and medium batches: four times the blocks.
+ *   128x128 K64, 64x128 K64  fewer, longer steps (72 / 55 KiB of shared
+ *                memory, opted in); AUTO does not pick them yet.
  * AUTO estimates each tile's time as (blocks per multiprocessor, rounded up)
- * x (tile area) x (relative cost per element of that tile) and takes the
- * smallest; the relative costs (1.0, 1.2, 1.5) are tuned with
- * tests/perf/gemm-bench.cu.
+ * x (tile area) x (relative cost per element: 1.0, 1.45, 1.06), fitted to
+ * gemm-bench on an H100 (132 SMs): 9..256 tokens -> 64x64, 512 tokens ->
+ * 128x128 for 4096 rows and 32000 rows, 64x64 for 11008 rows.
  *
- * Threshold against the GEMV (GRETA_GPU_MMA_MIN_TOK = 16): up to 8 tokens
- * greta_gpu_matvec reads each weight once for all tokens and is bound by
- * memory bandwidth; the tensor-core kernel pays a decode per 64-token tile
- * but its cost hardly grows with the token count, so it wins as soon as the
- * GEMV no longer applies (9+ tokens) and by a wide margin from 16 (see
- * gemm-bench's sweep over n_tok for the measured crossover).
+ * Measured (H100 80GB HBM3, 2026-11-26, gemm-bench; Q4_K, 4096x4096, fp32
+ * activations): 512 tokens about 250-290 us (60-70 TFLOP/s; best tile with
+ * fp16 activations 217 us, 79 TFLOP/s); cuBLAS fp16 on the dequantized
+ * weights 28.5 us (603 TFLOP/s). The kernel is bound by the lock-step of
+ * its 8 warps per multiprocessor (decode, barrier, MMA in turn), not by
+ * memory: see the report of issue 8 for the next steps.
+ *
+ * Threshold against the GEMV (GRETA_GPU_MMA_MIN_TOK, prefill_ops.h): at 8
+ * tokens greta_gpu_matvec takes 73 us and this kernel 100-120 us for
+ * 4096x4096 Q4_K; from 9 tokens the GEMV no longer applies and this kernel
+ * (97-120 us up to 128 tokens) is about 2x faster than the CUDA-core
+ * greta_gpu_gemm (240-260 us), so it takes over right after the GEMV.
  */
 #include "gemm_mma.cuh"
 #include "gpu_ops.h"
@@ -39,6 +44,17 @@ static int gemm_mma_tiles(gpu_stream_t st, greta_gpu_mma_tile tile, const void *
     case GRETA_GPU_MMA_64x128:
         return gemm_mma_launch<TYPE, XT, 64, 128, MMA_BK>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y,
                                                           accumulate, err);
+    case GRETA_GPU_MMA_128x128_K64:
+#if defined(GRETA_GPU_CUDA)
+        return gemm_mma_launch<TYPE, XT, 128, 128, 64>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y, accumulate,
+                                                       err);
+#else /* 72 KiB of shared memory: more than a CDNA block's 64 KiB of LDS */
+        return gemm_mma_launch<TYPE, XT, 128, 128, MMA_BK>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y,
+                                                           accumulate, err);
+#endif
+    case GRETA_GPU_MMA_64x128_K64:
+        return gemm_mma_launch<TYPE, XT, 64, 128, 64>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y, accumulate,
+                                                      err);
     default:
         return gemm_mma_launch<TYPE, XT, 64, 64, MMA_BK>(st, w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y,
                                                          accumulate, err);
@@ -84,8 +100,8 @@ extern "C" greta_gpu_mma_tile greta_gpu_gemm_mma_pick(int64_t n, int32_t n_tok)
         double cost; /* relative cost per output element and k step */
     } tiles[] = {
         {GRETA_GPU_MMA_128x128, 128, 128, 1.0},
-        {GRETA_GPU_MMA_64x128, 64, 128, 1.2},
-        {GRETA_GPU_MMA_64x64, 64, 64, 1.5},
+        {GRETA_GPU_MMA_64x128, 64, 128, 1.45},
+        {GRETA_GPU_MMA_64x64, 64, 64, 1.06},
     };
     int sms = mma_sm_count();
     if (sms <= 0)

@@ -13,10 +13,11 @@
  *   loading each thread owns BM*BK/256 consecutive activations of one token
  *           row and BN*BK/256 consecutive weights of one weight row (whole
  *           8-element groups, decoded by gpu_deq<TYPE>::load from
- *           dequant.cuh, bit-exact with greta_dequant_row). Step kt+1 is
- *           fetched into registers while step kt is multiplied, then
- *           rounded to fp16 and stored into the other stage: one barrier
- *           per step.
+ *           dequant.cuh, bit-exact with greta_dequant_row). The
+ *           activations of step s+1 are loaded into registers before the
+ *           MMAs of step s; after them the weights of step s+1 are decoded,
+ *           everything is rounded to fp16 and stored into the other stage:
+ *           one barrier per step (MMA_PIPE_* below for the variants).
  *   warps   GRETA_WARP from the portability header: 8 warps of 32 on NVIDIA,
  *           4 wavefronts of 64 on AMD, laid out WARPS_M x WARPS_N over the
  *           block tile (WARPS_M = 2 for BM >= 64); warp tile WTM x WTN.
@@ -45,6 +46,28 @@ __host__ __device__ constexpr int gemm_mma_smem_bytes(int bm, int bn, int bk)
 {
     return 2 * (bm + bn) * (bk + MMA_PAD) * 2;
 }
+
+/* Blocks per multiprocessor the register budget is set for: two, except the
+ * largest tile with the long k step, which needs more than 128 registers. */
+__host__ __device__ constexpr int gemm_mma_min_blocks(int bm, int bn, int bk)
+{
+    return bm * bn >= 128 * 128 && bk >= 64 ? 1 : 2;
+}
+
+/* How many k steps ahead the weight lines are prefetched into L2 (the next
+ * step's lines go to L1). */
+#define MMA_PREFETCH_STEPS 4
+
+/* Where the weights of step s+1 are decoded: before the MMAs of step s
+ * (EARLY), after them (LATE, the library's), or after them from lines
+ * prefetched into L1/L2 while the MMAs ran (PREFETCH). EARLY and PREFETCH
+ * exist for gemm-bench: on the H100 LATE was the fastest of the three on
+ * all eight 7B shapes (e.g. Q4_K 11008x4096, 512 tokens: 449 / 468 / 581
+ * us for LATE / EARLY / PREFETCH), the prefetches costing more than they
+ * hide. */
+#define MMA_PIPE_EARLY 0
+#define MMA_PIPE_LATE 1
+#define MMA_PIPE_PREFETCH 2
 
 /* ---- activation staging: fp32 or fp16 (raw bits) rows ------------------------ */
 
@@ -145,6 +168,29 @@ template <uint32_t TYPE, int N> struct mma_w_stage {
             }
         }
     }
+    /* Cache hints for the bytes that load() will read for elements
+     * c .. c+N-1: the first, middle and last byte of their blocks (a block
+     * of at most 210 bytes spans at most three 128-byte lines, and the
+     * middle byte lies in the middle one). No effect on AMD. */
+    template <bool L1> __device__ static void prefetch(const uint8_t *row, int64_t c, int64_t k, bool ok)
+    {
+#if defined(GRETA_GPU_CUDA)
+        if (!ok || c >= k)
+            return;
+        const int64_t be = (int64_t)ggml_type_block_elems(TYPE), bb = (int64_t)ggml_type_block_bytes(TYPE);
+        const int64_t e1 = c + N < k ? c + N : k;
+        const int64_t lo = c / be * bb, hi = ((e1 - 1) / be + 1) * bb;
+        const uint8_t *p[3] = {row + lo, row + (lo + hi) / 2, row + hi - 1};
+#pragma unroll
+        for (int i = 0; i < 3; i++) {
+            if (L1)
+                asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p[i]));
+            else
+                asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p[i]));
+        }
+#endif
+    }
+
     __device__ void store(__half *dst) const
     {
 #pragma unroll
@@ -342,8 +388,8 @@ template <int BM, int BN, int BK> struct mma_core {
  * tile, so it is read from memory once and from L2 by the others.
  * Dynamic shared memory: gemm_mma_smem_bytes(BM, BN, BK). x_vec: x and ld_x
  * allow aligned 4-element loads (16 bytes fp32, 8 bytes fp16). */
-template <uint32_t TYPE, typename XT, int BM, int BN, int BK>
-__global__ void __launch_bounds__(MMA_THREADS, 2)
+template <uint32_t TYPE, typename XT, int BM, int BN, int BK, int PIPE = MMA_PIPE_LATE>
+__global__ void __launch_bounds__(MMA_THREADS, gemm_mma_min_blocks(BM, BN, BK))
 gemm_mma_kernel(const uint8_t *__restrict__ w, int64_t row_bytes, int64_t k, int64_t n, const XT *__restrict__ x,
                 int64_t ld_x, int32_t n_tok, float *__restrict__ y, int64_t ld_y, int accumulate, int x_vec)
 {
@@ -381,13 +427,20 @@ gemm_mma_kernel(const uint8_t *__restrict__ w, int64_t row_bytes, int64_t k, int
     for (int64_t s = 0; s < n_steps; s++) {
         const int cur = (int)(s & 1);
         const bool more = s + 1 < n_steps;
+        const int64_t k1 = (s + 1) * BK;
         if (more) {
-            const int64_t k0 = (s + 1) * BK;
-            xst.load(xrow, k0 + xc, k, x_ok, vec);
-            wst.load(wrow, k0 + wc, k, w_ok);
+            xst.load(xrow, k1 + xc, k, x_ok, vec); /* raw, consumed after the MMAs */
+            if constexpr (PIPE == MMA_PIPE_PREFETCH) {
+                mma_w_stage<TYPE, WPT>::template prefetch<true>(wrow, k1 + wc, k, w_ok);
+                mma_w_stage<TYPE, WPT>::template prefetch<false>(wrow, k1 + MMA_PREFETCH_STEPS * BK + wc, k, w_ok);
+            } else if constexpr (PIPE == MMA_PIPE_EARLY) {
+                wst.load(wrow, k1 + wc, k, w_ok);
+            }
         }
         core.step(xs + cur * BM * LDS, ws + cur * BN * LDS, wm, wn, lane);
         if (more) {
+            if constexpr (PIPE != MMA_PIPE_EARLY)
+                wst.load(wrow, k1 + wc, k, w_ok); /* decoded from the prefetched lines */
             xst.store(xs + (cur ^ 1) * BM * LDS + xr * LDS + xc);
             wst.store(ws + (cur ^ 1) * BN * LDS + wr * LDS + wc);
         }
@@ -399,14 +452,14 @@ gemm_mma_kernel(const uint8_t *__restrict__ w, int64_t row_bytes, int64_t k, int
 /* Launches one configuration; the caller has checked the arguments. Raises
  * the dynamic shared-memory limit when a configuration needs more than the
  * default 48 KiB (NVIDIA only; the library's tiles stay below it). */
-template <uint32_t TYPE, typename XT, int BM, int BN, int BK>
+template <uint32_t TYPE, typename XT, int BM, int BN, int BK, int PIPE = MMA_PIPE_LATE>
 static int gemm_mma_launch(gpu_stream_t st, const void *w, int64_t row_bytes, int64_t k, int64_t n, const XT *x,
                            int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate, greta_error *err)
 {
     constexpr int smem = gemm_mma_smem_bytes(BM, BN, BK);
 #if defined(GRETA_GPU_CUDA)
     if (smem > 48 * 1024)
-        GPU_CHECK(cudaFuncSetAttribute(gemm_mma_kernel<TYPE, XT, BM, BN, BK>,
+        GPU_CHECK(cudaFuncSetAttribute(gemm_mma_kernel<TYPE, XT, BM, BN, BK, PIPE>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
                   err);
 #else
@@ -415,7 +468,7 @@ static int gemm_mma_launch(gpu_stream_t st, const void *w, int64_t row_bytes, in
     const size_t align = sizeof(XT) * 4;
     const int x_vec = (ld_x % 4 == 0) && ((uintptr_t)x % align == 0);
     const dim3 grid((unsigned)((n_tok + BM - 1) / BM), (unsigned)((n + BN - 1) / BN));
-    gemm_mma_kernel<TYPE, XT, BM, BN, BK><<<grid, MMA_THREADS, smem, st>>>(
+    gemm_mma_kernel<TYPE, XT, BM, BN, BK, PIPE><<<grid, MMA_THREADS, smem, st>>>(
         (const uint8_t *)w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y, accumulate, x_vec);
     GPU_CHECK(gpu_last_error(), err);
     return 0;

@@ -21,9 +21,9 @@
  *   activations beyond the fp16 range (|v| > 65504) become infinite: fine
  *   for LLM weights and normalized activations, not a general fp32 GEMM.
  *
- *   Use it from n_tok >= GRETA_GPU_MMA_MIN_TOK (below that the GEMV kernel
- *   reads the weights once for all tokens and is faster; see gemm_mma.cu
- *   for the measurements behind the threshold).
+ *   Use it from n_tok >= GRETA_GPU_MMA_MIN_TOK (up to the GEMV's limit the
+ *   GEMV, which reads the weights once for all tokens, is faster; beyond
+ *   it this kernel is about 2x faster than greta_gpu_gemm: gemm_mma.cu).
  *
  * Flash attention (prefill of one sequence)
  *   The n_tok queries q[t] ([n_heads * head_dim], rows ld_q) are the tokens
@@ -53,9 +53,9 @@ extern "C" {
 #include "common/error.h"
 #include "kernels/gpu/gpu_ops.h"
 
-/* Smallest batch for which the backend should prefer greta_gpu_gemm_mma over
- * greta_gpu_matvec (whose limit is GRETA_GPU_MATVEC_MAX_TOK). */
-#define GRETA_GPU_MMA_MIN_TOK 16
+/* Smallest batch for which the backend should prefer greta_gpu_gemm_mma:
+ * right after the GEMV's limit (measurements in gemm_mma.cu). */
+#define GRETA_GPU_MMA_MIN_TOK (GRETA_GPU_MATVEC_MAX_TOK + 1)
 
 /* Block tiles (tokens x weight rows). AUTO picks one from the shape and the
  * device's multiprocessor count; the others exist for tests and tuning. */
@@ -64,7 +64,9 @@ typedef enum greta_gpu_mma_tile {
     GRETA_GPU_MMA_128x128 = 1,
     GRETA_GPU_MMA_64x128 = 2,
     GRETA_GPU_MMA_64x64 = 3,
-    GRETA_GPU_MMA_TILE_COUNT = 4
+    GRETA_GPU_MMA_128x128_K64 = 4, /* k steps of 64 (AMD: runs as 128x128, LDS limit) */
+    GRETA_GPU_MMA_64x128_K64 = 5,
+    GRETA_GPU_MMA_TILE_COUNT = 6
 } greta_gpu_mma_tile;
 
 /* Activation element type of the GEMM input. */

@@ -11,9 +11,10 @@
  * Covered: every supported weight type; row lengths of one block, a few
  * blocks and 11008 (float types: 7 and 172, not multiples of the 32-wide k
  * step); token counts and weight-row counts that are not multiples of any
- * tile; every tile and AUTO; fp32 and fp16 activations; row strides larger
- * than the row (and odd ones, which disable vector loads); accumulate; bad
- * arguments; the fp32 -> fp16 converter bit-exact against greta_f32_to_fp16.
+ * tile; every tile (k steps of 32 and 64) and AUTO; fp32 and fp16
+ * activations; row strides larger than the row (and odd ones, which disable
+ * vector loads); accumulate; bad arguments; the fp32 -> fp16 converter
+ * bit-exact against greta_f32_to_fp16.
  * Without a GPU every test is skipped with a message.
  */
 #include <math.h>
@@ -62,18 +63,20 @@ static void make_weights(uint32_t type, int64_t k, int64_t n, uint64_t seed, voi
     free(row);
 }
 
-static float fp16_round(float v) { return greta_fp16_to_f32(greta_f32_to_fp16(v)); }
-
 typedef struct mm_case {
     int64_t n;
     int32_t n_tok;
     int64_t ld_x_extra, ld_y_extra;
     greta_gpu_act act;
     int accumulate;
-    greta_gpu_mma_tile tile;
+    unsigned tiles; /* bit t: run greta_gpu_mma_tile t */
 } mm_case;
 
-/* Runs one case and returns the largest |gpu - ref| / sum|w x|. */
+#define ALL_TILES ((1u << GRETA_GPU_MMA_TILE_COUNT) - 2u) /* every explicit tile */
+#define TILE(t) (1u << (t))
+
+/* Runs one case with each tile of c->tiles against one reference; returns
+ * the largest |gpu - ref| / sum|w x|. */
 static double run_case(uint32_t type, int64_t k, const void *wq, const float *wd, const mm_case *c, uint64_t seed)
 {
     greta_error err = {0};
@@ -91,44 +94,56 @@ static double run_case(uint32_t type, int64_t k, const void *wq, const float *wd
     float *y0 = xmalloc(sizeof(float) * (size_t)(T * ld_y)), *y = xmalloc(sizeof(float) * (size_t)(T * ld_y));
     for (int64_t i = 0; i < T * ld_y; i++)
         y0[i] = c->accumulate ? 4.0f * trng_f(&seed) : NAN; /* NaN: every output must be written */
+    /* reference and magnitude sum|w x| per output */
+    double *ref = xmalloc(sizeof(double) * (size_t)(T * n)), *mag = xmalloc(sizeof(double) * (size_t)(T * n));
+    for (int32_t t = 0; t < T; t++)
+        for (int64_t r = 0; r < n; r++) {
+            double a = 0.0, m = 0.0;
+            const float *wr = wd + r * k, *xr = x + t * ld_x;
+            for (int64_t i = 0; i < k; i++) {
+                a += (double)wr[i] * (double)xr[i];
+                m += fabs((double)wr[i] * (double)xr[i]);
+            }
+            if (c->accumulate) {
+                a += (double)y0[t * ld_y + r];
+                m += fabs((double)y0[t * ld_y + r]) * 1e-4; /* the fp32 add */
+            }
+            ref[t * n + r] = a, mag[t * n + r] = m;
+        }
     const size_t wbytes = ggml_row_bytes(type, (uint64_t)k) * (size_t)n;
     void *d_w = dev_upload(wq, wbytes);
     void *d_x = c->act == GRETA_GPU_ACT_F16 ? dev_upload(xh, sizeof(uint16_t) * (size_t)(T * ld_x))
                                             : dev_upload(x, sizeof(float) * (size_t)(T * ld_x));
-    float *d_y = dev_upload(y0, sizeof(float) * (size_t)(T * ld_y));
-    EXPECT_OK(greta_gpu_gemm_mma_ex(NULL, type, d_w, k, n, d_x, c->act, ld_x, T, d_y, ld_y, c->accumulate, c->tile,
-                                    &err));
-    dev_download(y, d_y, sizeof(float) * (size_t)(T * ld_y));
     double worst = 0.0;
-    for (int32_t t = 0; t < T; t++) {
-        for (int64_t r = 0; r < n; r++) {
-            double ref = 0.0, mag = 0.0;
-            const float *wr = wd + r * k, *xr = x + t * ld_x;
-            for (int64_t i = 0; i < k; i++) {
-                ref += (double)wr[i] * (double)xr[i];
-                mag += fabs((double)wr[i] * (double)xr[i]);
+    for (int tile = 0; tile < GRETA_GPU_MMA_TILE_COUNT; tile++) {
+        if (!(c->tiles & TILE(tile)))
+            continue;
+        float *d_y = dev_upload(y0, sizeof(float) * (size_t)(T * ld_y));
+        EXPECT_OK(greta_gpu_gemm_mma_ex(NULL, type, d_w, k, n, d_x, c->act, ld_x, T, d_y, ld_y, c->accumulate,
+                                        (greta_gpu_mma_tile)tile, &err));
+        dev_download(y, d_y, sizeof(float) * (size_t)(T * ld_y));
+        greta_gpu_free(d_y);
+        for (int32_t t = 0; t < T; t++) {
+            for (int64_t r = 0; r < n; r++) {
+                const double got = y[t * ld_y + r], e = fabs(got - ref[t * n + r]), m = mag[t * n + r];
+                if (!(e <= 3e-3 * m + 1e-6))
+                    fail_msg("gemm_mma %s k %lld n %lld tokens %d tile %d act %s acc %d: y[%d][%lld] = %.9g, "
+                             "ref %.9g (|err| %.3g > 3e-3 * %.6g)",
+                             ggml_type_name(type), (long long)k, (long long)n, T, tile,
+                             c->act == GRETA_GPU_ACT_F16 ? "f16" : "f32", c->accumulate, t, (long long)r, got,
+                             ref[t * n + r], e, m);
+                if (m > 0 && e / m > worst)
+                    worst = e / m;
             }
-            if (c->accumulate) {
-                ref += (double)y0[t * ld_y + r];
-                mag += fabs((double)y0[t * ld_y + r]) * 1e-4; /* the fp32 add */
-            }
-            const double got = y[t * ld_y + r], e = fabs(got - ref);
-            if (!(e <= 3e-3 * mag + 1e-6))
-                fail_msg("gemm_mma %s k %lld n %lld tokens %d tile %d act %s acc %d: y[%d][%lld] = %.9g, ref %.9g "
-                         "(|err| %.3g > 3e-3 * %.6g)",
-                         ggml_type_name(type), (long long)k, (long long)n, T, (int)c->tile,
-                         c->act == GRETA_GPU_ACT_F16 ? "f16" : "f32", c->accumulate, t, (long long)r, got, ref, e,
-                         mag);
-            if (mag > 0 && e / mag > worst)
-                worst = e / mag;
+            /* the padding between rows is untouched */
+            for (int64_t r = n; r < ld_y; r++)
+                if (c->accumulate ? y[t * ld_y + r] != y0[t * ld_y + r] : !isnan(y[t * ld_y + r]))
+                    fail_msg("gemm_mma tile %d wrote y[%d][%lld], beyond n = %lld", tile, t, (long long)r,
+                             (long long)n);
         }
-        /* the padding between rows is untouched */
-        for (int64_t r = n; r < ld_y; r++)
-            if (c->accumulate ? y[t * ld_y + r] != y0[t * ld_y + r] : !isnan(y[t * ld_y + r]))
-                fail_msg("gemm_mma wrote y[%d][%lld], beyond n = %lld", t, (long long)r, (long long)n);
     }
-    greta_gpu_free(d_w), greta_gpu_free(d_x), greta_gpu_free(d_y);
-    free(x), free(xh), free(y0), free(y);
+    greta_gpu_free(d_w), greta_gpu_free(d_x);
+    free(x), free(xh), free(y0), free(y), free(ref), free(mag);
     return worst;
 }
 
@@ -147,14 +162,12 @@ static void test_gemm_mma_all_types(void **state)
             float *wd;
             make_weights(type, k, n_max, 1000 + ti * 10 + (uint64_t)ki, &wq, &wd);
             const mm_case cases[] = {
-                /* n, tokens, ld_x extra, ld_y extra, act, accumulate, tile */
-                {136, 130, 0, 0, GRETA_GPU_ACT_F32, 0, GRETA_GPU_MMA_128x128},
-                {136, 130, 0, 0, GRETA_GPU_ACT_F32, 0, GRETA_GPU_MMA_64x128},
-                {136, 130, 0, 0, GRETA_GPU_ACT_F32, 0, GRETA_GPU_MMA_64x64},
-                {200, 17, 4, 5, GRETA_GPU_ACT_F16, 1, GRETA_GPU_MMA_AUTO},
-                {72, 33, 1, 3, GRETA_GPU_ACT_F32, 1, GRETA_GPU_MMA_64x64},   /* odd ld_x: scalar loads */
-                {1, 65, 3, 0, GRETA_GPU_ACT_F16, 0, GRETA_GPU_MMA_128x128}, /* one weight row */
-            };
+                /* n, tokens, ld_x extra, ld_y extra, act, accumulate, tiles */
+                {136, 130, 0, 0, GRETA_GPU_ACT_F32, 0, ALL_TILES},
+                {200, 17, 4, 5, GRETA_GPU_ACT_F16, 1, TILE(GRETA_GPU_MMA_AUTO) | TILE(GRETA_GPU_MMA_128x128_K64)},
+                {72, 33, 1, 3, GRETA_GPU_ACT_F32, 1, TILE(GRETA_GPU_MMA_64x64) | TILE(GRETA_GPU_MMA_64x128_K64)},
+                {1, 65, 3, 0, GRETA_GPU_ACT_F16, 0, TILE(GRETA_GPU_MMA_128x128) | TILE(GRETA_GPU_MMA_64x128_K64)},
+            }; /* case 3: odd ld_x (scalar loads); case 4: one weight row */
             for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
                 const double w = run_case(type, k, wq, wd, &cases[ci], 77 + ci);
                 if (w > worst)
@@ -175,7 +188,7 @@ static void test_gemm_mma_7b_rows(void **state)
         void *wq;
         float *wd;
         make_weights(types[ti], 4096, 96, 500 + (uint64_t)ti, &wq, &wd);
-        const mm_case c = {96, 200, 0, 0, GRETA_GPU_ACT_F32, 0, GRETA_GPU_MMA_AUTO};
+        const mm_case c = {96, 200, 0, 0, GRETA_GPU_ACT_F32, 0, TILE(GRETA_GPU_MMA_AUTO) | ALL_TILES};
         const double w = run_case(types[ti], 4096, wq, wd, &c, 9);
         print_message("gemm_mma %-4s k 4096, 200 tokens: worst |err| / sum|w x| = %.2e\n",
                       ggml_type_name(types[ti]), w);
