@@ -22,5 +22,7 @@ int cmd_down(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_restart(int argc, char **argv);
 int cmd_trace(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_batch(int argc, char **argv);
 
 #endif

@@ -21,6 +21,8 @@ static const greta_command commands[] = {
     {"status", cmd_status, "show an instance's supervisor and stages"},
     {"restart", cmd_restart, "replace one stage of a running instance"},
     {"trace", cmd_trace, "merge per-stage Chrome traces and print a per-stage table"},
+    {"chat", cmd_chat, "chat with the model of an instance (line editing, history, /commands)"},
+    {"batch", cmd_batch, "run an OpenAI Batch API .jsonl file, many requests at once, resumable"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,233 @@
+/* instance.c - see instance.h. */
+#include "instance.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proto/endpoint.h"
+#include "proto/shm.h"
+
+struct greta_instance {
+    char name[GRETA_INSTANCE_MAX + 1];
+    char model[GRETA_SHM_PATH_LEN];
+    uint32_t n_ctx, n_slots, n_vocab;
+    int temporary;
+    int watch_fd;    /* write end of the watchdog's pipe (temporary instances), else -1 */
+    pid_t watch_pid; /* the watchdog, which becomes `greta down` */
+};
+
+const char *greta_instance_name(const greta_instance *in)
+{
+    return in->name;
+}
+int greta_instance_temporary(const greta_instance *in)
+{
+    return in->temporary;
+}
+const char *greta_instance_model(const greta_instance *in)
+{
+    return in->model;
+}
+uint32_t greta_instance_n_ctx(const greta_instance *in)
+{
+    return in->n_ctx;
+}
+uint32_t greta_instance_n_slots(const greta_instance *in)
+{
+    return in->n_slots;
+}
+uint32_t greta_instance_n_vocab(const greta_instance *in)
+{
+    return in->n_vocab;
+}
+
+/* Reads the geometry of a live instance; 1 if it is up, 0 if not, < 0 on error. */
+static int probe(greta_instance *in, greta_error *err)
+{
+    char shm_name[128];
+    int rc = greta_shm_name(in->name, shm_name, sizeof shm_name, err);
+    if (rc < 0)
+        return rc;
+    greta_shm *shm = NULL;
+    rc = greta_shm_attach(shm_name, &shm, err);
+    if (rc == GRETA_ERR_NOT_FOUND) {
+        greta_error_clear(err);
+        return 0;
+    }
+    if (rc < 0)
+        return greta_error_prefix(err, "instance %s", in->name);
+    int up = !greta_shm_is_stale(shm);
+    if (up) {
+        greta_shm_header *h = greta_shm_hdr(shm);
+        snprintf(in->model, sizeof in->model, "%.*s", (int)sizeof h->model_path - 1, h->model_path);
+        in->n_ctx = h->n_ctx;
+        in->n_slots = h->n_slots;
+        in->n_vocab = h->n_vocab;
+    }
+    greta_shm_detach(&shm);
+    return up;
+}
+
+static void wait_child(pid_t pid, int *status)
+{
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (status)
+        *status = st;
+}
+
+/* Forks the watchdog: it waits for EOF on the pipe, then execs `greta down`. */
+static int start_watchdog(greta_instance *in, const char *self, greta_error *err)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return greta_error_set(err, GRETA_ERR_IO, "pipe: %s", strerror(errno));
+    char *argv[] = {"greta", "down", "--instance", in->name, NULL};
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return greta_error_set(err, GRETA_ERR_IO, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        setsid(); /* no terminal signals (Ctrl-C is for the command) */
+        close(fds[1]);
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+        }
+        for (int k = 3; k < 1024; k++)
+            if (k != fds[0])
+                close(k);
+        char b;
+        ssize_t r;
+        while ((r = read(fds[0], &b, 1)) != 0 && (r > 0 || errno == EINTR)) {
+        }
+        execv(self, argv);
+        _exit(127);
+    }
+    close(fds[0]);
+    in->watch_fd = fds[1];
+    in->watch_pid = pid;
+    return GRETA_OK;
+}
+
+static int start_temporary(greta_instance *in, const greta_instance_opts *o, greta_error *err)
+{
+    char self[4096];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0)
+        return greta_error_set(err, GRETA_ERR_IO, "cannot find the greta executable (/proc/self/exe)");
+    self[k] = '\0';
+    char slots[16];
+    snprintf(slots, sizeof slots, "%d", o->slots);
+    char *argv[12];
+    int a = 0;
+    argv[a++] = "greta";
+    argv[a++] = "up";
+    argv[a++] = "--instance";
+    argv[a++] = in->name;
+    if (o->model) {
+        argv[a++] = "-m";
+        argv[a++] = (char *)o->model;
+    }
+    if (o->slots > 0) {
+        argv[a++] = "--slots";
+        argv[a++] = slots;
+    }
+    argv[a] = NULL;
+    if (o->log)
+        fprintf(o->log,
+                "greta: instance %s is not up: starting a temporary one (model %s); it stops when this "
+                "command ends\n",
+                in->name, o->model ? o->model : "default");
+    int rc = start_watchdog(in, self, err);
+    if (rc < 0)
+        return rc;
+    in->temporary = 1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return greta_error_set(err, GRETA_ERR_IO, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        setsid();
+        int nul = open("/dev/null", O_RDWR);
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1); /* `up` prints the status table; errors still go to stderr */
+        }
+        execv(self, argv);
+        _exit(127);
+    }
+    int st = 0;
+    wait_child(pid, &st);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return greta_error_set(err, GRETA_ERR_STATE, "could not start temporary instance %s (greta up failed)",
+                               in->name);
+    rc = probe(in, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return greta_error_set(err, GRETA_ERR_STATE, "temporary instance %s went away right after starting", in->name);
+    return GRETA_OK;
+}
+
+int greta_instance_open(const greta_instance_opts *o, greta_instance **out, greta_error *err)
+{
+    *out = NULL;
+    const char *name = o->name ? o->name : "default";
+    int rc = greta_instance_check(name, err);
+    if (rc < 0)
+        return greta_error_prefix(err, "--instance");
+    greta_instance *in = calloc(1, sizeof *in);
+    if (!in)
+        return greta_error_set(err, GRETA_ERR_NOMEM, "out of memory");
+    in->watch_fd = -1;
+    snprintf(in->name, sizeof in->name, "%s", name);
+    rc = probe(in, err);
+    if (rc == 1 && o->model) {
+        char *want = realpath(o->model, NULL);
+        if (!want) {
+            rc = greta_error_set(err, GRETA_ERR_IO, "-m %s: %s", o->model, strerror(errno));
+        } else {
+            if (strcmp(want, in->model) != 0)
+                rc = greta_error_set(err, GRETA_ERR_STATE,
+                                     "instance %s serves %s, not -m %s (leave out -m, or use another --instance)",
+                                     in->name, in->model, want);
+            free(want);
+        }
+    } else if (rc == 0) {
+        rc = start_temporary(in, o, err);
+    }
+    if (rc < 0) {
+        greta_instance_close(&in);
+        return rc;
+    }
+    *out = in;
+    return GRETA_OK;
+}
+
+void greta_instance_close(greta_instance **pin)
+{
+    if (!pin || !*pin)
+        return;
+    greta_instance *in = *pin;
+    if (in->watch_fd >= 0) {
+        close(in->watch_fd); /* the watchdog runs `greta down` now */
+        int st = 0;
+        wait_child(in->watch_pid, &st);
+        char dir[GRETA_PATH_MAX];
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && greta_runtime_dir(in->name, dir, sizeof dir, NULL) == 0)
+            greta_runtime_dir_clean(dir, 1); /* its logs too: nobody asked for this instance */
+    }
+    free(in);
+    *pin = NULL;
+}
