@@ -8,7 +8,7 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git ca-certificates curl
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libcjson-dev
       libcmocka-dev libedit-dev libcurl4-openssl-dev python3 tmux systemd shellcheck)
-HIP_PKGS=(clang-19 llvm-19 libamdhip64-dev hipcc rocm-device-libs)
+HIP_PKGS=(clang-19 llvm-19 lld-19 clang-tools-19 libamdhip64-dev hipcc rocm-device-libs)
 
 want_hip=0
 for a in "$@"; do

@@ -173,12 +173,12 @@ static uint64_t weights_total(const greta_model *m, const gguf_tensor **t, int n
     return s;
 }
 
-/* Attention splits for a batch of n_tok tokens: enough blocks to fill the
- * GPU twice over when the batch is small (decode), one chunk otherwise. */
+/* Attention splits for a batch of n_tok tokens: about four blocks per
+ * multiprocessor when the batch is small (decode), one chunk otherwise. */
 static int32_t attention_splits(const gpu_config *c, int64_t n_ctx, int sm_count, int64_t n_tok)
 {
     const int64_t blocks = n_tok * c->n_heads;
-    const int64_t want = 2 * (int64_t)sm_count;
+    const int64_t want = 4 * (int64_t)sm_count;
     if (blocks >= want)
         return 1;
     int64_t s = (want + blocks - 1) / blocks;
@@ -431,14 +431,19 @@ static int gpu_forward(greta_backend *base, const greta_batch *batch, float *log
     return GRETA_OK;
 }
 
-int greta_gpu_backend_forward_topk(greta_backend *base, const greta_batch *batch, int32_t k, int32_t *ids,
-                                   float *vals, float *lse, greta_error *err)
+/* backend.h forward_topk: the batch as forward, then per requested row the
+ * k best logits chosen on the GPU (topk.cu) and the row's log-sum-exp; only
+ * those come back (a greedy step reads 12 bytes instead of the vocabulary). */
+static int gpu_forward_topk(greta_backend *base, const greta_batch *batch, int32_t k, int32_t *ids, float *vals,
+                            float *lse, greta_error *err)
 {
-    if (!greta_gpu_backend_is(base))
-        return greta_error_set(err, GRETA_ERR_INVALID, "forward_topk: not a GPU backend");
     gpu_backend *b = base->impl;
-    if (k < 1 || k > GRETA_GPU_TOPK_MAX || k > b->c.vocab)
-        return greta_error_set(err, GRETA_ERR_INVALID, "forward_topk: k = %d is outside 1..%d", k, GRETA_GPU_TOPK_MAX);
+    const int32_t kmax = GRETA_GPU_TOPK_MAX < GRETA_BACKEND_TOPK_MAX ? GRETA_GPU_TOPK_MAX : GRETA_BACKEND_TOPK_MAX;
+    if (k < 1 || k > kmax || k > b->c.vocab)
+        return greta_error_set(err, GRETA_ERR_INVALID, "forward_topk: k = %d is outside 1..%d", k,
+                               kmax < b->c.vocab ? kmax : (int32_t)b->c.vocab);
+    if (!ids || !vals || !lse)
+        return greta_error_set(err, GRETA_ERR_INVALID, "forward_topk: ids, vals and lse are required");
     int rc = check_batch(b, batch, err);
     if (rc)
         return rc;
@@ -451,18 +456,16 @@ int greta_gpu_backend_forward_topk(greta_backend *base, const greta_batch *batch
     const size_t n = (size_t)n_sel * (size_t)k;
     if (n_sel > 0 &&
         ((rc = greta_gpu_topk(b->stream, b->logits, b->c.vocab, n_sel, b->c.vocab, k, b->d_topk_ids, b->d_topk_vals,
-                              lse ? b->d_lse : NULL, err)) ||
+                              b->d_lse, err)) ||
          (rc = greta_gpu_copy(h_ids, b->d_topk_ids, n * 4, GRETA_GPU_D2H, b->stream, err)) ||
          (rc = greta_gpu_copy(h_vals, b->d_topk_vals, n * 4, GRETA_GPU_D2H, b->stream, err)) ||
-         (lse && (rc = greta_gpu_copy(h_lse, b->d_lse, (size_t)n_sel * 4, GRETA_GPU_D2H, b->stream, err)))))
+         (rc = greta_gpu_copy(h_lse, b->d_lse, (size_t)n_sel * 4, GRETA_GPU_D2H, b->stream, err))))
         return greta_error_prefix(err, "gpu forward");
     if ((rc = greta_gpu_stream_sync(b->stream, err)))
         return greta_error_prefix(err, "gpu forward");
     memcpy(ids, h_ids, n * 4);
-    if (vals)
-        memcpy(vals, h_vals, n * 4);
-    if (lse)
-        memcpy(lse, h_lse, (size_t)n_sel * 4);
+    memcpy(vals, h_vals, n * 4);
+    memcpy(lse, h_lse, (size_t)n_sel * 4);
     memcpy(b->seq_len, b->next_pos, (size_t)b->n_seq * sizeof(int32_t));
     return GRETA_OK;
 }
@@ -513,6 +516,7 @@ static void gpu_destroy(greta_backend *base)
 static const greta_backend_ops gpu_ops = {
     .name = "gpu",
     .forward = gpu_forward,
+    .forward_topk = gpu_forward_topk,
     .seq_truncate = gpu_seq_truncate,
     .seq_len = gpu_seq_len,
     .destroy = gpu_destroy,

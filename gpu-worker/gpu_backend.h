@@ -19,8 +19,9 @@
  * A forward call copies the batch's ids to the device, runs every op on the
  * GPU (embedding, RMSNorm, matrix products, RoPE, KV append, attention,
  * SwiGLU, final norm, lm_head) on one stream, and synchronizes once, when
- * the logits (or only their top-k) are copied back. Nothing is allocated
- * per call.
+ * the logits are copied back to page-locked memory. forward_topk (backend.h)
+ * instead picks each row's k best logits and log-sum-exp on the GPU and
+ * copies only those. Nothing is allocated per call.
  *
  * Precision: weights are decoded exactly and every product accumulates in
  * fp32; the KV cache is fp16: keys and values keep 11 significant bits
@@ -70,13 +71,5 @@ typedef struct greta_gpu_backend_mem {
 } greta_gpu_backend_mem;
 int greta_gpu_backend_info(const greta_backend *b, greta_gpu_info *info, greta_gpu_backend_mem *mem,
                            greta_error *err);
-
-/* Runs the batch like forward() but returns only the k best logits of each
- * requested row, chosen on the GPU (ids[r][k], vals[r][k] in descending
- * order, lower id first on ties) and the row's log-sum-exp (lse[r], may be
- * NULL): a greedy request reads back 8 bytes instead of the vocabulary.
- * 1 <= k <= GRETA_GPU_TOPK_MAX. */
-int greta_gpu_backend_forward_topk(greta_backend *b, const greta_batch *batch, int32_t k, int32_t *ids,
-                                   float *vals, float *lse, greta_error *err);
 
 #endif

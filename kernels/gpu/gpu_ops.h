@@ -164,8 +164,9 @@ int greta_gpu_gather_rows(greta_gpu_stream *s, const float *x, int64_t ld_x, con
 /* topk.cu: for each of n_rows rows of x (n values, row ld_x): the k largest
  * values in descending order (ties: lower index first; NaN never chosen
  * while a number remains) to ids[r][k], vals[r][k], and the log-sum-exp of
- * the row to lse[r] (lse may be NULL). k = 1 is argmax. 1 <= k <= 64. */
-#define GRETA_GPU_TOPK_MAX 64
+ * the row to lse[r] (lse may be NULL; NaN when the row holds a NaN or +inf).
+ * k = 1 is argmax. 1 <= k <= GRETA_GPU_TOPK_MAX. */
+#define GRETA_GPU_TOPK_MAX 256
 int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n, int32_t k,
                    int32_t *ids, float *vals, float *lse, greta_error *err);
 

@@ -17,7 +17,9 @@
  *            gpu_graph_launch(), gpu_graph_destroy(), gpu_graph_exec_destroy()
  *   device   GRETA_WARP (compile-time warp width), gpu_lanemask_t,
  *            GPU_FULL_MASK, gpu_shfl_xor(), gpu_warp_sum(), gpu_warp_max(),
- *            gpu_block_sum(), gpu_block_max()
+ *            gpu_block_sum(), gpu_block_max(); gpu_half_to_float(),
+ *            gpu_float_to_half() (fp16 bits, exact / round to nearest even);
+ *            gpu_mul_rn(), gpu_add_rn(), gpu_sub_rn() (never fused into an FMA)
  * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
  * accept.
  *
@@ -95,8 +97,6 @@ static inline gpu_error_t gpu_last_error(void) { return cudaGetLastError(); }
                                    gpu_error_string(gpu_check_e_), __FILE__, __LINE__); \
     } while (0)
 
-/* After a kernel launch: reports a bad launch configuration. */
-#define GPU_CHECK_LAUNCH(what, err) GPU_CHECK((gpu_last_error()), err)
 
 /* ---- devices and memory --------------------------------------------------- */
 #if defined(GRETA_GPU_HIP)

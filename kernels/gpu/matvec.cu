@@ -1,16 +1,19 @@
 /* matvec.cu - weight matrix times a few activation vectors (decode).
  *
- * One warp per weight row: lane l decodes groups l, l + GRETA_WARP, ... of
- * the row (gpu_deq, 8 elements per group for block types, so a warp reads
- * 8 * GRETA_WARP consecutive elements - one Q4_K block on NVIDIA - per
- * step), multiplies each decoded group with the same columns of up to
- * GRETA_GPU_MATVEC_MAX_TOK activation rows, and the warp sums in fp32. The
- * weights are read once per call whatever the number of tokens.
+ * One warp per weight row. K-quant rows (Q4_K, Q5_K, Q6_K) go by units of
+ * 32 or 64 elements with 16-byte loads (vdot.cuh): a warp of 32 reads four
+ * Q4_K blocks per step. Other types: lane l decodes groups l, l + GRETA_WARP,
+ * ... of 8 elements (1 for F32/F16/BF16) with gpu_deq. Each lane multiplies
+ * what it decoded with the same columns of up to 4 activation rows, and the
+ * warp sums in fp32: the weights are read once for up to 4 tokens (twice
+ * for 5..GRETA_GPU_MATVEC_MAX_TOK).
  */
 #include "dequant.cuh"
 #include "gpu_ops.h"
+#include "vdot.cuh"
 
 #define MATVEC_BLOCK 256
+#define MATVEC_NT 4 /* most tokens of one launch */
 
 template <int G> __device__ inline void load_x(const float *p, float *v)
 {
@@ -42,18 +45,28 @@ matvec_kernel(const uint8_t *__restrict__ w, int64_t row_bytes, int64_t k, int64
 #pragma unroll
         for (int t = 0; t < NT; t++)
             acc[t] = 0.0f;
-        const int64_t n_groups = k / G;
+        if constexpr (gpu_vdot<TYPE>::available) {
+            /* K-quants: whole units of 32 or 64 elements per lane (vdot.cuh) */
+            const int64_t n_units = k / gpu_vdot<TYPE>::UNIT;
+            /* unrolled so that several units' loads are in flight at once
+             * (a 4096-wide Q4_K row is 4 steps of a 32-lane warp) */
+#pragma unroll 4
+            for (int64_t u = lane; u < n_units; u += GRETA_WARP)
+                gpu_vdot<TYPE>::template dot<NT>(wr, u, x, ld_x, acc);
+        } else {
+            const int64_t n_groups = k / G;
 #pragma unroll 2
-        for (int64_t g = lane; g < n_groups; g += GRETA_WARP) {
-            float wv[G];
-            gpu_deq<TYPE>::load(wr, g * G, wv);
+            for (int64_t g = lane; g < n_groups; g += GRETA_WARP) {
+                float wv[G];
+                gpu_deq<TYPE>::load(wr, g * G, wv);
 #pragma unroll
-            for (int t = 0; t < NT; t++) {
-                float xv[G];
-                load_x<G>(x + t * ld_x + g * G, xv);
+                for (int t = 0; t < NT; t++) {
+                    float xv[G];
+                    load_x<G>(x + t * ld_x + g * G, xv);
 #pragma unroll
-                for (int j = 0; j < G; j++)
-                    acc[t] += wv[j] * xv[j];
+                    for (int j = 0; j < G; j++)
+                        acc[t] += wv[j] * xv[j];
+                }
             }
         }
 #pragma unroll
@@ -83,15 +96,18 @@ static int matvec_launch(gpu_stream_t st, const void *w, int64_t row_bytes, int6
 {
     const int64_t rows_per_block = MATVEC_BLOCK / GPU_MIN_WARP; /* see the kernel */
     const unsigned blocks = (unsigned)((n + rows_per_block - 1) / rows_per_block);
-    switch (n_tok) {
-    case 1: matvec_go<TYPE, 1>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
-    case 2: matvec_go<TYPE, 2>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
-    case 3: matvec_go<TYPE, 3>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
-    case 4: matvec_go<TYPE, 4>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
-    case 5: matvec_go<TYPE, 5>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
-    case 6: matvec_go<TYPE, 6>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
-    case 7: matvec_go<TYPE, 7>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
-    default: matvec_go<TYPE, 8>(st, blocks, w, row_bytes, k, n, x, ld_x, y, ld_y, accumulate); break;
+    /* kernels for 1..MATVEC_NT tokens; a larger batch (up to
+     * GRETA_GPU_MATVEC_MAX_TOK) runs as several launches, each reading the
+     * weights once (fewer instantiations: they dominate compile time) */
+    for (int32_t t0 = 0; t0 < n_tok; t0 += MATVEC_NT) {
+        const float *xt = x + t0 * ld_x;
+        float *yt = y + t0 * ld_y;
+        switch (n_tok - t0 < MATVEC_NT ? n_tok - t0 : MATVEC_NT) {
+        case 1: matvec_go<TYPE, 1>(st, blocks, w, row_bytes, k, n, xt, ld_x, yt, ld_y, accumulate); break;
+        case 2: matvec_go<TYPE, 2>(st, blocks, w, row_bytes, k, n, xt, ld_x, yt, ld_y, accumulate); break;
+        case 3: matvec_go<TYPE, 3>(st, blocks, w, row_bytes, k, n, xt, ld_x, yt, ld_y, accumulate); break;
+        default: matvec_go<TYPE, 4>(st, blocks, w, row_bytes, k, n, xt, ld_x, yt, ld_y, accumulate); break;
+        }
     }
     GPU_CHECK(gpu_last_error(), err);
     return 0;

@@ -3,108 +3,218 @@
  * values instead of the whole vocabulary.
  *
  * Order: larger value first, lower index first among equal values, NaN after
- * every number. One block per row; k passes, each finding the best element
- * strictly after the previously chosen one in that order (rows stay in
- * L1/L2; k is small). */
+ * every number (never chosen while numbers remain). One block per row:
+ *   1. radix select: each value becomes an order-preserving 32-bit key (NaN
+ *      the smallest); four passes of 8-bit histograms find the key T of the
+ *      k-th best element and how many of the chosen ones equal T;
+ *   2. the elements above T, and the lowest-index ones equal to T (each
+ *      thread scans a contiguous slice; a block prefix sum ranks the equal
+ *      ones in index order), are gathered in shared memory;
+ *   3. each of the k entries finds its rank by comparing with the others.
+ * Every pass reads the row (it stays in L1/L2): about 6 reads of a 32000-entry
+ * row for any k. The log-sum-exp is max + log(sum exp(x - max)) in fp32; a
+ * NaN or +inf in the row makes it NaN. */
 #include "gpu_ops.h"
 #include "gpu_port.h"
 
 #define TOPK_THREADS 1024
 
-struct cand {
-    float v;
-    int nan;
-    int i; /* -1: none */
-};
-
-/* a comes before b */
-__device__ inline bool cand_before(const cand &a, const cand &b)
+/* Ascending key order = ascending float order; NaN below -inf. */
+__device__ inline uint32_t topk_key(float f)
 {
-    if (a.i < 0)
-        return false;
-    if (b.i < 0)
-        return true;
-    if (a.nan != b.nan)
-        return !a.nan;
-    if (a.v != b.v)
-        return a.v > b.v;
-    return a.i < b.i;
+    if (isnan(f))
+        return 0u;
+    const uint32_t u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
 }
 
-__device__ inline cand warp_best(cand c)
+/* Inclusive prefix sum over the block (blockDim.x <= 1024); scratch holds
+ * GPU_MAX_WARPS ints. */
+__device__ inline int block_scan_incl(int v, int *scratch)
 {
+    const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
+    const int n_warps = blockDim.x / GRETA_WARP;
+#pragma unroll
+    for (int o = 1; o < GRETA_WARP; o <<= 1) {
+#if defined(GRETA_GPU_HIP)
+        const int y = __shfl_up(v, o, GRETA_WARP);
+#else
+        const int y = __shfl_up_sync(GPU_FULL_MASK, v, o, GRETA_WARP);
+#endif
+        if (lane >= o)
+            v += y;
+    }
+    __syncthreads();
+    if (lane == GRETA_WARP - 1)
+        scratch[warp] = v;
+    __syncthreads();
+    int base = 0;
+    for (int w = 0; w < warp && w < n_warps; w++)
+        base += scratch[w];
+    return v + base;
+}
+
+/* (key, index) a comes before b: larger key, then lower index */
+__device__ inline bool topk_before(uint32_t ka, int ia, uint32_t kb, int ib)
+{
+    return ka > kb || (ka == kb && ia < ib);
+}
+
+/* k = 1: one pass, a block-wide reduction of (key, index). */
+__device__ inline void topk_argmax(const float *xr, int n, int *out_id)
+{
+    __shared__ uint32_t wk[GPU_MAX_WARPS];
+    __shared__ int wi[GPU_MAX_WARPS];
+    const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
+    const int n_warps = blockDim.x / GRETA_WARP;
+    uint32_t bk = 0;
+    int bi = n; /* none yet: key 0 ranks last, and any real index wins a tie */
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const uint32_t key = topk_key(xr[i]);
+        if (topk_before(key, i, bk, bi)) {
+            bk = key;
+            bi = i;
+        }
+    }
 #pragma unroll
     for (int m = GRETA_WARP / 2; m > 0; m >>= 1) {
-        cand o;
-        o.v = gpu_shfl_xor(c.v, m);
-        o.nan = gpu_shfl_xor(c.nan, m);
-        o.i = gpu_shfl_xor(c.i, m);
-        if (cand_before(o, c))
-            c = o;
+        const uint32_t ok = (uint32_t)gpu_shfl_xor((int)bk, m);
+        const int oi = gpu_shfl_xor(bi, m);
+        if (topk_before(ok, oi, bk, bi)) {
+            bk = ok;
+            bi = oi;
+        }
     }
-    return c;
+    if (lane == 0) {
+        wk[warp] = bk;
+        wi[warp] = bi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < n_warps; w++)
+            if (topk_before(wk[w], wi[w], bk, bi)) {
+                bk = wk[w];
+                bi = wi[w];
+            }
+        *out_id = bi;
+    }
+    __syncthreads();
 }
 
 __global__ void __launch_bounds__(TOPK_THREADS)
-topk_kernel(const float *__restrict__ x, int64_t ld_x, int64_t n, int32_t k, int32_t *__restrict__ ids,
+topk_kernel(const float *__restrict__ x, int64_t ld_x, int n, int k, int32_t *__restrict__ ids,
             float *__restrict__ vals, float *__restrict__ lse)
 {
-    __shared__ cand sc[GPU_MAX_WARPS];
-    __shared__ float sf[GPU_MAX_WARPS];
+    __shared__ int whist[GPU_MAX_WARPS][256]; /* per-warp histograms: less atomic contention */
+    __shared__ int hist[256];
+    __shared__ int sh_digit, sh_need, sh_best;
+    __shared__ int scan_scratch[GPU_MAX_WARPS];
+    __shared__ float fscratch[GPU_MAX_WARPS];
+    __shared__ uint32_t sel_key[GRETA_GPU_TOPK_MAX];
+    __shared__ int sel_id[GRETA_GPU_TOPK_MAX];
+    __shared__ int sel_count;
     const float *xr = x + (int64_t)blockIdx.x * ld_x;
-    const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
-    const int n_warps = blockDim.x / GRETA_WARP;
-    cand prev;
-    prev.i = -1;
-    prev.v = 0.0f;
-    prev.nan = 0;
-    for (int r = 0; r < k; r++) {
-        cand best;
-        best.i = -1;
-        best.v = 0.0f;
-        best.nan = 0;
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-            cand c;
-            c.v = xr[i];
-            c.nan = isnan(c.v) ? 1 : 0;
-            c.i = (int)i;
-            if ((r == 0 || cand_before(prev, c)) && cand_before(c, best))
-                best = c;
-        }
-        best = warp_best(best);
-        if (lane == 0)
-            sc[warp] = best;
-        __syncthreads();
-        if (warp == 0) {
-            cand c;
-            if (lane < n_warps) {
-                c = sc[lane];
-            } else {
-                c.i = -1;
-                c.v = 0.0f;
-                c.nan = 0;
-            }
-            c = warp_best(c);
-            if (lane == 0)
-                sc[0] = c;
-        }
-        __syncthreads();
-        prev = sc[0];
-        __syncthreads(); /* sc is rewritten by the next pass */
+    const int warp = threadIdx.x / GRETA_WARP, n_warps = blockDim.x / GRETA_WARP;
+
+    if (k == 1) {
+        topk_argmax(xr, n, &sh_best);
         if (threadIdx.x == 0) {
-            ids[(int64_t)blockIdx.x * k + r] = prev.i;
-            vals[(int64_t)blockIdx.x * k + r] = prev.i >= 0 ? xr[prev.i] : -INFINITY;
+            ids[blockIdx.x] = sh_best;
+            vals[blockIdx.x] = xr[sh_best];
+        }
+    } else {
+        /* 1. radix select of the k-th largest key */
+        uint32_t prefix = 0, mask = 0;
+        int need = k; /* how many still to choose inside the current prefix */
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            for (int i = threadIdx.x; i < GPU_MAX_WARPS * 256; i += blockDim.x)
+                (&whist[0][0])[i] = 0;
+            __syncthreads();
+            for (int i = threadIdx.x; i < n; i += blockDim.x) {
+                const uint32_t key = topk_key(xr[i]);
+                if ((key & mask) == prefix)
+                    atomicAdd(&whist[warp][(key >> shift) & 255u], 1);
+            }
+            __syncthreads();
+            for (int b = threadIdx.x; b < 256; b += blockDim.x) {
+                int c = 0;
+                for (int w = 0; w < n_warps; w++)
+                    c += whist[w][b];
+                hist[b] = c;
+            }
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                int acc = 0, d = 255;
+                for (; d > 0; d--) {
+                    if (acc + hist[d] >= need)
+                        break;
+                    acc += hist[d];
+                }
+                sh_digit = d;
+                sh_need = need - acc;
+            }
+            __syncthreads();
+            prefix |= (uint32_t)sh_digit << shift;
+            mask |= 255u << shift;
+            need = sh_need;
+            __syncthreads();
+        }
+        const uint32_t T = prefix; /* the k-th key; `need` of the chosen equal it */
+
+        /* 2. gather: keys above T, then the `need` lowest-index keys equal to T */
+        if (threadIdx.x == 0)
+            sel_count = 0;
+        const int per = (n + blockDim.x - 1) / blockDim.x;
+        const int lo = threadIdx.x * per, hi = lo + per < n ? lo + per : n;
+        int n_eq = 0;
+        __syncthreads();
+        for (int i = lo; i < hi; i++) {
+            const uint32_t key = topk_key(xr[i]);
+            if (key > T) {
+                const int slot = atomicAdd(&sel_count, 1);
+                sel_key[slot] = key;
+                sel_id[slot] = i;
+            } else if (key == T) {
+                n_eq++;
+            }
+        }
+        const int eq_before = block_scan_incl(n_eq, scan_scratch) - n_eq;
+        __syncthreads();
+        const int n_gt = sel_count;
+        if (eq_before < need) {
+            int r = eq_before;
+            for (int i = lo; i < hi && r < need; i++)
+                if (topk_key(xr[i]) == T) {
+                    sel_key[n_gt + r] = T;
+                    sel_id[n_gt + r] = i;
+                    r++;
+                }
+        }
+        __syncthreads();
+
+        /* 3. order the k entries: key descending, index ascending */
+        for (int e = threadIdx.x; e < k; e += blockDim.x) {
+            const uint32_t ke = sel_key[e];
+            const int ie = sel_id[e];
+            int rank = 0;
+            for (int j = 0; j < k; j++) {
+                const uint32_t kj = sel_key[j];
+                rank += kj > ke || (kj == ke && sel_id[j] < ie);
+            }
+            ids[(int64_t)blockIdx.x * k + rank] = ie;
+            vals[(int64_t)blockIdx.x * k + rank] = xr[ie];
         }
     }
+
     if (lse) {
         float m = -INFINITY;
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        for (int i = threadIdx.x; i < n; i += blockDim.x)
             m = fmaxf(m, xr[i]);
-        m = gpu_block_max(m, sf);
+        m = gpu_block_max(m, fscratch);
         float s = 0.0f;
-        for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        for (int i = threadIdx.x; i < n; i += blockDim.x)
             s += expf(xr[i] - m);
-        s = gpu_block_sum(s, sf);
+        s = gpu_block_sum(s, fscratch);
         if (threadIdx.x == 0)
             lse[blockIdx.x] = m + logf(s);
     }
@@ -113,11 +223,12 @@ topk_kernel(const float *__restrict__ x, int64_t ld_x, int64_t n, int32_t k, int
 extern "C" int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,
                               int32_t k, int32_t *ids, float *vals, float *lse, greta_error *err)
 {
-    if (n <= 0 || n > 2147483647 || ld_x < n || n_rows < 0 || k < 1 || k > GRETA_GPU_TOPK_MAX || k > n)
-        return greta_error_set(err, GRETA_ERR_INVALID, "topk: bad arguments (n %lld, k %d)", (long long)n, k);
+    if (n <= 0 || n > (1 << 30) || ld_x < n || n_rows < 0 || k < 1 || k > GRETA_GPU_TOPK_MAX || k > n)
+        return greta_error_set(err, GRETA_ERR_INVALID, "topk: bad arguments (n %lld, k %d, most %d)", (long long)n, k,
+                               GRETA_GPU_TOPK_MAX);
     if (n_rows == 0)
         return 0;
-    topk_kernel<<<n_rows, TOPK_THREADS, 0, (gpu_stream_t)s>>>(x, ld_x, n, k, ids, vals, lse);
+    topk_kernel<<<n_rows, TOPK_THREADS, 0, (gpu_stream_t)s>>>(x, ld_x, (int)n, k, ids, vals, lse);
     GPU_CHECK(gpu_last_error(), err);
     return 0;
 }

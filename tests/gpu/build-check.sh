@@ -10,8 +10,8 @@
 #         and gfx90a with Debian's ROCm headers and the gfx942 device-library
 #         folder of deploy/prepare-hip-devlibs.sh, warnings as errors. Where
 #         lld-19 and clang-tools-19 (clang-offload-bundler) are installed, this
-#         is a CMake build that also links the GPU test programs and `greta`
-#         against libamdhip64; otherwise each kernel's device code is compiled
+#         is a CMake build that also links the GPU test programs (kernels,
+#         engine and GPU backend) against libamdhip64; otherwise each kernel's device code is compiled
 #         to gfx942/gfx90a assembly and its host code to an object, and the
 #         link is reported as skipped.
 # A missing toolchain prints "SKIPPED: <toolchain> not installed" and is not
@@ -70,8 +70,8 @@ else
       if cmake -S "$repo" -B "$root/hip" -G Ninja -DGRETA_GPU=hip -DCMAKE_CXX_COMPILER="$clang" \
            "-DGRETA_HIP_ARCHITECTURES=gfx942;gfx90a" -DGRETA_HIP_DEVICE_LIB_PATH="$devlibs" \
            -DCMAKE_BUILD_TYPE=Release -DGRETA_WERROR=ON -DGRETA_BUILD_TESTS=ON >"$log" 2>&1 &&
-         cmake --build "$root/hip" -j "$jobs" --target greta_kernels_gpu test_gpu_ops test_gpu_e2e greta >>"$log" 2>&1; then
-        say "HIP: kernels for gfx942 + gfx90a compiled, GPU tests and greta linked with libamdhip64 ($(( $(date +%s) - t0 )) s)"
+         cmake --build "$root/hip" -j "$jobs" --target greta_kernels_gpu test_gpu_ops test_gpu_e2e >>"$log" 2>&1; then
+        say "HIP: kernels for gfx942 + gfx90a compiled; the GPU test programs (kernels, engine, GPU backend) linked with libamdhip64 ($(( $(date +%s) - t0 )) s)"
       else
         say "HIP: FAILED (log: $log)"
         grep -E 'error|warning' "$log" | head -40

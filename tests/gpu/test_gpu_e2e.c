@@ -11,8 +11,9 @@
  *   quant/: every model of quant/gqa-greedy.json reproduces the 16 greedy
  *     ids of each prompt (prompt as one prefill, full logits read back);
  *   batch rules (refused batches change nothing), two sequences in one
- *     batch, seq_truncate, the fp32 KV cache option (measurements), and the
- *     memory check for a context too large.
+ *     batch, seq_truncate, forward_topk against forward's logits, the fp32
+ *     KV cache option (measurements), and the memory check for a context
+ *     too large.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -91,7 +92,7 @@ static void test_stories_greedy(void **state)
                 }
             }
         } else {
-            EXPECT_OK(greta_gpu_backend_forward_topk(b, &batch, 1, &next, &val, &lse, &err));
+            EXPECT_OK(b->ops->forward_topk(b, &batch, 1, &next, &val, &lse, &err));
             assert_true(isfinite(val) && isfinite(lse) && lse >= val);
         }
         const int32_t want = cJSON_GetArrayItem(ids, pos + 1)->valueint;
@@ -309,6 +310,74 @@ static void test_kv_cache_types(void **state)
     cJSON_Delete(j);
 }
 
+/* forward_topk returns the k best of the logits forward would return (same
+ * position run twice: the kernels are deterministic), ids in the same order,
+ * and the row's log-sum-exp. */
+static void test_forward_topk(void **state)
+{
+    GPU_OR_SKIP();
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    greta_model *m = NULL;
+    greta_backend *b = open_gpu(model_path, &m, 64, 1, 16);
+    const int32_t vocab = (int32_t)m->cfg.vocab_size;
+    greta_error err = {0};
+    float *full = xmalloc(sizeof(float) * 3 * (size_t)vocab);
+    const int32_t toks[] = {1, 403, 407}, pos[] = {0, 1, 2}, sq[] = {0, 0, 0};
+    const uint8_t want[] = {1, 0, 1};
+    const greta_batch bb = {.n_tokens = 3, .tokens = toks, .pos = pos, .seq = sq, .want_logits = want};
+    EXPECT_OK(b->ops->forward(b, &bb, full, &err));
+    const int32_t ks[] = {1, 7, 256};
+    for (int ki = 0; ki < 3; ki++) {
+        const int32_t k = ks[ki];
+        int32_t *ids = xmalloc(sizeof(int32_t) * 2 * (size_t)k);
+        float *vals = xmalloc(sizeof(float) * 2 * (size_t)k), lse[2];
+        EXPECT_OK(b->ops->seq_truncate(b, 0, 0, &err));
+        EXPECT_OK(b->ops->forward_topk(b, &bb, k, ids, vals, lse, &err));
+        assert_int_equal(b->ops->seq_len(b, 0), 3);
+        for (int r = 0; r < 2; r++) {
+            const float *row = full + (size_t)r * vocab;
+            double mx = -INFINITY, s = 0.0;
+            for (int32_t i = 0; i < vocab; i++)
+                mx = fmax(mx, row[i]);
+            for (int32_t i = 0; i < vocab; i++)
+                s += exp((double)row[i] - mx);
+            if (!(fabs(lse[r] - (mx + log(s))) <= 1e-4))
+                fail_msg("forward_topk k %d row %d: lse %.7g, want %.7g", k, r, lse[r], mx + log(s));
+            for (int32_t j = 0; j < k; j++) {
+                const int32_t id = ids[r * k + j];
+                assert_true(id >= 0 && id < vocab);
+                assert_memory_equal(&vals[r * k + j], &row[id], sizeof(float));
+                if (j > 0) {
+                    const int32_t p = ids[r * k + j - 1];
+                    assert_true(row[p] > row[id] || (row[p] == row[id] && p < id));
+                }
+            }
+            /* nothing left out is better than the last one taken */
+            const int32_t last = ids[r * k + k - 1];
+            for (int32_t i = 0; i < vocab; i++) {
+                int taken = 0;
+                for (int32_t j = 0; j < k && !taken; j++)
+                    taken = ids[r * k + j] == i;
+                if (!taken)
+                    assert_true(row[i] < row[last] || (row[i] == row[last] && i > last));
+            }
+        }
+        free(ids);
+        free(vals);
+    }
+    /* k out of range is refused and changes nothing */
+    int32_t id;
+    float val, lse;
+    const int32_t t3 = 1, p3 = 3;
+    const greta_batch one = {.n_tokens = 1, .tokens = &t3, .pos = &p3, .seq = sq};
+    assert_int_equal(b->ops->forward_topk(b, &one, 0, &id, &val, &lse, &err), GRETA_ERR_INVALID);
+    assert_int_equal(b->ops->forward_topk(b, &one, vocab + 1, &id, &val, &lse, &err), GRETA_ERR_INVALID);
+    assert_int_equal(b->ops->seq_len(b, 0), 3);
+    free(full);
+    greta_backend_destroy(&b);
+    greta_model_close(&m);
+}
+
 static void test_memory_check(void **state)
 {
     GPU_OR_SKIP();
@@ -351,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_quant_greedy),
         cmocka_unit_test(test_batch_rules),
         cmocka_unit_test(test_kv_cache_types),
+        cmocka_unit_test(test_forward_topk),
         cmocka_unit_test(test_memory_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

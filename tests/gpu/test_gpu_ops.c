@@ -10,7 +10,7 @@
  *   attention          |gpu - ref| <= 2e-5 * max|v|, ref = the CPU ops on the
  *                      cache's values (fp16-rounded, or fp32 for the fp32 cache)
  *   swiglu             |gpu - cpu| <= 1e-6 * |cpu| + 1e-30
- *   top-k / argmax     exact ids and values; lse within 1e-5
+ *   top-k / argmax     exact ids and values (k 1..256); lse within 1e-5
  *   gather             exact
  * Without a GPU every test is skipped with a message.
  */
@@ -387,19 +387,19 @@ static void test_attention(void **state)
 {
     GPU_OR_SKIP();
     const att_case cases[] = {
-        /* heads kv dim ctx  len0 len1 nq0 nq1 split [cache] (fp16 unless given) */
-        {8, 8, 64, 16, 1, 0, 1, 0, 1},           /* first token */
-        {8, 4, 8, 64, 37, 0, 1, 0, 3},           /* stories260K heads, GQA 2, split decode */
-        {8, 2, 128, 512, 300, 0, 1, 0, 8},       /* GQA 4 */
-        {8, 1, 256, 256, 130, 0, 33, 0, 1},      /* GQA 8, prefill of 33, head_dim 256 */
-        {4, 2, 64, 600, 513, 0, 64, 0, 1},       /* prefill past 512 */
-        {32, 32, 128, 4096, 4096, 0, 1, 0, 16},  /* long context decode (Llama-2-7B shape) */
-        {32, 32, 128, 4096, 4000, 0, 1, 0, 1},   /* the same in one chunk */
-        {8, 4, 64, 128, 3, 0, 1, 0, 8},          /* more splits than positions */
-        {8, 2, 64, 128, 100, 10, 2, 3, 4},       /* two sequences in one batch */
+        /* heads kv dim ctx  len0 len1 nq0 nq1 split cache */
+        {8, 8, 64, 16, 1, 0, 1, 0, 1, GRETA_GPU_KV_F16},           /* first token */
+        {8, 4, 8, 64, 37, 0, 1, 0, 3, GRETA_GPU_KV_F16},           /* stories260K heads, GQA 2, split decode */
+        {8, 2, 128, 512, 300, 0, 1, 0, 8, GRETA_GPU_KV_F16},       /* GQA 4 */
+        {8, 1, 256, 256, 130, 0, 33, 0, 1, GRETA_GPU_KV_F16},      /* GQA 8, prefill of 33, head_dim 256 */
+        {4, 2, 64, 600, 513, 0, 64, 0, 1, GRETA_GPU_KV_F16},       /* prefill past 512 */
+        {32, 32, 128, 4096, 4096, 0, 1, 0, 16, GRETA_GPU_KV_F16},  /* long context decode (Llama-2-7B shape) */
+        {32, 32, 128, 4096, 4000, 0, 1, 0, 1, GRETA_GPU_KV_F16},   /* the same in one chunk */
+        {8, 4, 64, 128, 3, 0, 1, 0, 8, GRETA_GPU_KV_F16},          /* more splits than positions */
+        {8, 2, 64, 128, 100, 10, 2, 3, 4, GRETA_GPU_KV_F16},       /* two sequences in one batch */
         {8, 4, 8, 64, 37, 0, 1, 0, 3, GRETA_GPU_KV_F32},       /* the fp32 cache (measurements) */
         {32, 32, 128, 2048, 2000, 0, 17, 0, 1, GRETA_GPU_KV_F32},
-        {6, 2, 96, 200, 150, 0, 1, 0, 5},        /* head_dim 96: lanes with one dim pair less */
+        {6, 2, 96, 200, 150, 0, 1, 0, 5, GRETA_GPU_KV_F16},        /* head_dim 96: lanes with one dim pair less */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_att_case(&cases[i], 77 + i);
@@ -486,8 +486,8 @@ static void test_topk(void **state)
     for (int64_t i = 0; i < n; i++)
         x[2 * n + i] = 1.0f;
     float *d_x = dev_upload(x, sizeof(float) * (size_t)(n * rows));
-    const int32_t ks[] = {1, 5, 64};
-    for (int ki = 0; ki < 3; ki++) {
+    const int32_t ks[] = {1, 5, 64, 256};
+    for (int ki = 0; ki < 4; ki++) {
         const int32_t k = ks[ki];
         int32_t *d_ids = dev_alloc(sizeof(int32_t) * (size_t)(k * rows));
         float *d_vals = dev_alloc(sizeof(float) * (size_t)(k * rows)), *d_lse = dev_alloc(sizeof(float) * rows);
@@ -522,8 +522,10 @@ static void test_topk(void **state)
                 if (!(fabs(lse[0] - (m + log(s))) <= 1e-5))
                     fail_msg("topk lse %.9g, want %.9g", lse[0], m + log(s));
             }
-            if (r == 1)
+            if (r == 1) {
                 assert_int_equal(ids[k], 9); /* inf first, NaN never while numbers remain */
+                assert_true(isnan(lse[1]));  /* a row with NaN or +inf has no finite lse */
+            }
         }
         greta_gpu_free(d_ids), greta_gpu_free(d_vals), greta_gpu_free(d_lse);
         free(ids), free(vals);
@@ -609,7 +611,8 @@ static void test_bad_arguments(void **state)
     assert_int_equal(greta_gpu_kv_store(NULL, d, d, 63, 1, (int32_t *)d, (int32_t *)d, d, d, GRETA_GPU_KV_F16, 1, 63,
                                         16, &err),
                      GRETA_ERR_INVALID); /* odd head_dim */
-    assert_int_equal(greta_gpu_topk(NULL, d, 100, 1, 100, 65, (int32_t *)d, d, NULL, &err), GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_topk(NULL, d, 300, 1, 300, 257, (int32_t *)d, d, NULL, &err), GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_topk(NULL, d, 100, 1, 100, 101, (int32_t *)d, d, NULL, &err), GRETA_ERR_INVALID);
     assert_int_equal(greta_gpu_rope(NULL, d, 64, 1, 1, 64, 7, d, &err), GRETA_ERR_INVALID);
     /* runtime failures are reported, not fatal: an allocation too large for
      * any GPU, a copy to a null address */
