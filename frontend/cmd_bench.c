@@ -22,7 +22,27 @@
  * that, sha256 of the first 16 MiB, the last 16 MiB and the size as 8 bytes
  * little-endian; "hash_method" says which), the flags and every sample.
  *
- * Exit status: 0 ok, 1 runtime failure, 2 usage.
+ * --pipeline: generation through the multi-process pipeline against the
+ * same generation in process, in one run. It starts a temporary instance
+ * (`greta up --instance bench-<pid> --slots 1` with the same model, backend
+ * and threads; `greta down` at the end) or uses a running one (--instance
+ * NAME: its model, backend and threads then apply to both sides). Each
+ * repetition runs N tokens from BOS in process (engine + sampler library:
+ * sample, then forward, timed per step, as tg<N> above: N samples and N
+ * forward passes) and then as one request through the pipeline (tokens/s =
+ * tokens / the time from Submit to the last streamed token: the BOS forward,
+ * N - 1 more and N samples, plus everything the pipeline adds; the per-token
+ * p50/p99 there are the gaps between streamed tokens as the client sees
+ * them). Sampling: --temp, --top-k, --seed
+ * (default greedy). The two token sequences must be identical, token for
+ * token, in every repetition, or the command fails (exit 1) after writing the
+ * JSON. overhead_pct = (in-process t/s / pipeline t/s - 1) * 100, the extra
+ * time per token. The hand-off round trip (StepReady written -> the sampler's
+ * step_done seen, the worker's own timing) comes from the worker's Stats:
+ * p50/p99 in microseconds over the timed requests' steps, with the rows the
+ * worker handed over reduced (top-1/top-k) or whole.
+ *
+ * Exit status: 0 ok, 1 runtime failure (or different tokens), 2 usage.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -31,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +61,11 @@
 #include "gpu-worker/engine.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
+#include "proto/client.h"
+#include "proto/endpoint.h"
+#include "proto/msg.h"
+#include "proto/shm.h"
+#include "sampler/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 #define BENCH_MAX_LIST 16
@@ -51,6 +77,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: greta bench [-m MODEL] [-p N] [-n N] [-d D[,D...]] [-r R] [-t T[,T...]]\n"
             "                   [--backend cpu|gpu] [--cpu-isa auto|ref|avx2] [--json FILE]\n"
+            "       greta bench --pipeline [--instance NAME] [-m MODEL] [-n N] [-r R] [-t T]\n"
+            "                   [--temp T] [--top-k K] [--seed S] [--backend cpu|gpu] [--json FILE]\n"
             "  -m MODEL      GGUF model (default: %s, found as greta run finds it)\n"
             "  -p N          prompt tokens of the pp test (default 512; 0 = no pp test)\n"
             "  -n N          generated tokens of the tg test (default 128; 0 = no tg test)\n"
@@ -60,6 +88,11 @@ static void usage(FILE *out)
             "  --backend B   cpu (default) or gpu\n"
             "  --cpu-isa I   CPU kernels: auto (default), ref (plain C) or avx2\n"
             "  --json FILE   also write the results as JSON\n"
+            "  --pipeline    tg<N> through the multi-process pipeline vs in process (same\n"
+            "                tokens required), with the per-step hand-off round trip\n"
+            "  --instance NAME  --pipeline: use this running instance (default: start a\n"
+            "                temporary one, bench-<pid>)\n"
+            "  --temp T, --top-k K, --seed S  --pipeline: sampling (default greedy)\n"
             "Environment: GRETA_MEM_AVAILABLE=BYTES replaces MemAvailable in the memory check.\n"
             "Exit status: 0 ok, 1 runtime failure, 2 usage.\n",
             GRETA_DEFAULT_MODEL);
@@ -387,6 +420,12 @@ typedef struct bench_opts {
     greta_cpu_isa isa;
     const char *json;
     uint64_t mem_available;
+    /* --pipeline */
+    int pipeline;
+    const char *instance;
+    float temp;
+    int32_t top_k;
+    uint64_t seed;
 } bench_opts;
 
 static double now(void)
@@ -517,7 +556,7 @@ typedef struct bench_run {
     const bench_opts *o;
     const int32_t *ctx_tokens; /* [max depth] */
     int32_t *prompt;           /* [p] */
-    int32_t vocab, bos;
+    int32_t vocab, bos, eos;   /* eos: -1 when unknown */
     const greta_tokenizer *tok; /* may be NULL */
     const char *model_name;
     double size_mib;
@@ -584,10 +623,428 @@ static int bench_threads(bench_run *br, const greta_engine_params *ep, int first
     return rc;
 }
 
+/* ---- --pipeline: the multi-process pipeline vs in process ------------------------ */
+
+/* Runs `greta ARGS...` (this binary) with its stdout on our stderr; its exit status. */
+static int run_greta(char *const *args)
+{
+    char self[4096];
+    ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (k <= 0)
+        return -1;
+    self[k] = '\0';
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        execv(self, args);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* What an instance runs (from its segment header). */
+typedef struct instance_info {
+    char model[GRETA_SHM_PATH_LEN];
+    char backend[16];
+    int32_t threads;
+    uint32_t n_ctx;
+} instance_info;
+
+static int instance_read(const char *instance, instance_info *ii, greta_error *err)
+{
+    char name[128];
+    greta_shm *shm = NULL;
+    int rc = greta_shm_name(instance, name, sizeof name, err);
+    if (rc == 0)
+        rc = greta_shm_attach(name, &shm, err);
+    if (rc < 0)
+        return greta_error_prefix(err, "instance '%s' (is it up?)", instance);
+    const greta_shm_header *h = greta_shm_hdr(shm);
+    if (!greta_shm_owner_alive(shm)) {
+        greta_shm_detach(&shm);
+        return greta_error_set(err, GRETA_ERR_STATE, "instance '%s' is not running (greta up --instance %s)",
+                               instance, instance);
+    }
+    snprintf(ii->model, sizeof ii->model, "%s", h->model_path);
+    snprintf(ii->backend, sizeof ii->backend, "%s", h->backend[0] ? h->backend : "cpu");
+    ii->threads = h->n_threads;
+    ii->n_ctx = h->n_ctx;
+    greta_shm_detach(&shm);
+    return GRETA_OK;
+}
+
+/* One pipeline request's stream: token ids and the time each arrived. */
+typedef struct pipe_stream {
+    int32_t *ids;
+    double *t;
+    int32_t n, cap;
+} pipe_stream;
+
+static int on_pipe_delta(void *ctx, uint32_t index, int32_t token, const char *text, size_t len, int batch)
+{
+    pipe_stream *ps = ctx;
+    (void)text;
+    (void)len;
+    (void)batch;
+    if (token < 0 || (int32_t)index != ps->n || ps->n >= ps->cap)
+        return token < 0 ? 0 : 1;
+    ps->t[ps->n] = now();
+    ps->ids[ps->n++] = token;
+    return 0;
+}
+
+/* Summary of one side: tokens/s per repetition and per-token times (ms). */
+typedef struct side {
+    double tps[64];
+    double *step_ms; /* [r * n] */
+    int n_steps;
+    double request_ms[64];
+} side;
+
+static cJSON *side_json(const char *mode, const side *sd, int r, double *mean, double *p50, double *p99)
+{
+    double m, sdv;
+    mean_std(sd->tps, r, &m, &sdv);
+    qsort(sd->step_ms, (size_t)sd->n_steps, sizeof *sd->step_ms, cmp_double);
+    *mean = m;
+    *p50 = percentile(sd->step_ms, sd->n_steps, 50);
+    *p99 = percentile(sd->step_ms, sd->n_steps, 99);
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "mode", mode);
+    cJSON_AddNumberToObject(j, "tokens_per_s_mean", m);
+    cJSON_AddNumberToObject(j, "tokens_per_s_std", sdv);
+    cJSON_AddNumberToObject(j, "ms_per_token_p50", *p50);
+    cJSON_AddNumberToObject(j, "ms_per_token_p99", *p99);
+    cJSON_AddItemToObject(j, "samples_tokens_per_s", cJSON_CreateDoubleArray(sd->tps, r));
+    return j;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The in-process side of one repetition: BOS, then n x (sample, forward). */
+static int inproc_rep(greta_engine *e, greta_sampler *smp, const greta_sampler_params *sp, const bench_run *br,
+                      int32_t *ids, int32_t *hist, double *step_ms, int32_t *n_out, double *tps, greta_error *err)
+{
+    const bench_opts *o = br->o;
+    const float *logits = NULL;
+    const int32_t bos = br->bos >= 0 && br->bos < br->vocab ? br->bos : 0;
+    int rc = fill_context(e, &bos, 1, &logits, err);
+    if (rc)
+        return rc;
+    greta_sampler_state st;
+    greta_sampler_state_init(&st, sp, 0);
+    hist[0] = bos;
+    int32_t len = 1, n = 0;
+    double total = 0;
+    for (int32_t i = 0; i < o->n; i++) {
+        const double t0 = now();
+        int32_t next = -1;
+        if ((rc = greta_sampler_sample(smp, &st, logits, hist, (size_t)len, &next, NULL, err)))
+            return rc;
+        if (next == br->eos)
+            break;
+        hist[len++] = next;
+        const int32_t pos = len - 1, seq = 0;
+        const greta_batch b = {.n_tokens = 1, .tokens = &next, .pos = &pos, .seq = &seq};
+        if ((rc = greta_engine_forward(e, &b, &logits, err)))
+            return rc;
+        const double dt = now() - t0;
+        step_ms[n] = dt * 1e3;
+        total += dt;
+        ids[n++] = next;
+    }
+    *n_out = n;
+    *tps = total > 0 ? n / total : 0;
+    return GRETA_OK;
+}
+
+/* The pipeline side of one repetition: one request of n tokens from BOS. */
+static int pipeline_rep(greta_client *c, const greta_client_request *req, pipe_stream *ps, double *step_ms,
+                        double *tps, double *request_ms, greta_error *err)
+{
+    ps->n = 0;
+    const uint64_t rid = greta_client_request_id();
+    const double t0 = now();
+    int rc = greta_client_submit(c, rid, req, NULL, err);
+    greta_client_result res;
+    if (rc == 0)
+        rc = greta_client_stream(c, rid, 0, on_pipe_delta, ps, &res, err);
+    const double t1 = now();
+    greta_error rerr = {0};
+    greta_client_release(c, rid, &rerr);
+    if (rc < 0)
+        return rc;
+    if ((int32_t)res.completion_tokens != ps->n)
+        return greta_error_set(err, GRETA_ERR_STATE, "pipeline: %u tokens finished, %d streamed",
+                               res.completion_tokens, ps->n);
+    for (int32_t i = 1; i < ps->n; i++)
+        step_ms[i - 1] = (ps->t[i] - ps->t[i - 1]) * 1e3;
+    *tps = ps->n > 0 && ps->t[ps->n - 1] > t0 ? ps->n / (ps->t[ps->n - 1] - t0) : 0;
+    *request_ms = (t1 - t0) * 1e3;
+    return GRETA_OK;
+}
+
+/* Both sides, every repetition; fills the "pipeline" object of root. Returns
+ * 0, 1 when the tokens differ (JSON still written), or a negative status. */
+static int bench_pipeline(bench_run *br, const char *instance, int started, const greta_engine_params *ep,
+                          greta_error *err)
+{
+    const bench_opts *o = br->o;
+    const int32_t n = o->n;
+    greta_engine *e = NULL;
+    greta_sampler *smp = NULL;
+    greta_client *c = NULL;
+    greta_client_worker_stats *ws0 = calloc(2, sizeof *ws0), *ws1 = ws0 ? ws0 + 1 : NULL;
+    int32_t *ref = malloc((size_t)n * sizeof *ref), *ids = malloc((size_t)n * sizeof *ids);
+    int32_t *hist = malloc(((size_t)n + 2) * sizeof *hist);
+    side in = {0}, pp = {0};
+    in.step_ms = malloc((size_t)o->r * (size_t)n * sizeof(double));
+    pp.step_ms = malloc((size_t)o->r * (size_t)n * sizeof(double));
+    pipe_stream ps = {.ids = malloc((size_t)n * sizeof(int32_t)), .t = malloc((size_t)n * sizeof(double)), .cap = n};
+    uint32_t *hs = NULL;
+    int rc = 0, differ = 0, n_ref = -1;
+    if (!ws0 || !ref || !ids || !hist || !in.step_ms || !pp.step_ms || !ps.ids || !ps.t) {
+        rc = greta_error_set(err, GRETA_ERR_NOMEM, "bench: out of memory");
+        goto out;
+    }
+    greta_sampler_params sp;
+    greta_sampler_params_default(&sp);
+    sp.temperature = o->temp;
+    sp.top_k = o->top_k;
+    sp.seed = o->seed;
+    sp.penalty_last_n = 0;
+    if ((rc = greta_sampler_params_validate(&sp, br->vocab, err)) < 0) {
+        greta_error_prefix(err, "--temp/--top-k/--seed");
+        goto out;
+    }
+    const int32_t bos = br->bos >= 0 && br->bos < br->vocab ? br->bos : 0;
+    greta_client_request req = {.prompt = &bos, .n_prompt = 1, .max_tokens = n, .temperature = o->temp,
+                                .top_k = o->top_k, .seed = o->seed};
+    if ((rc = greta_engine_open(o->model, ep, &e, err)) < 0 || (rc = greta_sampler_create(br->vocab, &smp, err)) < 0 ||
+        (rc = greta_client_open(instance, &c, err)) < 0)
+        goto out;
+    cJSON_AddStringToObject(br->root, "backend", greta_engine_backend_name(e));
+    cJSON_AddStringToObject(br->root, "cpu_isa",
+                            greta_cpu_isa_name((greta_cpu_isa)greta_engine_backend_params(e)->cpu_isa));
+    /* warm-up: a forward in process, a short request through the pipeline */
+    const float *logits;
+    if ((rc = fill_context(e, &bos, 1, &logits, err)) < 0)
+        goto out;
+    greta_client_request warm = req;
+    warm.max_tokens = n < 4 ? n : 4;
+    double dummy_tps, dummy_ms;
+    pipe_stream wps = ps;
+    if ((rc = pipeline_rep(c, &warm, &wps, pp.step_ms, &dummy_tps, &dummy_ms, err)) < 0 ||
+        (rc = greta_client_worker_stats_get(c, ws0, err)) < 0)
+        goto out;
+    for (int rep = 0; rep < o->r; rep++) {
+        int32_t got = 0;
+        if ((rc = inproc_rep(e, smp, &sp, br, ids, hist, in.step_ms + in.n_steps, &got, &in.tps[rep], err)) < 0)
+            goto out;
+        in.n_steps += got;
+        if (n_ref < 0) {
+            memcpy(ref, ids, (size_t)got * sizeof *ref);
+            n_ref = got;
+        }
+        if (got != n_ref || memcmp(ids, ref, (size_t)got * sizeof *ref)) {
+            rc = greta_error_set(err, GRETA_ERR_STATE, "in process: repetition %d gave other tokens", rep);
+            goto out;
+        }
+        if ((rc = pipeline_rep(c, &req, &ps, pp.step_ms + pp.n_steps, &pp.tps[rep], &pp.request_ms[rep], err)) < 0)
+            goto out;
+        pp.n_steps += ps.n > 0 ? ps.n - 1 : 0;
+        if (ps.n != n_ref || memcmp(ps.ids, ref, (size_t)n_ref * sizeof *ref)) {
+            int32_t at = 0;
+            while (at < ps.n && at < n_ref && ps.ids[at] == ref[at])
+                at++;
+            fprintf(stderr, "greta bench: repetition %d: the pipeline's tokens differ from the in-process ones at "
+                    "token %d (pipeline %d tokens, in process %d)\n", rep, at, ps.n, n_ref);
+            differ = 1;
+        }
+    }
+    if ((rc = greta_client_worker_stats_get(c, ws1, err)) < 0)
+        goto out;
+    /* the hand-offs of the timed requests: the last (handoffs1 - handoffs0) samples */
+    uint64_t nh = ws1->handoffs - ws0->handoffs;
+    const uint32_t take = (uint32_t)(nh < ws1->n_handoff_ns ? nh : ws1->n_handoff_ns);
+    hs = malloc((take ? take : 1) * sizeof *hs);
+    if (!hs) {
+        rc = greta_error_set(err, GRETA_ERR_NOMEM, "bench: out of memory");
+        goto out;
+    }
+    memcpy(hs, ws1->handoff_ns + (ws1->n_handoff_ns - take), take * sizeof *hs);
+    qsort(hs, take, sizeof *hs, cmp_u32);
+    double hp50 = 0, hp99 = 0, hmean = 0;
+    if (take) {
+        int k50 = (int)ceil(0.50 * take) - 1, k99 = (int)ceil(0.99 * take) - 1;
+        hp50 = hs[k50 < 0 ? 0 : k50] / 1e3;
+        hp99 = hs[k99 < 0 ? 0 : k99] / 1e3;
+        for (uint32_t i = 0; i < take; i++)
+            hmean += hs[i] / 1e3;
+        hmean /= take;
+    }
+
+    double in_m, in_p50, in_p99, pp_m, pp_p50, pp_p99;
+    cJSON *pj = cJSON_AddObjectToObject(br->root, "pipeline");
+    cJSON_AddStringToObject(pj, "instance", instance);
+    cJSON_AddBoolToObject(pj, "instance_started", started);
+    char name[32];
+    snprintf(name, sizeof name, "tg%d", n);
+    cJSON_AddStringToObject(pj, "test", name);
+    cJSON_AddNumberToObject(pj, "n_gen", n);
+    cJSON_AddNumberToObject(pj, "n_generated", n_ref);
+    cJSON_AddNumberToObject(pj, "temperature", o->temp);
+    cJSON_AddNumberToObject(pj, "top_k", o->top_k);
+    cJSON_AddNumberToObject(pj, "seed", (double)o->seed);
+    cJSON_AddNumberToObject(pj, "threads", ep->n_threads);
+    cJSON_AddItemToObject(pj, "inproc", side_json("inproc", &in, o->r, &in_m, &in_p50, &in_p99));
+    cJSON *pside = side_json("pipeline", &pp, o->r, &pp_m, &pp_p50, &pp_p99);
+    cJSON_AddItemToObject(pside, "request_ms", cJSON_CreateDoubleArray(pp.request_ms, o->r));
+    cJSON_AddItemToObject(pj, "pipeline", pside);
+    const double overhead = pp_m > 0 ? (in_m / pp_m - 1.0) * 100.0 : 0;
+    cJSON_AddNumberToObject(pj, "overhead_pct", overhead);
+    cJSON_AddNumberToObject(pj, "handoff_us_p50", hp50);
+    cJSON_AddNumberToObject(pj, "handoff_us_p99", hp99);
+    cJSON_AddNumberToObject(pj, "handoff_us_mean", hmean);
+    cJSON_AddNumberToObject(pj, "handoff_samples", take);
+    cJSON_AddNumberToObject(pj, "handoff_rows_reduced", (double)(ws1->rows_reduced - ws0->rows_reduced));
+    cJSON_AddNumberToObject(pj, "handoff_rows_full", (double)(ws1->rows_full - ws0->rows_full));
+    cJSON_AddBoolToObject(pj, "tokens_identical", !differ);
+    cJSON_AddItemToObject(pj, "tokens", cJSON_CreateIntArray(ref, n_ref));
+    if (br->tok && n_ref > 0) {
+        size_t len = 0;
+        greta_error derr = {0};
+        greta_tokenizer_decode(br->tok, ref, (size_t)n_ref, 0, NULL, 0, &len, &derr);
+        char *text = malloc(len + 1);
+        if (text && greta_tokenizer_decode(br->tok, ref, (size_t)n_ref, 0, text, len + 1, &len, &derr) == 0)
+            cJSON_AddStringToObject(pj, "text", text);
+        free(text);
+    }
+    printf("| %s | inproc | %d | %s | %.2f ± %.2f | %.3f | %.3f |\n", br->model_name, ep->n_threads, name, in_m,
+           cJSON_GetObjectItem(cJSON_GetObjectItem(pj, "inproc"), "tokens_per_s_std")->valuedouble, in_p50, in_p99);
+    printf("| %s | pipeline | %d | %s | %.2f ± %.2f | %.3f | %.3f |\n", br->model_name, ep->n_threads, name, pp_m,
+           cJSON_GetObjectItem(pside, "tokens_per_s_std")->valuedouble, pp_p50, pp_p99);
+    printf("pipeline overhead %+.1f%% per token; hand-off round trip p50 %.1f us, p99 %.1f us (%u steps: %llu "
+           "reduced rows, %llu full); tokens %s\n",
+           overhead, hp50, hp99, take, (unsigned long long)(ws1->rows_reduced - ws0->rows_reduced),
+           (unsigned long long)(ws1->rows_full - ws0->rows_full), differ ? "DIFFER" : "identical");
+    fflush(stdout);
+    rc = differ;
+out:
+    greta_client_close(&c);
+    greta_sampler_destroy(&smp);
+    greta_engine_destroy(&e);
+    free(ws0);
+    free(ref);
+    free(ids);
+    free(hist);
+    free(in.step_ms);
+    free(pp.step_ms);
+    free(ps.ids);
+    free(ps.t);
+    free(hs);
+    return rc;
+}
+
+/* Machine, commit, model and flags; the results last. */
+static void add_meta(cJSON *root, const bench_opts *o, const char *hex, const char *hash_method, uint64_t file_size,
+                     uint64_t n_params, double load_before, int32_t n_ctx)
+{
+    char host[256] = "", cpu[256], commit[128], dirty[8];
+    gethostname(host, sizeof host - 1);
+    read_cpu_model(cpu, sizeof cpu);
+    run_line("git -C '" GRETA_SOURCE_DIR "' rev-parse HEAD 2>/dev/null", commit, sizeof commit);
+    run_line("git -C '" GRETA_SOURCE_DIR "' status --porcelain --untracked-files=no 2>/dev/null | head -c 1",
+             dirty, sizeof dirty);
+    struct utsname un;
+    char os[300] = "unknown";
+    if (uname(&un) == 0)
+        snprintf(os, sizeof os, "%s %s %s", un.sysname, un.release, un.machine);
+
+    cJSON *mach = cJSON_AddObjectToObject(root, "machine");
+    cJSON_AddStringToObject(mach, "hostname", host);
+    cJSON_AddStringToObject(mach, "cpu", cpu);
+    cJSON_AddNumberToObject(mach, "cpus_online", (double)sysconf(_SC_NPROCESSORS_ONLN));
+    cJSON_AddNumberToObject(mach, "mem_total_bytes", (double)mem_total());
+    cJSON_AddStringToObject(mach, "os", os);
+    cJSON_AddStringToObject(mach, "avx2", greta_cpu_avx2_available() ? "yes" : "no");
+    cJSON_AddNumberToObject(mach, "loadavg_1min_before", load_before);
+    cJSON_AddNumberToObject(mach, "loadavg_1min_after", load_avg());
+    cJSON_AddStringToObject(root, "commit", commit[0] ? commit : "unknown");
+    cJSON_AddStringToObject(root, "commit_source", "git rev-parse HEAD at run time");
+    cJSON_AddBoolToObject(root, "commit_dirty", dirty[0] != '\0');
+    cJSON *mj = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(mj, "path", o->model);
+    cJSON_AddNumberToObject(mj, "size_bytes", (double)file_size);
+    cJSON_AddNumberToObject(mj, "n_params", (double)n_params);
+    cJSON_AddStringToObject(mj, "sha256", hex);
+    cJSON_AddStringToObject(mj, "hash_method", hash_method);
+    cJSON *fl = cJSON_AddObjectToObject(root, "flags");
+    if (!o->pipeline) {
+        cJSON_AddNumberToObject(fl, "p", o->p);
+        cJSON_AddItemToObject(fl, "d", cJSON_CreateIntArray(o->depths, o->n_depths));
+    }
+    cJSON_AddNumberToObject(fl, "n", o->n);
+    cJSON_AddNumberToObject(fl, "r", o->r);
+    cJSON_AddItemToObject(fl, "t", cJSON_CreateIntArray(o->threads, o->n_threads));
+    cJSON_AddStringToObject(fl, "backend", o->backend);
+    cJSON_AddStringToObject(fl, "cpu_isa", greta_cpu_isa_name(o->isa));
+    cJSON_AddNumberToObject(fl, "n_ctx", n_ctx);
+    if (o->pipeline) {
+        cJSON_AddBoolToObject(fl, "pipeline", 1);
+        cJSON_AddStringToObject(fl, "instance", o->instance ? o->instance : "");
+        cJSON_AddNumberToObject(fl, "temp", o->temp);
+        cJSON_AddNumberToObject(fl, "top_k", o->top_k);
+        cJSON_AddNumberToObject(fl, "seed", (double)o->seed);
+    }
+}
+
+static int write_json(cJSON *root, const char *path)
+{
+    char *s = cJSON_Print(root);
+    FILE *f = s ? fopen(path, "w") : NULL;
+    int ok = f && fputs(s, f) >= 0 && fputc('\n', f) != EOF;
+    if (f && fclose(f) != 0)
+        ok = 0;
+    free(s);
+    if (!ok) {
+        fprintf(stderr, "greta bench: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(stderr, "greta bench: wrote %s\n", path);
+    return 0;
+}
+
+static int parse_float(const char *flag, const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || end == s || *end != '\0' || errno || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "greta bench: %s needs a number in %g..%g (got '%s')\n", flag, lo, hi, s ? s : "");
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv)
 {
     bench_opts o = {.p = 512, .n = 128, .r = 5, .n_depths = 1, .backend = "cpu", .isa = GRETA_CPU_ISA_AUTO};
     o.depths[0] = 0;
+    int set_p = 0, set_d = 0, set_backend = 0, set_sampling = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -597,32 +1054,56 @@ int cmd_bench(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (!strcmp(a, "--pipeline")) {
+            o.pipeline = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "greta bench: %s needs a value (or is unknown; see greta bench --help)\n", a);
             return 2;
         }
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             o.model = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt"))
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) {
             rc = parse_int(a, v, 0, 1 << 20, &o.p);
-        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen"))
+            set_p = 1;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen"))
             rc = parse_int(a, v, 0, 1 << 20, &o.n);
         else if (!strcmp(a, "-r") || !strcmp(a, "--repetitions"))
             rc = parse_int(a, v, 1, 64, &o.r);
-        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth"))
+        else if (!strcmp(a, "-d") || !strcmp(a, "--n-depth")) {
             rc = parse_list(a, v, 0, 1 << 22, o.depths, &o.n_depths);
-        else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
+            set_d = 1;
+        } else if (!strcmp(a, "-t") || !strcmp(a, "--threads"))
             rc = parse_list(a, v, 1, 256, o.threads, &o.n_threads);
-        else if (!strcmp(a, "--backend"))
+        else if (!strcmp(a, "--backend")) {
             o.backend = v;
-        else if (!strcmp(a, "--cpu-isa")) {
+            set_backend = 1;
+        } else if (!strcmp(a, "--cpu-isa")) {
             if (greta_cpu_isa_parse(v, &o.isa, &perr)) {
                 fprintf(stderr, "greta bench: --%s\n", perr.msg);
                 return 2;
             }
         } else if (!strcmp(a, "--json"))
             o.json = v;
-        else {
+        else if (!strcmp(a, "--instance"))
+            o.instance = v;
+        else if (!strcmp(a, "--temp")) {
+            rc = parse_float(a, v, 0, 100, &o.temp);
+            set_sampling = 1;
+        } else if (!strcmp(a, "--top-k")) {
+            rc = parse_int(a, v, 0, 1 << 24, &o.top_k);
+            set_sampling = 1;
+        } else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            o.seed = strtoull(v, &end, 10);
+            if (end == v || *end || errno || *v == '-') {
+                fprintf(stderr, "greta bench: --seed needs an unsigned integer (got '%s')\n", v);
+                return 2;
+            }
+            set_sampling = 1;
+        } else {
             fprintf(stderr, "greta bench: unknown option '%s' (see greta bench --help)\n", a);
             return 2;
         }
@@ -633,6 +1114,27 @@ int cmd_bench(int argc, char **argv)
     if (strcmp(o.backend, "cpu") && strcmp(o.backend, "gpu")) {
         fprintf(stderr, "greta bench: --backend must be cpu or gpu (got '%s')\n", o.backend);
         return 2;
+    }
+    if (!o.pipeline && (o.instance || set_sampling)) {
+        fprintf(stderr, "greta bench: --instance, --temp, --top-k and --seed go with --pipeline\n");
+        return 2;
+    }
+    if (o.pipeline) {
+        if (set_p || set_d || o.n_threads > 1 || o.n < 1) {
+            fprintf(stderr, "greta bench: --pipeline runs tg<N> only: no -p or -d, one -t, -n >= 1\n");
+            return 2;
+        }
+        if (o.instance && (o.model || set_backend || o.n_threads)) {
+            fprintf(stderr, "greta bench: with --instance the instance's model, backend and threads apply "
+                            "(no -m, --backend or -t)\n");
+            return 2;
+        }
+        greta_error ierr = {0};
+        if (o.instance && greta_instance_check(o.instance, &ierr) < 0) {
+            fprintf(stderr, "greta bench: --instance: %s\n", ierr.msg);
+            return 2;
+        }
+        o.p = 0;
     }
     if (o.p == 0 && o.n == 0) {
         fprintf(stderr, "greta bench: nothing to do (-p 0 and -n 0)\n");
@@ -652,6 +1154,24 @@ int cmd_bench(int argc, char **argv)
 
     greta_error err = {0};
     char default_path[4096];
+    instance_info ii = {0};
+    if (o.pipeline && o.instance) { /* the instance's model, backend and threads */
+        if (instance_read(o.instance, &ii, &err) < 0) {
+            fprintf(stderr, "greta bench: %s\n", err.msg);
+            return 1;
+        }
+        if (ii.n_ctx < (uint32_t)o.n + 2) {
+            fprintf(stderr, "greta bench: instance '%s' has a context of %u positions; -n %d needs %d\n", o.instance,
+                    ii.n_ctx, o.n, o.n + 2);
+            return 1;
+        }
+        o.model = ii.model;
+        o.backend = ii.backend;
+        if (ii.threads > 0) {
+            o.threads[0] = ii.threads;
+            o.n_threads = 1;
+        }
+    }
     if (!o.model) {
         if (greta_engine_default_model(default_path, sizeof default_path, &err)) {
             fprintf(stderr, "greta bench: %s\n", err.msg);
@@ -660,7 +1180,7 @@ int cmd_bench(int argc, char **argv)
         o.model = default_path;
     }
     int32_t max_depth = 0;
-    for (int i = 0; i < o.n_depths; i++)
+    for (int i = 0; i < o.n_depths && !o.pipeline; i++)
         if (o.depths[i] > max_depth)
             max_depth = o.depths[i];
 
@@ -672,6 +1192,7 @@ int cmd_bench(int argc, char **argv)
     char hex[65] = "";
     const char *hash_method = "";
     uint64_t file_size = 0;
+    char temp_instance[GRETA_INSTANCE_MAX + 1] = "";
 
     if (model_hash(o.model, &file_size, hex, &hash_method) != 0) {
         fprintf(stderr, "greta bench: cannot read %s: %s\n", o.model, strerror(errno));
@@ -686,6 +1207,7 @@ int cmd_bench(int argc, char **argv)
     if (greta_tokenizer_create_from_gguf(model->file, &tok, &terr))
         fprintf(stderr, "greta bench: no tokenizer (%s); generated text is left out\n", terr.msg);
     const int32_t bos = tok ? greta_tokenizer_bos(tok) : 1;
+    const int32_t eos = tok ? greta_tokenizer_eos(tok) : -1;
     uint64_t n_params = 0;
     for (uint64_t i = 0; i < gguf_n_tensors(model->file); i++)
         n_params += gguf_tensor_at(model->file, i)->n_elements;
@@ -714,7 +1236,7 @@ int cmd_bench(int argc, char **argv)
     greta_engine_params ep;
     greta_engine_params_default(&ep);
     ep.backend = o.backend;
-    ep.n_ctx = max_depth + need;
+    ep.n_ctx = max_depth + need + (o.pipeline ? 1 : 0);
     ep.cpu_isa = (int32_t)o.isa;
     ep.mem_available = o.mem_available;
 
@@ -725,84 +1247,80 @@ int cmd_bench(int argc, char **argv)
         struct tm tmv;
         gmtime_r(&tnow, &tmv);
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-        cJSON_AddStringToObject(root, "tool", "greta bench");
+        cJSON_AddStringToObject(root, "tool", o.pipeline ? "greta bench --pipeline" : "greta bench");
         cJSON_AddStringToObject(root, "date", date); /* the start, UTC */
     }
     const double size_mib = (double)file_size / (1024.0 * 1024.0);
-    printf("| model | size | params | backend | threads | test | t/s | TTFT ms | p50 ms | p99 ms |\n");
-    printf("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
-    bench_run br = {.o = &o, .ctx_tokens = ctx_tokens, .prompt = prompt, .vocab = vocab, .bos = bos,
+    bench_run br = {.o = &o, .ctx_tokens = ctx_tokens, .prompt = prompt, .vocab = vocab, .bos = bos, .eos = eos,
                     .tok = tok, .model_name = strrchr(o.model, '/') ? strrchr(o.model, '/') + 1 : o.model,
                     .size_mib = size_mib, .n_params = n_params, .results = results, .root = root};
-    for (int ti = 0; ti < o.n_threads; ti++) {
-        ep.n_threads = o.threads[ti];
-        if (bench_threads(&br, &ep, ti == 0, &err)) {
+    int differ = 0;
+    if (o.pipeline) {
+        ep.n_threads = o.threads[0];
+        const char *inst = o.instance;
+        if (!inst) { /* a temporary instance with the same model, backend and threads */
+            snprintf(temp_instance, sizeof temp_instance, "bench-%d", (int)getpid());
+            char ctx[32], thr[32];
+            snprintf(ctx, sizeof ctx, "%d", ep.n_ctx);
+            snprintf(thr, sizeof thr, "%d", ep.n_threads);
+            char *up[] = {"greta", "up", "-m", (char *)o.model, "--instance", temp_instance, "--backend",
+                          (char *)o.backend, "-t", thr, "--slots", "1", "--ctx", ctx, NULL};
+            fprintf(stderr, "greta bench: starting instance %s\n", temp_instance);
+            if (run_greta(up) != 0) {
+                fprintf(stderr, "greta bench: `greta up --instance %s` failed\n", temp_instance);
+                goto done;
+            }
+            inst = temp_instance;
+        }
+        printf("| model | mode | threads | test | t/s | p50 ms | p99 ms |\n");
+        printf("| --- | --- | ---: | --- | ---: | ---: | ---: |\n");
+        int rc = bench_pipeline(&br, inst, !o.instance, &ep, &err);
+        if (rc < 0) {
             fprintf(stderr, "greta bench: %s\n", err.msg);
             goto done;
         }
+        differ = rc;
+    } else {
+        printf("| model | size | params | backend | threads | test | t/s | TTFT ms | p50 ms | p99 ms |\n");
+        printf("| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |\n");
+        for (int ti = 0; ti < o.n_threads; ti++) {
+            ep.n_threads = o.threads[ti];
+            if (bench_threads(&br, &ep, ti == 0, &err)) {
+                fprintf(stderr, "greta bench: %s\n", err.msg);
+                goto done;
+            }
+        }
     }
 
-    /* JSON */
     if (o.json) {
-        char host[256] = "", cpu[256], commit[128], dirty[8];
-        gethostname(host, sizeof host - 1);
-        read_cpu_model(cpu, sizeof cpu);
-        run_line("git -C '" GRETA_SOURCE_DIR "' rev-parse HEAD 2>/dev/null", commit, sizeof commit);
-        run_line("git -C '" GRETA_SOURCE_DIR "' status --porcelain --untracked-files=no 2>/dev/null | head -c 1",
-                 dirty, sizeof dirty);
-        struct utsname un;
-        char os[300] = "unknown";
-        if (uname(&un) == 0)
-            snprintf(os, sizeof os, "%s %s %s", un.sysname, un.release, un.machine);
-
-        cJSON *mach = cJSON_AddObjectToObject(root, "machine");
-        cJSON_AddStringToObject(mach, "hostname", host);
-        cJSON_AddStringToObject(mach, "cpu", cpu);
-        cJSON_AddNumberToObject(mach, "cpus_online", (double)sysconf(_SC_NPROCESSORS_ONLN));
-        cJSON_AddNumberToObject(mach, "mem_total_bytes", (double)mem_total());
-        cJSON_AddStringToObject(mach, "os", os);
-        cJSON_AddStringToObject(mach, "avx2", greta_cpu_avx2_available() ? "yes" : "no");
-        cJSON_AddNumberToObject(mach, "loadavg_1min_before", load_before);
-        cJSON_AddNumberToObject(mach, "loadavg_1min_after", load_avg());
-        cJSON_AddStringToObject(root, "commit", commit[0] ? commit : "unknown");
-        cJSON_AddStringToObject(root, "commit_source", "git rev-parse HEAD at run time");
-        cJSON_AddBoolToObject(root, "commit_dirty", dirty[0] != '\0');
-        cJSON *mj = cJSON_AddObjectToObject(root, "model");
-        cJSON_AddStringToObject(mj, "path", o.model);
-        cJSON_AddNumberToObject(mj, "size_bytes", (double)file_size);
-        cJSON_AddNumberToObject(mj, "n_params", (double)n_params);
-        cJSON_AddStringToObject(mj, "sha256", hex);
-        cJSON_AddStringToObject(mj, "hash_method", hash_method);
-        cJSON *fl = cJSON_AddObjectToObject(root, "flags");
-        cJSON_AddNumberToObject(fl, "p", o.p);
-        cJSON_AddNumberToObject(fl, "n", o.n);
-        cJSON_AddItemToObject(fl, "d", cJSON_CreateIntArray(o.depths, o.n_depths));
-        cJSON_AddNumberToObject(fl, "r", o.r);
-        cJSON_AddItemToObject(fl, "t", cJSON_CreateIntArray(o.threads, o.n_threads));
-        cJSON_AddStringToObject(fl, "backend", o.backend);
-        cJSON_AddStringToObject(fl, "cpu_isa", greta_cpu_isa_name(o.isa));
-        cJSON_AddNumberToObject(fl, "n_ctx", ep.n_ctx);
-        cJSON_AddItemToObject(root, "results", results);
-        results = NULL;
-        char *s = cJSON_Print(root);
-        FILE *f = s ? fopen(o.json, "w") : NULL;
-        if (!f || fputs(s, f) < 0 || fputc('\n', f) == EOF) {
-            fprintf(stderr, "greta bench: cannot write %s: %s\n", o.json, strerror(errno));
-            if (f)
-                fclose(f);
-            free(s);
-            goto done;
+        add_meta(root, &o, hex, hash_method, file_size, n_params, load_before, ep.n_ctx);
+        if (!o.pipeline) { /* --pipeline: its results are in "pipeline" */
+            cJSON_AddItemToObject(root, "results", results);
+            results = NULL;
         }
-        free(s);
-        if (fclose(f) != 0) {
-            fprintf(stderr, "greta bench: cannot write %s\n", o.json);
+        if (write_json(root, o.json) < 0)
             goto done;
-        }
-        fprintf(stderr, "greta bench: wrote %s\n", o.json);
+    }
+    if (differ) {
+        fprintf(stderr, "greta bench: the pipeline and the in-process run gave different tokens\n");
+        goto done;
     }
     status = 0;
 
 done:
+    if (temp_instance[0]) {
+        char *down[] = {"greta", "down", "--instance", temp_instance, NULL};
+        char dir[GRETA_PATH_MAX];
+        greta_error derr = {0};
+        if (run_greta(down) != 0)
+            fprintf(stderr, "greta bench: `greta down --instance %s` failed\n", temp_instance);
+        else if (greta_runtime_dir(temp_instance, dir, sizeof dir, &derr) == 0) {
+            if (status == 0)
+                greta_runtime_dir_clean(dir, 1); /* its logs too */
+            else
+                fprintf(stderr, "greta bench: the stage logs of %s stay in %s\n", temp_instance, dir);
+        }
+    }
     cJSON_Delete(results);
     cJSON_Delete(root);
     free(ctx_tokens);

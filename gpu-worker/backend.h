@@ -49,6 +49,10 @@ typedef struct greta_mem_plan {
 
 typedef struct greta_backend greta_backend;
 
+/* Largest k forward_topk is asked for (the pipeline's top-k rows hold at
+ * most this many entries: GRETA_SHM_MAX_TOPK). */
+#define GRETA_BACKEND_TOPK_MAX 256
+
 typedef struct greta_backend_ops {
     const char *name; /* "cpu", "gpu" */
     /* Runs the batch; writes one row of vocab_size fp32 logits per requested
@@ -57,6 +61,21 @@ typedef struct greta_backend_ops {
      * (the first token of sequence s in a batch has position seq_len(s)).
      * A batch that breaks a rule is refused before anything changes. */
     int (*forward)(greta_backend *b, const greta_batch *batch, float *logits, greta_error *err);
+    /* Optional (NULL: the pipeline worker reduces the logits of forward on
+     * the host). Runs the batch exactly like forward, but instead of the
+     * logits rows writes, for each requested row r (batch order, as forward's
+     * rows), the k best tokens of the row, best first (higher logit; equal
+     * logits: lower id), to ids[r*k .. r*k+k) and their logits to
+     * vals[r*k .. r*k+k), and lse[r] = log(sum over the vocabulary of
+     * exp(logit)), computed stably (max + log(sum exp(logit - max)),
+     * accumulated in fp32 or better). Logits are the same values forward
+     * would return. 1 <= k <= GRETA_BACKEND_TOPK_MAX and k <= vocab_size; a
+     * k outside, like any bad batch, is refused before anything changes.
+     * A row with a NaN or +inf logit must get a NaN or +inf lse (the stable
+     * formula does that by itself): the sampler then refuses the row, as it
+     * refuses such a full row. */
+    int (*forward_topk)(greta_backend *b, const greta_batch *batch, int32_t k, int32_t *ids, float *vals,
+                        float *lse, greta_error *err);
     /* Forgets positions >= n_keep of sequence seq (0 clears it). */
     int (*seq_truncate)(greta_backend *b, int32_t seq, int32_t n_keep, greta_error *err);
     /* Positions held for sequence seq (0 for an empty slot). */

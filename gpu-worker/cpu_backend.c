@@ -229,7 +229,7 @@ int greta_cpu_backend_plan(const greta_model *m, const greta_backend_params *p,
         return greta_error_set(err, GRETA_ERR_LIMIT, "memory plan: sizes overflow 64 bits "
                                "(n_ctx %d, n_seq %d, n_batch %d)", p->n_ctx, p->n_seq, p->n_batch);
     plan->backend = "cpu";
-    plan->kv_where = "host RAM";
+    plan->kv_where = "host RAM, fp32";
     plan->weights_bytes = model_weight_bytes(m);
     plan->kv_bytes = kv;
     plan->scratch_bytes = L.total * sizeof(float) +

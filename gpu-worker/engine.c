@@ -97,7 +97,7 @@ static int resolve_params(const greta_model *m, const greta_engine_params *p, gr
 int greta_engine_plan_model(const greta_model *m, const greta_engine_params *p,
                             greta_backend_params *resolved, greta_mem_plan *plan, greta_error *err)
 {
-    const greta_backend_kind *kind;
+    const greta_backend_kind *kind = NULL;
     greta_backend_params bp;
     int rc = find_kind(p->backend, &kind, err);
     if (!rc)
@@ -127,7 +127,12 @@ static double mib(uint64_t b)
 
 int greta_engine_plan_check(const greta_mem_plan *plan, uint64_t available, greta_error *err)
 {
-    if (available == 0 || plan->total_bytes <= available)
+    /* Only the CPU backend keeps weights, KV cache and scratch in host RAM;
+     * the GPU backend checks those against the GPU's free memory itself and
+     * needs host RAM for the logits (and the engine's small buffers). */
+    const int on_host = !plan->backend || strcmp(plan->backend, "cpu") == 0;
+    const uint64_t need = on_host ? plan->total_bytes : plan->logits_bytes;
+    if (available == 0 || need <= available)
         return GRETA_OK;
     return greta_error_set(err, GRETA_ERR_NOMEM,
                            "memory plan: needs %.2f GiB (weights %.2f + KV cache %.2f + scratch %.2f + "
@@ -142,13 +147,14 @@ void greta_engine_plan_format(const greta_mem_plan *plan, const greta_backend_pa
 {
     snprintf(buf, size,
              "memory plan (%s backend, n_ctx %d, n_seq %d, n_batch %d):\n"
-             "  weights  %10.2f MiB (mmapped)\n"
-             "  KV cache %10.2f MiB (%s, fp32)\n"
+             "  weights  %10.2f MiB (%s)\n"
+             "  KV cache %10.2f MiB (%s)\n"
              "  scratch  %10.2f MiB\n"
              "  logits   %10.2f MiB\n"
              "  total    %10.2f MiB\n",
              plan->backend, bp->n_ctx, bp->n_seq, bp->n_batch, mib(plan->weights_bytes),
-             mib(plan->kv_bytes), plan->kv_where, mib(plan->scratch_bytes), mib(plan->logits_bytes),
+             strcmp(plan->backend, "cpu") == 0 ? "mmapped" : "uploaded to the GPU", mib(plan->kv_bytes),
+             plan->kv_where, mib(plan->scratch_bytes), mib(plan->logits_bytes),
              mib(plan->total_bytes));
 }
 
@@ -188,7 +194,7 @@ int greta_engine_from_model(greta_model *m, const greta_engine_params *p, greta_
 {
     *out = NULL;
     const double t0 = greta_now_s();
-    const greta_backend_kind *kind;
+    const greta_backend_kind *kind = NULL;
     int rc = find_kind(p->backend, &kind, err);
     if (rc)
         return rc;
@@ -258,6 +264,20 @@ int greta_engine_forward(greta_engine *e, const greta_batch *batch, const float 
     if (rc == 0 && logits)
         *logits = e->logits;
     return rc;
+}
+
+int greta_engine_has_forward_topk(const greta_engine *e)
+{
+    return e->backend->ops->forward_topk != NULL;
+}
+
+int greta_engine_forward_topk(greta_engine *e, const greta_batch *batch, int32_t k, int32_t *ids, float *vals,
+                              float *lse, greta_error *err)
+{
+    if (!e->backend->ops->forward_topk)
+        return greta_error_set(err, GRETA_ERR_UNSUPPORTED, "backend '%s' has no forward_topk",
+                               e->backend->ops->name);
+    return e->backend->ops->forward_topk(e->backend, batch, k, ids, vals, lse, err);
 }
 
 int greta_engine_prefill(greta_engine *e, int32_t seq, const int32_t *tokens, int32_t n,

@@ -85,6 +85,15 @@ double greta_engine_load_seconds(const greta_engine *e);
  * returned rows (vocab floats each, in batch order) inside the engine. */
 int greta_engine_forward(greta_engine *e, const greta_batch *batch, const float **logits,
                          greta_error *err);
+/* 1 when the backend reduces logits to the top-k on its own
+ * (backend.h forward_topk), 0 when it has no such op. */
+int greta_engine_has_forward_topk(const greta_engine *e);
+/* Runs a batch like greta_engine_forward but returns per requested row the
+ * k best tokens and the log-sum-exp of the row (backend.h forward_topk:
+ * ids[rows*k], vals[rows*k], lse[rows]). GRETA_ERR_UNSUPPORTED (nothing
+ * run) when the backend has no forward_topk. */
+int greta_engine_forward_topk(greta_engine *e, const greta_batch *batch, int32_t k, int32_t *ids, float *vals,
+                              float *lse, greta_error *err);
 /* Feeds tokens[0..n) to sequence seq at its next positions, in chunks of
  * n_batch; *logits = the logits after the last token. */
 int greta_engine_prefill(greta_engine *e, int32_t seq, const int32_t *tokens, int32_t n,

@@ -12,10 +12,17 @@
  * One step: every ACTIVE slot contributes the tokens its KV cache lacks
  * (history[seq_len .. n_tokens), a prefill chunk or the last token), up to
  * n_batch in all; the logits of each slot whose history is complete go to
- * the segment; StepReady; wait for the sampler (StepDone or step_done in the
- * segment, StepReady sent again every 500 ms); append each slot's token
+ * the segment; step_ready and its doorbell; wait for the sampler (step_done
+ * and its doorbell; StepReady sent every 500 ms meanwhile); append each slot's token
  * (history first, then n_tokens, release); finish on EOS (not appended),
  * max_tokens, a full context, the tokenizer's stop_hit, or Cancel.
+ *
+ * Hand-off (proto/handoff.h): each logits row goes to the sampler whole, or,
+ * where that is exact for the request, as its top-1 / top-k with the
+ * log-sum-exp of the row (reduced by the backend's forward_topk when it has
+ * one and every row of the step is reduced, else here on the host).
+ * GRETA_HANDOFF=full forces whole rows. Stats report the rows of each kind
+ * and the round trip of each hand-off (StepReady written -> step_done seen).
  *
  * Restart rules: everything lives in the segment. A new worker starts with an
  * empty KV cache, so each ACTIVE slot re-prefills its history (bit-identical
@@ -27,10 +34,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/gguf.h"
 #include "engine.h"
+#include "proto/handoff.h"
 #include "proto/msg.h"
 #include "proto/stage.h"
 #include "proto/zsock.h"
@@ -38,6 +47,9 @@
 #include "tokenizer/tokenizer.h"
 
 #define RESEND_MS 500
+#define DOORBELL_WAIT_US 2000 /* longest wait for the sampler between looks at the sockets */
+
+_Static_assert(GRETA_SHM_MAX_TOPK <= GRETA_BACKEND_TOPK_MAX, "forward_topk takes every k a top-k row holds");
 #define MAX_BATCH_HIST 64
 
 typedef struct worker {
@@ -55,11 +67,29 @@ typedef struct worker {
     uint8_t *want;
     int32_t *row_slot; /* [n_slots] slot of each logits row */
     uint64_t *queued_ns; /* [n_slots] Submit time (trace: queue_wait), 0 when reported */
+    /* hand-off */
+    int force_full;      /* GRETA_HANDOFF=full */
+    int32_t *row_k;      /* [n_slots] top-k entries of each row (0: full row) */
+    int32_t *row_mode;   /* [n_slots] greta_logits_mode of each row */
+    int32_t *tk_ids;     /* [n_slots * topk_max] reduction scratch */
+    float *tk_vals;      /* [n_slots * topk_max] */
+    float *tk_lse;       /* [n_slots] */
     /* stats */
     uint64_t requests, steps, tokens_out;
     uint32_t max_batch;
     uint64_t batch_hist[MAX_BATCH_HIST];
+    uint64_t rows_full, rows_reduced;
+    uint64_t handoffs;   /* round trips timed; the last ones are in the ring */
+    uint32_t handoff_ring[GRETA_MSG_MAX_HANDOFF_SAMPLES]; /* ns, [handoffs % size] is the oldest when full */
+    uint32_t handoff_out[GRETA_MSG_MAX_HANDOFF_SAMPLES];  /* Stats scratch: oldest first */
 } worker;
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 static greta_shm_slot *slot_at(worker *w, uint32_t i)
 {
@@ -134,6 +164,17 @@ static int submit(worker *w, uint64_t rid, const Greta__Submit *s, int *slot_out
     p.repeat_penalty = sp && sp->repeat_penalty > 0.0f ? sp->repeat_penalty : 1.0f;
     p.penalty_last_n = sp ? sp->repeat_last_n : 0;
     p.seed = sp ? sp->seed : 0;
+    p.frequency_penalty = sp ? sp->frequency_penalty : 0.0f;
+    p.presence_penalty = sp ? sp->presence_penalty : 0.0f;
+    p.n_bias = sp ? (uint32_t)sp->n_logit_bias : 0; /* <= GRETA_MSG_MAX_BIAS: checked by greta_msg_unpack */
+    for (uint32_t k = 0; k < p.n_bias; k++) {
+        if (sp->logit_bias[k]->token >= w->n_vocab)
+            return greta_error_set(err, GRETA_ERR_FORMAT,
+                                   "submit.sampling.logit_bias[%u].token: %d outside the vocabulary of %d", k,
+                                   sp->logit_bias[k]->token, w->n_vocab);
+        p.bias[k].token = sp->logit_bias[k]->token;
+        p.bias[k].bias = sp->logit_bias[k]->bias;
+    }
     int rc = greta_sampler_params_validate(&p, w->n_vocab, err);
     if (rc < 0)
         return greta_error_prefix(err, "submit.sampling");
@@ -157,13 +198,7 @@ static int submit(worker *w, uint64_t rid, const Greta__Submit *s, int *slot_out
         memcpy(sl->client, s->client.data, sl->client_len);
     sl->prompt_len = (uint32_t)s->n_prompt;
     sl->max_tokens = (uint32_t)s->max_tokens;
-    sl->temperature = p.temperature;
-    sl->top_k = p.top_k;
-    sl->top_p = p.top_p;
-    sl->min_p = p.min_p;
-    sl->repeat_penalty = p.repeat_penalty;
-    sl->repeat_last_n = p.penalty_last_n;
-    sl->seed = p.seed;
+    greta_handoff_store_params(sl, &p);
     sl->n_stop = (uint32_t)s->n_stop;
     memset(sl->stop, 0, sizeof sl->stop);
     for (size_t k = 0; k < s->n_stop; k++)
@@ -257,6 +292,15 @@ static void handle_rpc(worker *w, greta_zmsg *m)
         st.rejected = w->c.rejected;
         for (uint32_t i = 0; i < n_slots(w); i++)
             st.active += atomic_load(&slot_at(w, i)->state) == GRETA_SLOT_ACTIVE;
+        st.rows_full = w->rows_full;
+        st.rows_reduced = w->rows_reduced;
+        st.handoffs = w->handoffs;
+        const uint64_t cap = GRETA_MSG_MAX_HANDOFF_SAMPLES;
+        const uint64_t nh = w->handoffs < cap ? w->handoffs : cap;
+        for (uint64_t k = 0; k < nh; k++)
+            w->handoff_out[k] = w->handoff_ring[(w->handoffs - nh + k) % cap];
+        st.n_handoff_ns = (size_t)nh;
+        st.handoff_ns = w->handoff_out;
         env.body_case = GRETA__ENVELOPE__BODY_STATS;
         env.stats = &st;
         reply(w, m, &env);
@@ -316,16 +360,22 @@ static void send_ready(worker *w, uint32_t batch_size, const int32_t *slots, siz
     greta_zsend(w->ready, NULL, 0, &env, NULL);
 }
 
-/* Waits until the sampler finished w->step. 0, or -1 when stopping. */
+/* Waits until the sampler finished w->step: on the segment's done doorbell,
+ * serving requests every DOORBELL_WAIT_US and sending StepReady again every
+ * RESEND_MS (a sampler that missed the doorbell). 0, or -1 when stopping. */
 static int wait_sampler(worker *w, uint32_t batch_size, const int32_t *slots, size_t n)
 {
     greta_shm_header *h = greta_shm_hdr(w->c.shm);
     int64_t resend_at = greta_now_ms() + RESEND_MS;
     while (!greta_stage_stopping()) {
+        const uint32_t seen = atomic_load_explicit(&h->done_bell, memory_order_acquire);
         if (atomic_load_explicit(&h->step_done, memory_order_acquire) >= w->step)
             return 0;
+        if (greta_shm_wait(&h->done_bell, seen, DOORBELL_WAIT_US) &&
+            atomic_load_explicit(&h->step_done, memory_order_acquire) >= w->step)
+            return 0;
         zmq_pollitem_t it[2] = {{w->done, 0, ZMQ_POLLIN, 0}, {w->rpc, 0, ZMQ_POLLIN, 0}};
-        zmq_poll(it, 2, 20);
+        zmq_poll(it, 2, 0);
         greta_heartbeat_progress(w->c.hb);
         if (it[1].revents & ZMQ_POLLIN)
             serve_rpc(w, 0);
@@ -336,6 +386,49 @@ static int wait_sampler(worker *w, uint32_t batch_size, const int32_t *slots, si
         }
     }
     return -1;
+}
+
+/* Writes row r of the step into its slot: the full logits, or the top-k /
+ * top-1 with the log-sum-exp, from the backend (logits NULL: w->tk_* hold
+ * kmax entries per row) or reduced here from the full row. */
+static void hand_over(worker *w, int32_t r, uint32_t batch_size, const float *logits, int32_t kmax)
+{
+    const uint32_t i = (uint32_t)w->row_slot[r];
+    greta_shm_slot *sl = slot_at(w, i);
+    greta_shm_topk *tk = greta_shm_topk_row(w->c.shm, i);
+    int32_t mode = w->row_mode[r], k = w->row_k[r];
+    float lse = 0.0f;
+    if (!logits) { /* the backend's reduction: the first k of its kmax are the top-k */
+        for (int32_t j = 0; j < k; j++) {
+            tk[j].id = w->tk_ids[(size_t)r * (size_t)kmax + (size_t)j];
+            tk[j].logit = w->tk_vals[(size_t)r * (size_t)kmax + (size_t)j];
+        }
+        lse = w->tk_lse[r];
+    } else if (mode != GRETA_LOGITS_FULL) {
+        greta_error rerr = {0};
+        const float *row = logits + (size_t)r * (size_t)w->n_vocab;
+        if (greta_handoff_reduce(row, w->n_vocab, k, w->tk_ids, w->tk_vals, &lse, &rerr) == 0) {
+            for (int32_t j = 0; j < k; j++) {
+                tk[j].id = w->tk_ids[j];
+                tk[j].logit = w->tk_vals[j];
+            }
+        } else {
+            mode = GRETA_LOGITS_FULL; /* the sampler reports the bad row */
+        }
+    }
+    if (mode == GRETA_LOGITS_FULL) {
+        k = 0;
+        memcpy(greta_shm_logits(w->c.shm, i), logits + (size_t)r * (size_t)w->n_vocab,
+               (size_t)w->n_vocab * sizeof(float));
+        w->rows_full++;
+    } else {
+        w->rows_reduced++;
+    }
+    sl->topk_lse = lse;
+    atomic_store(&sl->n_topk, (uint32_t)k);
+    atomic_store(&sl->logits_mode, (uint32_t)mode);
+    atomic_store(&sl->batch_size, batch_size);
+    atomic_store_explicit(&sl->logits_step, w->step, memory_order_release); /* last: the row is complete */
 }
 
 /* One forward pass over all active slots; 1 if it did work, 0 if idle, -1 stopping. */
@@ -383,11 +476,24 @@ static int step(worker *w)
     if (nt == 0)
         return 0;
     w->step++;
+    /* how each row goes to the sampler; the backend reduces when it can do
+     * it for every row */
+    int32_t kmax = 0, all_reduced = rows > 0;
+    for (int32_t r = 0; r < rows; r++) {
+        greta_sampler_params p;
+        greta_handoff_load_params(slot_at(w, (uint32_t)w->row_slot[r]), &p);
+        w->row_mode[r] = greta_handoff_mode(&p, w->n_vocab, h->topk_max, w->force_full, &w->row_k[r]);
+        all_reduced &= w->row_mode[r] != GRETA_LOGITS_FULL;
+        kmax = w->row_k[r] > kmax ? w->row_k[r] : kmax;
+    }
+    const int on_backend = all_reduced && greta_engine_has_forward_topk(w->eng);
     uint64_t t0 = GRETA_TRACE_BEGIN(w->c.trace);
     greta_batch b = {.n_tokens = nt, .tokens = w->tokens, .pos = w->pos, .seq = w->seq, .want_logits = w->want};
     const float *logits = NULL;
     greta_error err = {0};
-    if (greta_engine_forward(w->eng, &b, &logits, &err) < 0) {
+    int frc = on_backend ? greta_engine_forward_topk(w->eng, &b, kmax, w->tk_ids, w->tk_vals, w->tk_lse, &err)
+                         : greta_engine_forward(w->eng, &b, &logits, &err);
+    if (frc < 0) {
         greta_stage_log(&w->c, "step %llu: forward failed: %s; finishing its requests", (unsigned long long)w->step,
                         err.msg);
         for (int32_t k = 0; k < batch_slots; k++)
@@ -404,18 +510,16 @@ static int step(worker *w)
         return 1; /* prefill chunks only: nothing to sample yet */
 
     uint64_t t1 = GRETA_TRACE_BEGIN(w->c.trace);
-    for (int32_t r = 0; r < rows; r++) {
-        uint32_t i = (uint32_t)w->row_slot[r];
-        greta_shm_slot *sl = slot_at(w, i);
-        memcpy(greta_shm_logits(shm, i), logits + (size_t)r * (size_t)w->n_vocab, (size_t)w->n_vocab * sizeof(float));
-        atomic_store(&sl->logits_mode, GRETA_LOGITS_FULL);
-        atomic_store(&sl->batch_size, (uint32_t)batch_slots);
-        atomic_store(&sl->logits_step, w->step);
-    }
+    for (int32_t r = 0; r < rows; r++)
+        hand_over(w, r, (uint32_t)batch_slots, on_backend ? NULL : logits, kmax);
+    const uint64_t ready_ns = now_ns();
     atomic_store_explicit(&h->step_ready, w->step, memory_order_release);
-    send_ready(w, (uint32_t)batch_slots, w->row_slot, (size_t)rows);
+    greta_shm_ring(&h->ready_bell, (uint32_t)w->step); /* StepReady itself only if the sampler does not answer */
     if (wait_sampler(w, (uint32_t)batch_slots, w->row_slot, (size_t)rows) < 0)
         return -1;
+    const uint64_t rt = now_ns() - ready_ns;
+    w->handoff_ring[w->handoffs % GRETA_MSG_MAX_HANDOFF_SAMPLES] = rt < UINT32_MAX ? (uint32_t)rt : UINT32_MAX;
+    w->handoffs++;
     GRETA_TRACE_END(w->c.trace, "logits_handoff", t1, rid1, "step", (int64_t)w->step);
 
     for (int32_t r = 0; r < rows; r++) {
@@ -492,11 +596,22 @@ static int open_engine(worker *w, const char *backend, int threads, greta_error 
     w->want = calloc(nb, 1);
     w->row_slot = calloc(h->n_slots, sizeof *w->row_slot);
     w->queued_ns = calloc(h->n_slots, sizeof *w->queued_ns);
-    if (!w->tokens || !w->pos || !w->seq || !w->want || !w->row_slot || !w->queued_ns)
+    w->row_k = calloc(h->n_slots, sizeof *w->row_k);
+    w->row_mode = calloc(h->n_slots, sizeof *w->row_mode);
+    const size_t tk = (size_t)h->n_slots * (h->topk_max ? h->topk_max : 1);
+    w->tk_ids = calloc(tk, sizeof *w->tk_ids);
+    w->tk_vals = calloc(tk, sizeof *w->tk_vals);
+    w->tk_lse = calloc(h->n_slots, sizeof *w->tk_lse);
+    if (!w->tokens || !w->pos || !w->seq || !w->want || !w->row_slot || !w->queued_ns || !w->row_k ||
+        !w->row_mode || !w->tk_ids || !w->tk_vals || !w->tk_lse)
         return greta_error_set(err, GRETA_ERR_NOMEM, "worker: out of memory");
     greta_stage_log(&w->c, "model %s loaded in %.3f s (%s, %s), %u slots x %u ctx, eos %d", h->model_path,
                     greta_engine_load_seconds(w->eng), greta_engine_backend_name(w->eng),
                     greta_engine_backend_detail(w->eng), h->n_slots, h->n_ctx, w->eos);
+    greta_stage_log(&w->c, "logits hand-off: %s", w->force_full ? "full rows (GRETA_HANDOFF=full)"
+                                                  : greta_engine_has_forward_topk(w->eng)
+                                                      ? "reduced where exact (top-k from the backend)"
+                                                      : "reduced where exact (top-k on the host)");
     return GRETA_OK;
 }
 
@@ -541,6 +656,8 @@ int main(int argc, char **argv)
         else
             rc = greta_error_set(&err, GRETA_ERR_INVALID, "unknown argument '%s'", argv[i]);
     }
+    if (rc == 0)
+        rc = greta_handoff_parse(getenv("GRETA_HANDOFF"), &w.force_full, &err);
     if (rc == 0)
         rc = open_engine(&w, backend, threads, &err);
     if (rc == 0)
@@ -588,6 +705,11 @@ int main(int argc, char **argv)
     free(w.want);
     free(w.row_slot);
     free(w.queued_ns);
+    free(w.row_k);
+    free(w.row_mode);
+    free(w.tk_ids);
+    free(w.tk_vals);
+    free(w.tk_lse);
     greta_stage_fini(&w.c);
     return rc < 0 ? 1 : 0;
 }

@@ -198,9 +198,20 @@ int greta_client_submit(greta_client *c, uint64_t rid, const greta_client_reques
     Greta__Submit s = GRETA__SUBMIT__INIT;
     Greta__SamplingParams sp = GRETA__SAMPLING_PARAMS__INIT;
     ProtobufCBinaryData stops[GRETA_MSG_MAX_STOP];
+    Greta__LogitBias bias[GRETA_MSG_MAX_BIAS];
+    Greta__LogitBias *pbias[GRETA_MSG_MAX_BIAS];
     if (req->n_stop > GRETA_MSG_MAX_STOP)
         return greta_error_set(err, GRETA_ERR_LIMIT, "submit: %zu stop strings, at most %d", req->n_stop,
                                GRETA_MSG_MAX_STOP);
+    if (req->n_bias > GRETA_MSG_MAX_BIAS)
+        return greta_error_set(err, GRETA_ERR_LIMIT, "submit: %zu logit-bias entries, at most %d", req->n_bias,
+                               GRETA_MSG_MAX_BIAS);
+    for (size_t i = 0; i < req->n_bias; i++) {
+        greta__logit_bias__init(&bias[i]);
+        bias[i].token = req->bias[i].token;
+        bias[i].bias = req->bias[i].bias;
+        pbias[i] = &bias[i];
+    }
     greta_msg_init(&env, rid);
     sp.temperature = req->temperature;
     sp.top_k = req->top_k;
@@ -209,6 +220,10 @@ int greta_client_submit(greta_client *c, uint64_t rid, const greta_client_reques
     sp.repeat_penalty = req->repeat_penalty;
     sp.repeat_last_n = req->repeat_last_n;
     sp.seed = req->seed;
+    sp.frequency_penalty = req->frequency_penalty;
+    sp.presence_penalty = req->presence_penalty;
+    sp.n_logit_bias = req->n_bias;
+    sp.logit_bias = pbias;
     s.client = greta_msg_bytes(c->id);
     s.n_prompt = req->n_prompt;
     s.prompt = (int32_t *)req->prompt;
@@ -403,6 +418,36 @@ int greta_client_stats(greta_client *c, int to_worker, uint32_t *max_batch, uint
         *steps = r->stats->steps;
     if (rejected)
         *rejected = r->stats->rejected;
+    greta_msg_free(&r);
+    return GRETA_OK;
+}
+
+_Static_assert(GRETA_CLIENT_HANDOFF_SAMPLES == GRETA_MSG_MAX_HANDOFF_SAMPLES, "hand-off sample count");
+
+int greta_client_worker_stats_get(greta_client *c, greta_client_worker_stats *out, greta_error *err)
+{
+    Greta__Envelope env;
+    Greta__StatsRequest sr = GRETA__STATS_REQUEST__INIT;
+    greta_msg_init(&env, greta_client_request_id());
+    env.body_case = GRETA__ENVELOPE__BODY_STATS_REQUEST;
+    env.stats_request = &sr;
+    Greta__Envelope *r = NULL;
+    int rc = call(c, c->wrk, &env, GRETA__ENVELOPE__BODY_STATS, &r, err);
+    if (rc < 0)
+        return greta_error_prefix(err, "stats");
+    const Greta__Stats *st = r->stats;
+    out->requests = st->requests;
+    out->steps = st->steps;
+    out->tokens = st->tokens;
+    out->rejected = st->rejected;
+    out->max_batch = st->max_batch;
+    out->active = st->active;
+    out->rows_full = st->rows_full;
+    out->rows_reduced = st->rows_reduced;
+    out->handoffs = st->handoffs;
+    out->n_handoff_ns = (uint32_t)st->n_handoff_ns; /* <= GRETA_MSG_MAX_HANDOFF_SAMPLES: checked by unpack */
+    if (st->n_handoff_ns)
+        memcpy(out->handoff_ns, st->handoff_ns, st->n_handoff_ns * sizeof out->handoff_ns[0]);
     greta_msg_free(&r);
     return GRETA_OK;
 }

@@ -29,6 +29,16 @@
 
 typedef struct greta_client greta_client;
 
+/* Logit bias: `bias` is added to the logit of `token` (-INFINITY bans it). */
+typedef struct greta_client_bias {
+    int32_t token;
+    float bias;
+} greta_client_bias;
+
+/* Sampling follows sampler/sampler.h (same fields, same order of
+ * operations); the worker checks every value and answers a bad one with an
+ * Error naming the field (greta_client_submit returns it). A zeroed struct
+ * plus prompt and max_tokens is a greedy request without penalties. */
 typedef struct greta_client_request {
     const int32_t *prompt;   /* [n_prompt] token ids */
     size_t n_prompt;
@@ -38,10 +48,14 @@ typedef struct greta_client_request {
     float top_p;             /* 0 or 1: off */
     float min_p;
     float repeat_penalty;    /* 0 or 1: off */
-    int32_t repeat_last_n;
+    int32_t repeat_last_n;   /* window of the penalties: 0 none (penalties off), -1 the whole history */
     uint64_t seed;
     const char *const *stop; /* [n_stop] stop strings */
     size_t n_stop;
+    float frequency_penalty; /* [-2, 2], 0: off */
+    float presence_penalty;  /* [-2, 2], 0: off */
+    const greta_client_bias *bias; /* [n_bias], n_bias <= 64 (GRETA_MSG_MAX_BIAS) */
+    size_t n_bias;
 } greta_client_request;
 
 /* One generated token's text (may be empty: len 0, text possibly NULL).
@@ -98,5 +112,22 @@ int greta_client_send_raw(greta_client *c, int to_worker, const void *data, size
 /* Stats of the worker (to_worker) or tokenizer: max_batch, steps, ... */
 int greta_client_stats(greta_client *c, int to_worker, uint32_t *max_batch, uint64_t *steps, uint64_t *rejected,
                        greta_error *err);
+
+#define GRETA_CLIENT_HANDOFF_SAMPLES 4096 /* = GRETA_MSG_MAX_HANDOFF_SAMPLES */
+
+/* The gpu-worker's counters, including the logits hand-off to the sampler. */
+typedef struct greta_client_worker_stats {
+    uint64_t requests, steps, tokens, rejected;
+    uint32_t max_batch, active;
+    uint64_t rows_full;    /* logits rows handed over whole */
+    uint64_t rows_reduced; /* rows handed over as top-k / top-1 + log-sum-exp */
+    uint64_t handoffs;     /* hand-offs timed since the worker started */
+    uint32_t n_handoff_ns; /* entries of handoff_ns */
+    /* the most recent round trips (StepReady written -> the sampler's
+     * step_done seen), nanoseconds, oldest first */
+    uint32_t handoff_ns[GRETA_CLIENT_HANDOFF_SAMPLES];
+} greta_client_worker_stats;
+
+int greta_client_worker_stats_get(greta_client *c, greta_client_worker_stats *out, greta_error *err);
 
 #endif

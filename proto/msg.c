@@ -90,9 +90,31 @@ static int check_sampling(const Greta__SamplingParams *s, greta_error *err)
         return greta_error_set(err, GRETA_ERR_FORMAT,
                                "submit.sampling.repeat_penalty: %g outside [0, 100]",
                                (double)s->repeat_penalty);
-    if (s->repeat_last_n < 0)
-        return greta_error_set(err, GRETA_ERR_FORMAT, "submit.sampling.repeat_last_n: %d is negative",
+    if (s->repeat_last_n < -1)
+        return greta_error_set(err, GRETA_ERR_FORMAT,
+                               "submit.sampling.repeat_last_n: %d, must be -1 (whole history) or more",
                                s->repeat_last_n);
+    if (!isfinite(s->frequency_penalty) || fabsf(s->frequency_penalty) > GRETA_MSG_MAX_PENALTY)
+        return greta_error_set(err, GRETA_ERR_FORMAT, "submit.sampling.frequency_penalty: %g outside [-%g, %g]",
+                               (double)s->frequency_penalty, (double)GRETA_MSG_MAX_PENALTY,
+                               (double)GRETA_MSG_MAX_PENALTY);
+    if (!isfinite(s->presence_penalty) || fabsf(s->presence_penalty) > GRETA_MSG_MAX_PENALTY)
+        return greta_error_set(err, GRETA_ERR_FORMAT, "submit.sampling.presence_penalty: %g outside [-%g, %g]",
+                               (double)s->presence_penalty, (double)GRETA_MSG_MAX_PENALTY,
+                               (double)GRETA_MSG_MAX_PENALTY);
+    if (s->n_logit_bias > GRETA_MSG_MAX_BIAS)
+        return greta_error_set(err, GRETA_ERR_LIMIT, "submit.sampling.logit_bias: %zu entries exceed the limit of %d",
+                               s->n_logit_bias, GRETA_MSG_MAX_BIAS);
+    for (size_t i = 0; i < s->n_logit_bias; i++) {
+        const Greta__LogitBias *b = s->logit_bias[i];
+        if (b->token < 0)
+            return greta_error_set(err, GRETA_ERR_FORMAT, "submit.sampling.logit_bias[%zu].token: %d is negative", i,
+                                   b->token);
+        if (isnan(b->bias) || b->bias == INFINITY)
+            return greta_error_set(err, GRETA_ERR_FORMAT,
+                                   "submit.sampling.logit_bias[%zu].bias: %g (must be finite, or -inf to ban)", i,
+                                   (double)b->bias);
+    }
     return GRETA_OK;
 }
 
@@ -179,6 +201,11 @@ static int validate(const Greta__Envelope *e, greta_error *err)
         if (e->step_done->n_tokens != e->step_done->n_slots)
             return greta_error_set(err, GRETA_ERR_FORMAT, "step_done.tokens: %zu tokens for %zu slots",
                                    e->step_done->n_tokens, e->step_done->n_slots);
+        break;
+    case GRETA__ENVELOPE__BODY_STATS:
+        if (e->stats->n_handoff_ns > GRETA_MSG_MAX_HANDOFF_SAMPLES)
+            return greta_error_set(err, GRETA_ERR_LIMIT, "stats.handoff_ns: %zu samples exceed %d",
+                                   e->stats->n_handoff_ns, GRETA_MSG_MAX_HANDOFF_SAMPLES);
         break;
     case GRETA__ENVELOPE__BODY_TOKEN_EVENT:
         if (e->token_event->slot < 0)

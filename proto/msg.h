@@ -7,7 +7,8 @@
  *   - bytes that are not a valid Envelope (malformed or truncated protobuf),
  *   - a protocol version other than GRETA_PROTO_VERSION,
  *   - an envelope without a body, or a body whose fields break the documented
- *     limits (e.g. Submit.max_tokens <= 0, a stop string over 63 bytes,
+ *     limits (e.g. Submit.max_tokens <= 0, a stop string over 63 bytes, a
+ *     penalty outside [-2, 2], more than 64 logit-bias entries or a NaN bias,
  *     StepDone with different numbers of slots and tokens, a request message
  *     with request_id 0).
  * What depends on a stage's state (slot < n_slots, token < vocab size,
@@ -43,6 +44,9 @@
 #define GRETA_MSG_MAX_STOP_LEN 63    /* bytes per stop string */
 #define GRETA_MSG_MAX_SLOTS 1024     /* StepReady/StepDone.slots */
 #define GRETA_MSG_MAX_CHAT 256       /* Encode.messages */
+#define GRETA_MSG_MAX_BIAS 64        /* SamplingParams.logit_bias entries (= GRETA_SAMPLER_MAX_BIAS) */
+#define GRETA_MSG_MAX_PENALTY 2.0f   /* |frequency_penalty|, |presence_penalty| (= GRETA_SAMPLER_MAX_FREQ_PENALTY) */
+#define GRETA_MSG_MAX_HANDOFF_SAMPLES 4096 /* Stats.handoff_ns */
 
 /* Zeroes env and sets the version and request id (no body). */
 void greta_msg_init(Greta__Envelope *env, uint64_t request_id);

@@ -8,14 +8,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static_assert(sizeof(greta_shm_stage) == 64, "stage entry is one cache line");
 static_assert(sizeof(greta_shm_slot) % GRETA_SHM_ALIGN == 0, "slot is whole cache lines");
 static_assert(sizeof(greta_shm_header) % GRETA_SHM_ALIGN == 0, "header is whole cache lines");
 static_assert(sizeof(greta_shm_topk) == 8, "top-k entry");
+static_assert(sizeof(greta_shm_bias) == 8, "logit-bias entry");
+/* each writer's group of slot fields starts on its own cache line */
+static_assert(offsetof(greta_shm_slot, n_tokens) % GRETA_SHM_ALIGN == 0, "worker per-step group");
+static_assert(offsetof(greta_shm_slot, sampled_token) % GRETA_SHM_ALIGN == 0, "sampler group");
+static_assert(offsetof(greta_shm_slot, text_tokens) % GRETA_SHM_ALIGN == 0, "tokenizer group");
 
 struct greta_shm {
     void *base;  /* mapping of the whole segment */
@@ -371,4 +379,26 @@ int greta_shm_is_stale(greta_shm *shm)
             return 0;
     }
     return 1;
+}
+
+/* ---- doorbells ------------------------------------------------------------------ */
+
+static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "a doorbell is a plain 32-bit futex word");
+
+void greta_shm_ring(_Atomic uint32_t *bell, uint32_t value)
+{
+    atomic_store_explicit(bell, value, memory_order_release);
+    /* not FUTEX_PRIVATE: the word lives in a mapping other processes share */
+    syscall(SYS_futex, (uint32_t *)bell, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+int greta_shm_wait(_Atomic uint32_t *bell, uint32_t seen, int timeout_us)
+{
+    if (atomic_load_explicit(bell, memory_order_acquire) != seen)
+        return 1;
+    if (timeout_us > 0) {
+        struct timespec ts = {timeout_us / 1000000, (long)(timeout_us % 1000000) * 1000};
+        syscall(SYS_futex, (uint32_t *)bell, FUTEX_WAIT, seen, &ts, NULL, 0); /* relative, CLOCK_MONOTONIC */
+    }
+    return atomic_load_explicit(bell, memory_order_acquire) != seen;
 }

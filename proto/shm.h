@@ -20,7 +20,8 @@
  * Who writes what (everyone else only reads):
  *   header: the supervisor at creation (magic, version, sizes, geometry,
  *           model/backend/trace settings); generation and owner_* at creation
- *           and at each adoption; step_ready: the worker; step_done: the sampler.
+ *           and at each adoption; step_ready, ready_bell: the worker;
+ *           step_done, done_bell: the sampler.
  *   stage table: the supervisor.
  *   slot: see the comments on greta_shm_slot (worker / sampler / tokenizer).
  *   token history: the worker (prompt at submit, one token per step).
@@ -29,6 +30,14 @@
  * Publication order: a writer fills data first and then stores the counter
  * that makes it visible with release semantics (state, n_tokens, step_ready,
  * step_done, sampled_len, text_tokens); readers load the counter with acquire.
+ *
+ * The per-step hand-off wakes the peer through a doorbell: after step_ready
+ * (step_done) the worker (sampler) stores its low 32 bits into ready_bell
+ * (done_bell) and wakes every process waiting on that word (a Linux futex on
+ * the shared mapping), so a step costs one wake-up each way instead of a
+ * ZeroMQ message through two I/O threads. Waiters always use a timeout and
+ * re-check the counters, so a lost wake-up (a peer killed in between) costs
+ * one timeout, never a hang.
  *
  * A segment whose magic, layout version, header size, total size or geometry
  * does not match what this build computes is refused with an error naming
@@ -44,7 +53,7 @@
 #include "common/error.h"
 
 #define GRETA_SHM_MAGIC "GRETASHM" /* 8 bytes, no NUL */
-#define GRETA_SHM_LAYOUT_VERSION 1u
+#define GRETA_SHM_LAYOUT_VERSION 2u /* 2: penalties and logit bias in the slot */
 #define GRETA_SHM_ALIGN 64
 
 /* Limits on the geometry (checked before anything is created). */
@@ -58,6 +67,7 @@
 #define GRETA_SHM_STOP_LEN 64     /* bytes per stop string, NUL included */
 #define GRETA_SHM_CLIENT_LEN 32   /* client routing id, bytes */
 #define GRETA_SHM_PATH_LEN 256
+#define GRETA_SHM_MAX_BIAS 64     /* logit-bias entries per slot (= GRETA_SAMPLER_MAX_BIAS) */
 
 /* Stages the supervisor runs, index into the stage table. */
 typedef enum greta_stage_id {
@@ -105,10 +115,17 @@ typedef enum greta_logits_mode {
     GRETA_LOGITS_TOP1 = 2, /* top-1 entry only (greedy without penalties) */
 } greta_logits_mode;
 
+/* One entry of a top-k row, best first (higher logit; equal logits: lower id). */
 typedef struct greta_shm_topk {
     int32_t id;
     float logit;
 } greta_shm_topk;
+
+/* One logit-bias entry of a slot (same layout as greta_logit_bias). */
+typedef struct greta_shm_bias {
+    int32_t token;
+    float bias; /* finite, or -inf */
+} greta_shm_bias;
 
 /* One sequence. The slot's fields are grouped by writer. */
 typedef struct greta_shm_slot {
@@ -130,15 +147,20 @@ typedef struct greta_shm_slot {
     uint32_t n_stop;                                   /* stop strings in use */
     uint64_t seed;
     char stop[GRETA_SHM_STOP_MAX][GRETA_SHM_STOP_LEN]; /* NUL-terminated */
-    uint8_t _pad0[32];
+    float frequency_penalty;
+    float presence_penalty;
+    uint32_t n_bias;                                   /* used entries of bias[] */
+    uint32_t _r0;
+    greta_shm_bias bias[GRETA_SHM_MAX_BIAS];
+    uint8_t _pad0[16];
     /* --- worker: per step --- */
     _Atomic uint32_t n_tokens;     /* history length (prompt + generated); published after the token */
     _Atomic uint32_t finish_reason;/* greta.FinishReason once state is FINISHED */
     _Atomic uint32_t batch_size;   /* sequences in the step that produced the last token */
     _Atomic uint32_t logits_mode;  /* greta_logits_mode of the current step */
-    _Atomic uint64_t logits_step;  /* step whose logits (or top-k) are in this slot's row */
-    _Atomic uint32_t n_topk;       /* entries in the top-k row (TOPK/TOP1 modes) */
-    float topk_lse;                /* log-sum-exp of the whole logits row (TOPK mode) */
+    _Atomic uint64_t logits_step;  /* step whose logits (or top-k) are in this slot's row; stored last */
+    _Atomic uint32_t n_topk;       /* entries in the top-k row (TOPK/TOP1 modes), <= topk_max */
+    float topk_lse;                /* log-sum-exp of the whole logits row (TOPK/TOP1 modes) */
     _Atomic uint64_t last_step;    /* step that produced the last token */
     uint8_t _pad1[24];
     /* --- sampler --- */
@@ -185,7 +207,11 @@ typedef struct greta_shm_header {
     char backend[16];              /* "cpu" or "gpu" */
     char trace_dir[GRETA_SHM_PATH_LEN]; /* empty: tracing off */
     int32_t n_threads;             /* worker CPU threads (0: all it may use) */
-    uint8_t _pad[44];
+    /* doorbells (futex words, see greta_shm_ring): the low 32 bits of
+     * step_ready / step_done, stored after them */
+    _Atomic uint32_t ready_bell;   /* worker */
+    _Atomic uint32_t done_bell;    /* sampler */
+    uint8_t _pad[36];
 } greta_shm_header;
 
 /* What the supervisor asks for. */
@@ -231,6 +257,13 @@ greta_shm_topk *greta_shm_topk_row(greta_shm *shm, uint32_t slot); /* [topk_max]
 uint64_t greta_proc_start_time(int pid);
 /* 1 when pid runs, is not a zombie, and (if start_time != 0) started then. */
 int greta_proc_alive(int pid, uint64_t start_time);
+
+/* Stores value into the doorbell (release) and wakes its waiters. */
+void greta_shm_ring(_Atomic uint32_t *bell, uint32_t value);
+/* Waits until the doorbell holds something other than `seen` or timeout_us
+ * passes (a spurious early return is possible: callers re-check what they
+ * wait for). 1 when the value differs now, 0 otherwise. */
+int greta_shm_wait(_Atomic uint32_t *bell, uint32_t seen, int timeout_us);
 
 /* Makes this process the owner (adoption): owner pid/start, generation + 1. */
 void greta_shm_take_ownership(greta_shm *shm);

@@ -3,10 +3,17 @@
  *   greta-sampler --instance NAME
  *
  * Per step the gpu-worker writes the logits rows of the step's slots into the
- * segment, stores header.step_ready = S and sends StepReady{S}. The sampler
- * samples each slot whose logits_step is S (params, history and the RNG
- * counter from the slot), writes sampled_token / sampled_len / sampled_step,
- * stores header.step_done = S and sends StepDone{S}.
+ * segment, stores header.step_ready = S and rings the ready doorbell
+ * (proto/shm.h). The sampler samples each slot whose logits_step is S
+ * (params, history and the RNG counter from the slot), writes sampled_token
+ * / sampled_len / sampled_step, stores header.step_done = S and rings the done
+ * doorbell. StepReady{S} arrives only when the worker waited RESEND_MS for
+ * step S; it is answered with StepDone{S} once S is sampled.
+ *
+ * A slot's row is the full logits (logits_mode FULL: greta_sampler_sample)
+ * or, where the worker reduced it (TOP1/TOPK, proto/handoff.h), n_topk
+ * {id, logit} entries of the slot's top-k row and topk_lse
+ * (greta_sampler_sample_reduced); both give the same token.
  *
  * Restart rules: the sampler keeps no state of its own. The RNG counter of a
  * draw is the number of tokens the sequence generated so far (n_tokens -
@@ -19,30 +26,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/handoff.h"
 #include "proto/msg.h"
 #include "proto/stage.h"
 #include "proto/zsock.h"
 #include "sampler.h"
+
+#define IDLE_WAIT_US 50000 /* longest sleep on the doorbell between looks at the socket */
 
 typedef struct sampler_stage {
     greta_stage_ctx c;
     greta_sampler *smp;
     void *in;   /* PULL: StepReady */
     void *out;  /* PUSH: StepDone */
-    uint64_t steps, tokens;
+    int32_t *tk_ids; /* [topk_max] a reduced row, as the sampler library takes it */
+    float *tk_vals;  /* [topk_max] */
+    uint64_t steps, tokens, reduced;
 } sampler_stage;
 
-/* The slot's request parameters as the sampler library takes them. */
-static void slot_params(const greta_shm_slot *sl, greta_sampler_params *p)
+/* Samples one slot from its full or reduced row. */
+static int sample_slot(sampler_stage *s, uint32_t i, greta_shm_slot *sl, greta_sampler_state *st, uint32_t n_tokens,
+                       int32_t *tok, greta_error *err)
 {
-    greta_sampler_params_default(p);
-    p->temperature = sl->temperature;
-    p->top_k = sl->top_k;
-    p->top_p = sl->top_p;
-    p->min_p = sl->min_p;
-    p->repeat_penalty = sl->repeat_penalty;
-    p->penalty_last_n = sl->repeat_last_n;
-    p->seed = sl->seed;
+    greta_shm *shm = s->c.shm;
+    greta_shm_header *h = greta_shm_hdr(shm);
+    const uint32_t mode = atomic_load(&sl->logits_mode);
+    if (mode == GRETA_LOGITS_FULL)
+        return greta_sampler_sample(s->smp, st, greta_shm_logits(shm, i), greta_shm_tokens(shm, i), n_tokens, tok,
+                                    NULL, err);
+    if (mode != GRETA_LOGITS_TOPK && mode != GRETA_LOGITS_TOP1)
+        return greta_error_set(err, GRETA_ERR_FORMAT, "slot %u: logits_mode %u is not full, top-k or top-1", i, mode);
+    const uint32_t n = atomic_load(&sl->n_topk);
+    if (n == 0 || n > h->topk_max)
+        return greta_error_set(err, GRETA_ERR_FORMAT, "slot %u: n_topk %u outside 1..%u", i, n, h->topk_max);
+    const greta_shm_topk *tk = greta_shm_topk_row(shm, i);
+    for (uint32_t j = 0; j < n; j++) {
+        s->tk_ids[j] = tk[j].id;
+        s->tk_vals[j] = tk[j].logit;
+    }
+    s->reduced++;
+    return greta_sampler_sample_reduced(s->smp, st, s->tk_ids, s->tk_vals, n, sl->topk_lse, tok, NULL, err);
 }
 
 static void send_done(sampler_stage *s, uint64_t step, const int32_t *slots, const int32_t *toks, size_t n)
@@ -67,7 +90,6 @@ static void sample_step(sampler_stage *s, uint64_t step)
 {
     greta_shm *shm = s->c.shm;
     greta_shm_header *h = greta_shm_hdr(shm);
-    int32_t slots[GRETA_SHM_MAX_SLOTS], toks[GRETA_SHM_MAX_SLOTS];
     size_t n = 0;
     for (uint32_t i = 0; i < h->n_slots; i++) {
         greta_shm_slot *sl = greta_shm_slot_at(shm, i);
@@ -77,7 +99,7 @@ static void sample_step(sampler_stage *s, uint64_t step)
         uint64_t t0 = GRETA_TRACE_BEGIN(s->c.trace);
         uint32_t n_tokens = atomic_load_explicit(&sl->n_tokens, memory_order_acquire);
         greta_sampler_params p;
-        slot_params(sl, &p);
+        greta_handoff_load_params(sl, &p);
         greta_sampler_state st;
         greta_sampler_state_init(&st, &p, 0);
         st.step = n_tokens >= sl->prompt_len ? n_tokens - sl->prompt_len : 0;
@@ -87,12 +109,8 @@ static void sample_step(sampler_stage *s, uint64_t step)
         int rc;
         if (n_tokens == 0 || n_tokens > h->n_ctx)
             rc = greta_error_set(&err, GRETA_ERR_STATE, "slot %u: n_tokens %u outside 1..%u", i, n_tokens, h->n_ctx);
-        else if (atomic_load(&sl->logits_mode) != GRETA_LOGITS_FULL)
-            rc = greta_error_set(&err, GRETA_ERR_UNSUPPORTED, "slot %u: logits mode %u", i,
-                                 atomic_load(&sl->logits_mode));
         else
-            rc = greta_sampler_sample(s->smp, &st, greta_shm_logits(shm, i), greta_shm_tokens(shm, i), n_tokens,
-                                      &tok, NULL, &err);
+            rc = sample_slot(s, i, sl, &st, n_tokens, &tok, &err);
         if (rc < 0) {
             greta_stage_log(&s->c, "slot %u request %016llx: sampling failed: %s", i,
                             (unsigned long long)atomic_load(&sl->request_id), err.msg);
@@ -103,14 +121,12 @@ static void sample_step(sampler_stage *s, uint64_t step)
         atomic_store(&sl->rng_counter, counter);
         atomic_store_explicit(&sl->sampled_step, step, memory_order_release);
         GRETA_TRACE_END(s->c.trace, "sample", t0, atomic_load(&sl->request_id), "step", (int64_t)step);
-        slots[n] = (int32_t)i;
-        toks[n] = tok;
         n++;
     }
     atomic_store_explicit(&h->step_done, step, memory_order_release);
+    greta_shm_ring(&h->done_bell, (uint32_t)step);
     s->steps++;
     s->tokens += n;
-    send_done(s, step, slots, toks, n);
 }
 
 /* Samples the pending step, if any. */
@@ -135,6 +151,13 @@ int main(int argc, char **argv)
             rc = greta_error_set(&err, GRETA_ERR_INVALID, "unknown argument '%s'", argv[i]);
     if (rc == 0)
         rc = greta_sampler_create((int32_t)greta_shm_hdr(s.c.shm)->n_vocab, &s.smp, &err);
+    if (rc == 0) {
+        const uint32_t tkm = greta_shm_hdr(s.c.shm)->topk_max;
+        s.tk_ids = calloc(tkm ? tkm : 1, sizeof *s.tk_ids);
+        s.tk_vals = calloc(tkm ? tkm : 1, sizeof *s.tk_vals);
+        if (!s.tk_ids || !s.tk_vals)
+            rc = greta_error_set(&err, GRETA_ERR_NOMEM, "sampler: out of memory");
+    }
     if (rc == 0)
         rc = greta_stage_endpoint(&s.c, GRETA_EP_STEP_READY, in_path, sizeof in_path, &err);
     if (rc == 0)
@@ -151,6 +174,8 @@ int main(int argc, char **argv)
         rc = greta_zsock_connect(s.out, out_path, &err);
     if (rc < 0) {
         fprintf(stderr, "greta-sampler: %s\n", err.msg);
+        free(s.tk_ids);
+        free(s.tk_vals);
         greta_zsock_close(&s.in);
         greta_zsock_close(&s.out);
         greta_sampler_destroy(&s.smp);
@@ -159,16 +184,18 @@ int main(int argc, char **argv)
     }
 
     greta_heartbeat_ready(s.c.hb);
-    catch_up(&s); /* a step left pending by a dead sampler */
+    greta_shm_header *hdr = greta_shm_hdr(s.c.shm);
     while (!greta_stage_stopping()) {
-        greta_zmsg m;
-        int r = greta_zrecv(s.in, 0, &m, 50, &err);
+        /* the doorbell first: read it, look for a pending step (also one
+         * left by a dead sampler), then sleep until it rings */
+        const uint32_t seen = atomic_load_explicit(&hdr->ready_bell, memory_order_acquire);
+        catch_up(&s);
+        greta_shm_wait(&hdr->ready_bell, seen, IDLE_WAIT_US);
         greta_heartbeat_progress(s.c.hb);
-        if (r < 0) {
-            greta_stage_log(&s.c, "receive: %s", err.msg);
-            continue;
-        }
-        if (r == 1) {
+        catch_up(&s);
+        greta_zmsg m;
+        int r;
+        while ((r = greta_zrecv(s.in, 0, &m, 0, &err)) == 1) {
             if (!m.env)
                 greta_stage_reject(&s.c, NULL, NULL, 0, m.request_id, m.err.code, m.err.msg);
             else if (m.env->body_case != GRETA__ENVELOPE__BODY_STEP_READY)
@@ -183,14 +210,22 @@ int main(int argc, char **argv)
                 } else if (step != atomic_load_explicit(&h->step_ready, memory_order_acquire)) {
                     greta_stage_log(&s.c, "StepReady %llu is stale (step_ready %llu); ignored",
                                     (unsigned long long)step, (unsigned long long)atomic_load(&h->step_ready));
+                } else { /* the worker missed our doorbell or we missed its: sample, then answer */
+                    catch_up(&s);
+                    if (step == atomic_load(&h->step_done))
+                        send_done(&s, step, NULL, NULL, 0);
                 }
             }
             greta_zmsg_clear(&m);
         }
-        catch_up(&s);
+        if (r < 0)
+            greta_stage_log(&s.c, "receive: %s", err.msg);
     }
-    greta_stage_log(&s.c, "stopping: %llu steps, %llu tokens, %llu rejected", (unsigned long long)s.steps,
-                    (unsigned long long)s.tokens, (unsigned long long)s.c.rejected);
+    greta_stage_log(&s.c, "stopping: %llu steps, %llu tokens (%llu from reduced rows), %llu rejected",
+                    (unsigned long long)s.steps, (unsigned long long)s.tokens, (unsigned long long)s.reduced,
+                    (unsigned long long)s.c.rejected);
+    free(s.tk_ids);
+    free(s.tk_vals);
     greta_zsock_close(&s.in);
     greta_zsock_close(&s.out);
     greta_sampler_destroy(&s.smp);

@@ -27,6 +27,8 @@
 
 #include "test_util.h"
 
+#include "pipeline_fixture.h"
+
 #include "common/trace.h"
 #include "proto/client.h"
 #include "proto/endpoint.h"
@@ -37,81 +39,7 @@
 #define N_GEN 200
 #define SEED 42
 
-static const char *g_group;
-static char g_instance[40];
-static char g_rundir[GRETA_PATH_MAX];
-static const char *g_model;
 static unsigned g_rand;
-
-static int64_t now_ms(void)
-{
-    return greta_now_ms();
-}
-
-#define WAIT_FOR(cond, ms)                                                                         \
-    ({                                                                                             \
-        int64_t _end = now_ms() + (ms);                                                            \
-        int _ok;                                                                                   \
-        while (!(_ok = (cond)) && now_ms() < _end)                                                 \
-            usleep(5000);                                                                          \
-        _ok;                                                                                       \
-    })
-
-/* ---- running greta ------------------------------------------------------------- */
-
-static int run_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run_cmd(const char *fmt, ...)
-{
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "$ %s\n", cmd);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int greta_up(const char *extra)
-{
-    return run_cmd("%s up -m %s --instance %s -t 1 %s", GRETA_BIN, g_model, g_instance, extra ? extra : "");
-}
-
-static void greta_down(void)
-{
-    run_cmd("%s down --instance %s >/dev/null", GRETA_BIN, g_instance);
-}
-
-static greta_shm *attach(void)
-{
-    char name[128];
-    greta_error err = {0};
-    greta_shm *shm = NULL;
-    greta_shm_name(g_instance, name, sizeof name, &err);
-    if (greta_shm_attach(name, &shm, &err) < 0)
-        fail_msg("attach: %s", err.msg);
-    return shm;
-}
-
-static int count_in_file(const char *path, const char *needle)
-{
-    size_t n;
-    char *text = greta_read_file(path, &n);
-    if (!text)
-        return 0;
-    int c = 0;
-    for (char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
-        c++;
-    free(text);
-    return c;
-}
-
-static int count_in_log(const char *log, const char *needle)
-{
-    char path[GRETA_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/%s.log", g_rundir, log);
-    return count_in_file(path, needle);
-}
 
 /* ---- one generation in a thread --------------------------------------------------- */
 
@@ -343,44 +271,16 @@ static void make_references(void)
 
 static int setup(void **state)
 {
-    (void)state;
-    unsetenv("XDG_RUNTIME_DIR"); /* short socket paths: /tmp/greta-<uid>/<instance> */
-    setenv("GRETA_HEARTBEAT_MS", "50", 1);
-    setenv("GRETA_HANG_TIMEOUT_MS", "1000", 1);
-    unsetenv("GRETA_TRACE");
-    g_model = greta_testdata_find("stories260K.gguf");
-    if (!g_model)
-        return 0;
-    static char model[4096];
-    snprintf(model, sizeof model, "%s", g_model);
-    g_model = model;
-    snprintf(g_instance, sizeof g_instance, "t%d-%.12s", (int)getpid(), g_group);
-    greta_error err = {0};
-    greta_runtime_dir(g_instance, g_rundir, sizeof g_rundir, &err);
+    pipeline_setup(state);
     g_rand = (unsigned)time(NULL) ^ (unsigned)getpid();
-    fprintf(stderr, "instance %s, random seed %u\n", g_instance, g_rand);
+    if (g_model)
+        fprintf(stderr, "instance %s, random seed %u\n", g_instance, g_rand);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    (void)state;
-    if (!g_model)
-        return 0;
-    greta_down();
-    /* the logs go to the test output (ctest --output-on-failure), then away */
-    const char *logs[] = {"supervisor", "tokenizer", "sampler", "gpu-worker"};
-    for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++) {
-        char path[GRETA_PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/%s.log", g_rundir, logs[i]);
-        size_t n;
-        char *text = greta_read_file(path, &n);
-        if (text && n)
-            fprintf(stderr, "---- %s.log\n%s", logs[i], n > 4000 ? text + n - 4000 : text);
-        free(text);
-    }
-    greta_runtime_dir_clean(g_rundir, 1);
-    return 0;
+    return pipeline_teardown(state);
 }
 
 static uint32_t random_step(uint32_t lo, uint32_t hi)
