@@ -13,7 +13,7 @@ static const greta_command commands[] = {
     {"tokenize", cmd_tokenize, "text to token ids and pieces, or ids back to text (--decode)"},
     {"quantize", cmd_quantize, "quantize an F32/F16/BF16 model (Q8_0, Q4_0, Q6_K, Q4_K_S/M, Q5_K_M)"},
     {"synth", cmd_synth, "write a random-weight model of Llama-2 shapes in a quantized format"},
-    {"run", cmd_run, "generate text from a prompt (CPU reference engine, in process)"},
+    {"run", cmd_run, "generate text from a prompt through an instance (or --inproc), streaming"},
     {"bench", cmd_bench, "measure prompt and generation speed (like llama-bench), JSON results"},
     {"parity", cmd_parity, "compare the GPU backend with the CPU reference, position by position"},
     {"up", cmd_up, "start the pipeline stages of an instance under a background supervisor"},

@@ -16,6 +16,8 @@ struct greta_instance {
     char name[GRETA_INSTANCE_MAX + 1];
     char model[GRETA_SHM_PATH_LEN];
     uint32_t n_ctx, n_slots, n_vocab;
+    char backend[16];
+    int32_t n_threads;
     int temporary;
     int watch_fd;    /* write end of the watchdog's pipe (temporary instances), else -1 */
     pid_t watch_pid; /* the watchdog, which becomes `greta down` */
@@ -45,6 +47,14 @@ uint32_t greta_instance_n_vocab(const greta_instance *in)
 {
     return in->n_vocab;
 }
+const char *greta_instance_backend(const greta_instance *in)
+{
+    return in->backend;
+}
+int32_t greta_instance_n_threads(const greta_instance *in)
+{
+    return in->n_threads;
+}
 
 /* Reads the geometry of a live instance; 1 if it is up, 0 if not, < 0 on error. */
 static int probe(greta_instance *in, greta_error *err)
@@ -68,6 +78,9 @@ static int probe(greta_instance *in, greta_error *err)
         in->n_ctx = h->n_ctx;
         in->n_slots = h->n_slots;
         in->n_vocab = h->n_vocab;
+        snprintf(in->backend, sizeof in->backend, "%.*s", (int)sizeof h->backend - 1,
+                 h->backend[0] ? h->backend : "cpu");
+        in->n_threads = h->n_threads;
     }
     greta_shm_detach(&shm);
     return up;
@@ -127,9 +140,11 @@ static int start_temporary(greta_instance *in, const greta_instance_opts *o, gre
     if (k <= 0)
         return greta_error_set(err, GRETA_ERR_IO, "cannot find the greta executable (/proc/self/exe)");
     self[k] = '\0';
-    char slots[16];
+    char slots[16], ctx[16], threads[16];
     snprintf(slots, sizeof slots, "%d", o->slots);
-    char *argv[12];
+    snprintf(ctx, sizeof ctx, "%d", o->ctx);
+    snprintf(threads, sizeof threads, "%d", o->threads);
+    char *argv[18];
     int a = 0;
     argv[a++] = "greta";
     argv[a++] = "up";
@@ -142,6 +157,18 @@ static int start_temporary(greta_instance *in, const greta_instance_opts *o, gre
     if (o->slots > 0) {
         argv[a++] = "--slots";
         argv[a++] = slots;
+    }
+    if (o->backend) {
+        argv[a++] = "--backend";
+        argv[a++] = (char *)o->backend;
+    }
+    if (o->ctx > 0) {
+        argv[a++] = "--ctx";
+        argv[a++] = ctx;
+    }
+    if (o->threads > 0) {
+        argv[a++] = "-t";
+        argv[a++] = threads;
     }
     argv[a] = NULL;
     if (o->log)
@@ -178,6 +205,17 @@ static int start_temporary(greta_instance *in, const greta_instance_opts *o, gre
     if (rc == 0)
         return greta_error_set(err, GRETA_ERR_STATE, "temporary instance %s went away right after starting", in->name);
     return GRETA_OK;
+}
+
+int greta_instance_is_up(const char *name, greta_error *err)
+{
+    greta_instance in;
+    memset(&in, 0, sizeof in);
+    int rc = greta_instance_check(name, err);
+    if (rc < 0)
+        return greta_error_prefix(err, "--instance");
+    snprintf(in.name, sizeof in.name, "%s", name);
+    return probe(&in, err);
 }
 
 int greta_instance_open(const greta_instance_opts *o, greta_instance **out, greta_error *err)

@@ -18,7 +18,9 @@
  * their own: Ctrl-C at the terminal reaches the command only.
  *
  * Geometry of the instance (from its segment header) is available for the
- * client's checks: context length, slots, vocabulary, model path.
+ * client's checks: context length, slots, vocabulary, model path, backend,
+ * worker threads. A temporary instance gets the backend, context and threads
+ * of the options (greta run passes its own).
  */
 #ifndef GRETA_FRONTEND_INSTANCE_H
 #define GRETA_FRONTEND_INSTANCE_H
@@ -35,7 +37,14 @@ typedef struct greta_instance_opts {
     const char *model; /* model path, or NULL: any for a running instance, the default for a temporary one */
     int slots;         /* slots of a temporary instance (0: greta up's default) */
     FILE *log;         /* one line when a temporary instance is started (NULL: quiet) */
+    const char *backend; /* backend of a temporary instance (NULL: greta up's default, cpu) */
+    int ctx;             /* context length of a temporary instance (0: greta up's default) */
+    int threads;         /* worker threads of a temporary instance (0: all it may use) */
 } greta_instance_opts;
+
+/* 1 when instance `name` is up (its supervisor is alive), 0 when not, < 0 on
+ * error (a bad name, an unreadable segment). Starts nothing. */
+int greta_instance_is_up(const char *name, greta_error *err);
 
 int greta_instance_open(const greta_instance_opts *o, greta_instance **out, greta_error *err);
 /* Stops a temporary instance (waits for its `down`); a running one is left alone. */
@@ -47,5 +56,7 @@ const char *greta_instance_model(const greta_instance *in); /* real path of the 
 uint32_t greta_instance_n_ctx(const greta_instance *in);
 uint32_t greta_instance_n_slots(const greta_instance *in);
 uint32_t greta_instance_n_vocab(const greta_instance *in);
+const char *greta_instance_backend(const greta_instance *in); /* "cpu" or "gpu" */
+int32_t greta_instance_n_threads(const greta_instance *in);    /* worker threads, 0: all it may use */
 
 #endif

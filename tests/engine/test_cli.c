@@ -1,5 +1,6 @@
 /* test_cli.c - `greta run` and `greta bench` as a user runs them (the greta
- * binary is argv[1]): greedy text of the default model, the default-model
+ * binary is argv[1]): greedy text of the default model (in process and through
+ * a temporary pipeline instance), and in process (--inproc) the default-model
  * lookup, every flag's effect, the memory check, bad arguments, and the
  * bench JSON (its greedy tokens are those of `greta run`). */
 #include <stdarg.h>
@@ -104,7 +105,7 @@ static void test_run_greedy_default_model(void **state)
     char *with_nl = malloc(strlen(want) + 2);
     sprintf(with_nl, "%s\n", want);
     /* no -m: found in the test data folder */
-    result r = run("GRETA_MODEL_DIR=/nonexistent", "run -n 200 --temp 0");
+    result r = run("GRETA_MODEL_DIR=/nonexistent", "run --inproc -n 200 --temp 0");
     assert_int_equal(r.rc, 0);
     assert_string_equal(r.out, with_nl);
     ASSERT_CONTAINS(r.err, "memory plan");
@@ -116,10 +117,15 @@ static void test_run_greedy_default_model(void **state)
     ASSERT_CONTAINS(r.err, "generated =        200 tokens");
     ASSERT_CONTAINS(r.err, "tokens per second");
     result_free(&r);
-    /* --inproc is the same thing for now */
-    r = run("GRETA_MODEL_DIR=/nonexistent", "run --inproc -n 200 --temp 0");
+    /* the pipeline (a temporary instance of the default model) gives the same bytes;
+     * tests/frontend/test_run_pipeline.c covers it in depth */
+    char args[256];
+    fmt(args, sizeof args, "run --instance c%d-greedy -n 200 --temp 0", (int)getpid());
+    r = run("GRETA_MODEL_DIR=/nonexistent GRETA_HEARTBEAT_MS=50", args);
     assert_int_equal(r.rc, 0);
     assert_string_equal(r.out, with_nl);
+    ASSERT_CONTAINS(r.err, "temporary");
+    ASSERT_CONTAINS(r.err, "generated =        200 tokens");
     result_free(&r);
     free(with_nl);
     free(want);
@@ -128,7 +134,7 @@ static void test_run_greedy_default_model(void **state)
 static void test_run_default_model_lookup(void **state)
 {
     NEED_MODEL();
-    result r = run("GRETA_MODEL_DIR=/nonexistent/models GRETA_TESTDATA=/nonexistent/data", "run -n 3");
+    result r = run("GRETA_MODEL_DIR=/nonexistent/models GRETA_TESTDATA=/nonexistent/data", "run --inproc -n 3");
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "deploy/fetch-testdata.sh");
     ASSERT_CONTAINS(r.err, "/nonexistent/models");
@@ -142,7 +148,7 @@ static void test_run_default_model_lookup(void **state)
     unlink(link);
     assert_int_equal(symlink(model, link), 0);
     fmt(env, sizeof env, "GRETA_MODEL_DIR='%s' GRETA_TESTDATA=/nonexistent/data", dir);
-    r = run(env, "run -n 3 --temp 0");
+    r = run(env, "run --inproc -n 3 --temp 0");
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.err, link);
     result_free(&r);
@@ -152,13 +158,13 @@ static void test_run_threads_and_prompt(void **state)
 {
     NEED_MODEL();
     char args[8192];
-    fmt(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1", model);
+    fmt(args, sizeof args, "run --inproc -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1", model);
     result a = run(NULL, args);
     assert_int_equal(a.rc, 0);
     ASSERT_CONTAINS(a.err, "1 thread)");
     assert_memory_equal(a.out, "Once upon a time", 16);
     assert_true(strlen(a.out) > 40);
-    fmt(args, sizeof args, "run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 2", model);
+    fmt(args, sizeof args, "run --inproc -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 2", model);
     result b = run(NULL, args);
     assert_int_equal(b.rc, 0);
     ASSERT_CONTAINS(b.err, "2 threads)");
@@ -170,7 +176,7 @@ static void test_run_threads_and_prompt(void **state)
     assert_non_null(f);
     fputs("Once upon a time", f);
     fclose(f);
-    fmt(args, sizeof args, "run -m '%s' -f '%s' -n 40 --temp 0", model, file);
+    fmt(args, sizeof args, "run --inproc -m '%s' -f '%s' -n 40 --temp 0", model, file);
     result c = run(NULL, args);
     assert_int_equal(c.rc, 0);
     assert_string_equal(a.out, c.out);
@@ -186,7 +192,7 @@ static void test_run_threads_and_prompt(void **state)
 static char *run_out(const char *flags)
 {
     char args[8192];
-    fmt(args, sizeof args, "run -m '%s' -n 60 %s", model, flags);
+    fmt(args, sizeof args, "run --inproc -m '%s' -n 60 %s", model, flags);
     result r = run(NULL, args);
     if (r.rc != 0)
         fail_msg("greta %s failed:\n%s", args, r.err);
@@ -228,13 +234,13 @@ static void test_run_lengths(void **state)
 {
     NEED_MODEL();
     char args[8192];
-    fmt(args, sizeof args, "run -m '%s' -n 5 --temp 0", model);
+    fmt(args, sizeof args, "run --inproc -m '%s' -n 5 --temp 0", model);
     result r = run(NULL, args);
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.err, "generated =          5 tokens");
     ASSERT_CONTAINS(r.out, "Once upon a time,");
     result_free(&r);
-    fmt(args, sizeof args, "run -m '%s' -c 10 -n 50 --temp 0", model);
+    fmt(args, sizeof args, "run --inproc -m '%s' -c 10 -n 50 --temp 0", model);
     r = run(NULL, args);
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.err, "n_ctx 10,");
@@ -242,7 +248,7 @@ static void test_run_lengths(void **state)
     ASSERT_CONTAINS(r.err, "context of 10 positions is full");
     result_free(&r);
     /* longer than the model's context (2048): allowed, with a note */
-    fmt(args, sizeof args, "run -m '%s' -c 3000 -n 2 --temp 0", model);
+    fmt(args, sizeof args, "run --inproc -m '%s' -c 3000 -n 2 --temp 0", model);
     r = run(NULL, args);
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.err, "n_ctx 3000,");
@@ -254,7 +260,7 @@ static void test_run_memory_check(void **state)
 {
     NEED_MODEL();
     char args[8192];
-    fmt(args, sizeof args, "run -m '%s' -n 5", model);
+    fmt(args, sizeof args, "run --inproc -m '%s' -n 5", model);
     result r = run("GRETA_MEM_AVAILABLE=1000000", args);
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "memory plan: needs");
@@ -297,19 +303,20 @@ static void test_run_bad_arguments(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[8192];
-        fmt(args, sizeof args, "run -m '%s' %s", model, cases[i].args);
+        fmt(args, sizeof args, "run --inproc -m '%s' %s", model, cases[i].args);
         result r = run(NULL, args);
         if (r.rc != cases[i].rc || !strstr(r.err, cases[i].msg))
             fail_msg("'%s': exit %d (want %d), stderr:\n%s", cases[i].args, r.rc, cases[i].rc, r.err);
         result_free(&r);
     }
-    result r = run(NULL, "run -m /nonexistent/model.gguf -n 1");
+    result r = run(NULL, "run --inproc -m /nonexistent/model.gguf -n 1");
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "/nonexistent/model.gguf");
     result_free(&r);
     r = run(NULL, "run --help");
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.out, "--inproc");
+    ASSERT_CONTAINS(r.out, "--instance NAME");
     ASSERT_CONTAINS(r.out, "--repeat-penalty");
     result_free(&r);
 }
@@ -359,7 +366,7 @@ static void test_bench_json(void **state)
     assert_int_equal(cJSON_GetArraySize(res), 4); /* (pp8, tg16) x (1, 2 threads) */
 
     /* greedy text of greta run for the same model */
-    fmt(args, sizeof args, "run -m '%s' -n 16 --temp 0", model);
+    fmt(args, sizeof args, "run --inproc -m '%s' -n 16 --temp 0", model);
     result g = run(NULL, args);
     assert_int_equal(g.rc, 0);
     g.out[strlen(g.out) - 1] = '\0'; /* the final newline */
