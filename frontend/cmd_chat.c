@@ -576,6 +576,12 @@ static char *read_line(chat *ch)
 {
     if (ch->el) {
         int count = 0;
+        /* Raw mode before the prompt shows: el_gets prints the prompt first
+         * and switches the terminal to raw mode only when it reads, so a
+         * Ctrl-D typed as soon as ">>> " appears would meet the cooked line
+         * discipline, become an EOF marker (a NUL byte once raw) and be lost:
+         * the chat would wait forever. el_gets returns in cooked mode. */
+        el_set(ch->el, EL_PREP_TERM, 1);
         const char *s = el_gets(ch->el, &count);
         if (g_interrupt || !s || count <= 0)
             return NULL;

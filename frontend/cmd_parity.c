@@ -28,27 +28,20 @@
  * HEAD of the source tree, else "unknown"). Exit: 0 pass, 1 fail or runtime
  * error, 2 usage.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 
 #include "commands.h"
-#include "gpu-worker/cpu_backend.h"
+#include "compare.h"
 #include "gpu-worker/engine.h"
 #include "kernels/cpu/ops.h"
 #include "tokenizer/tokenizer.h"
-#ifdef GRETA_HAVE_GPU
-#include "gpu-worker/gpu_backend.h"
-#endif
-
-#define PARITY_TOPK 5
 
 static void usage(FILE *out)
 {
@@ -75,174 +68,9 @@ static void usage(FILE *out)
 }
 
 typedef struct pos_stats {
-    int32_t pos, token_in, top1_ref, top1_test, next;
-    double top5, std_ref, max_abs, max_rel, p99_rel, kl;
-    int64_t nan_inf;
+    int32_t pos, token_in, next;
+    greta_compare_row_stats c;
 } pos_stats;
-
-static int parse_i32(const char *s, int32_t lo, int32_t hi, int32_t *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = (int32_t)v;
-    return 0;
-}
-
-static int parse_f(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* 99th percentile (nearest rank) of v[0..n) (sorted in place). */
-static double p99(double *v, size_t n)
-{
-    if (n == 0)
-        return 0.0;
-    qsort(v, n, sizeof *v, cmp_double);
-    size_t rank = (size_t)ceil(0.99 * (double)n);
-    if (rank < 1)
-        rank = 1;
-    return v[rank - 1];
-}
-
-/* The k best ids of x (descending, lower id first on ties; NaN never). */
-static void topk_ids(const float *x, int32_t n, int32_t k, int32_t *ids)
-{
-    for (int32_t j = 0; j < k; j++) {
-        int32_t best = -1;
-        for (int32_t i = 0; i < n; i++) {
-            if (isnan(x[i]))
-                continue;
-            int taken = 0;
-            for (int32_t q = 0; q < j; q++)
-                taken |= ids[q] == i;
-            if (!taken && (best < 0 || x[i] > x[best]))
-                best = i;
-        }
-        ids[j] = best;
-    }
-}
-
-static double log_sum_exp(const float *x, int32_t n)
-{
-    double m = -INFINITY;
-    for (int32_t i = 0; i < n; i++)
-        if (x[i] > m)
-            m = x[i];
-    double s = 0.0;
-    for (int32_t i = 0; i < n; i++)
-        s += exp((double)x[i] - m);
-    return m + log(s);
-}
-
-/* Compares one position; rel (n doubles) receives |diff| / std for pooling. */
-static void compare_row(const float *ref, const float *test, int32_t n, pos_stats *st, double *rel)
-{
-    double s = 0.0, s2 = 0.0;
-    st->nan_inf = 0;
-    for (int32_t i = 0; i < n; i++) {
-        s += ref[i];
-        s2 += (double)ref[i] * ref[i];
-        if (!isfinite(test[i]))
-            st->nan_inf++;
-    }
-    const double mean = s / n;
-    double sd = sqrt(fmax(s2 / n - mean * mean, 0.0));
-    st->std_ref = sd;
-    if (sd == 0.0)
-        sd = 1.0;
-    st->max_abs = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        const double d = fabs((double)test[i] - ref[i]);
-        rel[i] = isfinite(d) ? d / sd : INFINITY;
-        if (!(d <= st->max_abs))
-            st->max_abs = d;
-    }
-    st->max_rel = st->max_abs / sd;
-    st->top1_ref = (int32_t)greta_cpu_argmax(ref, n);
-    st->top1_test = (int32_t)greta_cpu_argmax(test, n);
-    int32_t a[PARITY_TOPK], b[PARITY_TOPK], common = 0;
-    topk_ids(ref, n, PARITY_TOPK, a);
-    topk_ids(test, n, PARITY_TOPK, b);
-    for (int i = 0; i < PARITY_TOPK; i++)
-        for (int j = 0; j < PARITY_TOPK; j++)
-            common += a[i] >= 0 && a[i] == b[j];
-    st->top5 = (double)common / PARITY_TOPK;
-    const double lr = log_sum_exp(ref, n), lt = log_sum_exp(test, n);
-    double kl = 0.0;
-    for (int32_t i = 0; i < n; i++) {
-        const double lp = (double)ref[i] - lr, lq = (double)test[i] - lt;
-        kl += exp(lp) * (lp - lq);
-    }
-    st->kl = kl > 0.0 ? kl : 0.0; /* >= 0; a negative sum is rounding */
-    double *tmp = malloc(sizeof(double) * (size_t)n);
-    if (tmp) {
-        memcpy(tmp, rel, sizeof(double) * (size_t)n);
-        st->p99_rel = p99(tmp, (size_t)n);
-        free(tmp);
-    } else {
-        st->p99_rel = NAN;
-    }
-}
-
-static char *read_text_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "greta parity: cannot open %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = cap < ((size_t)64 << 20) ? realloc(buf, cap * 2) : NULL;
-            if (!nb) {
-                fprintf(stderr, "greta parity: %s is too large (64 MiB at most)\n", path);
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    fclose(f);
-    if (buf)
-        buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
-static void run_line(const char *cmd, char *out, size_t n)
-{
-    out[0] = '\0';
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return;
-    if (fgets(out, (int)n, p))
-        out[strcspn(out, "\n")] = '\0';
-    pclose(p);
-}
 
 typedef struct parity_opts {
     const char *model, *prompt, *prompt_file, *test, *json;
@@ -251,52 +79,6 @@ typedef struct parity_opts {
     double max_p99, max_kl;
     int have_p99, have_kl;
 } parity_opts;
-
-static int create_backend(const char *kind, int kv_f32, const greta_model *m, const greta_backend_params *p,
-                          greta_backend **out, greta_error *err)
-{
-    if (!strcmp(kind, "cpu"))
-        return greta_cpu_backend_create(m, p, out, err);
-#ifdef GRETA_HAVE_GPU
-    const greta_gpu_backend_opts go = {.kv_type = kv_f32 ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16};
-    return greta_gpu_backend_create_opts(m, p, &go, out, err);
-#else
-    (void)kv_f32;
-    return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
-                           "backend 'gpu': this greta was not built with GPU support (GRETA_GPU=none); "
-                           "rebuild with -DGRETA_GPU=cuda or -DGRETA_GPU=hip, or use --test cpu");
-#endif
-}
-
-/* Feeds n tokens at positions start.. to both backends with logits wanted
- * at every one; rows land in lr/lt ([n][vocab]). */
-static int feed(greta_backend *ref, greta_backend *test, const int32_t *toks, int32_t n, int32_t start,
-                int32_t n_batch, float *lr, float *lt, int32_t vocab, greta_error *err)
-{
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)n_batch), *seq = calloc((size_t)n_batch, sizeof(int32_t));
-    uint8_t *want = malloc((size_t)n_batch);
-    int rc = GRETA_OK;
-    if (!pos || !seq || !want) {
-        rc = greta_error_set(err, GRETA_ERR_NOMEM, "parity: out of memory");
-        goto done;
-    }
-    memset(want, 1, (size_t)n_batch);
-    for (int32_t done = 0; done < n && !rc;) {
-        const int32_t k = n - done < n_batch ? n - done : n_batch;
-        for (int32_t i = 0; i < k; i++)
-            pos[i] = start + done + i;
-        const greta_batch b = {.n_tokens = k, .tokens = toks + done, .pos = pos, .seq = seq, .want_logits = want};
-        if ((rc = ref->ops->forward(ref, &b, lr + (size_t)done * vocab, err)) ||
-            (rc = test->ops->forward(test, &b, lt + (size_t)done * vocab, err)))
-            break;
-        done += k;
-    }
-done:
-    free(pos);
-    free(seq);
-    free(want);
-    return rc;
-}
 
 int cmd_parity(int argc, char **argv)
 {
@@ -320,12 +102,12 @@ int cmd_parity(int argc, char **argv)
         } else if (!strcmp(a, "-f")) {
             o.prompt_file = v;
         } else if (!strcmp(a, "-n")) {
-            if (parse_i32(v, 0, 1 << 20, &o.n)) {
+            if (greta_compare_parse_int(v, 0, 1 << 20, &o.n)) {
                 fprintf(stderr, "greta parity: -n must be an integer in 0..1048576 (got '%s')\n", v);
                 return 2;
             }
         } else if (!strcmp(a, "-t")) {
-            if (parse_i32(v, 1, 256, &o.threads)) {
+            if (greta_compare_parse_int(v, 1, 256, &o.threads)) {
                 fprintf(stderr, "greta parity: -t must be an integer in 1..256 (got '%s')\n", v);
                 return 2;
             }
@@ -344,13 +126,13 @@ int cmd_parity(int argc, char **argv)
         } else if (!strcmp(a, "--json")) {
             o.json = v;
         } else if (!strcmp(a, "--max-p99")) {
-            if (parse_f(v, 0.0, HUGE_VAL, &o.max_p99)) {
+            if (greta_compare_parse_double(v, 0.0, HUGE_VAL, &o.max_p99)) {
                 fprintf(stderr, "greta parity: --max-p99 must be a number >= 0 (got '%s')\n", v);
                 return 2;
             }
             o.have_p99 = 1;
         } else if (!strcmp(a, "--max-kl")) {
-            if (parse_f(v, 0.0, HUGE_VAL, &o.max_kl)) {
+            if (greta_compare_parse_double(v, 0.0, HUGE_VAL, &o.max_kl)) {
                 fprintf(stderr, "greta parity: --max-kl must be a number >= 0 (got '%s')\n", v);
                 return 2;
             }
@@ -379,7 +161,7 @@ int cmd_parity(int argc, char **argv)
     const char *text = o.prompt ? o.prompt : "";
     size_t text_len = strlen(text);
     if (o.prompt_file) {
-        if (!(file_text = read_text_file(o.prompt_file, &text_len)))
+        if (!(file_text = greta_compare_read_text("greta parity", o.prompt_file, &text_len)))
             return 1;
         text = file_text;
     }
@@ -391,7 +173,7 @@ int cmd_parity(int argc, char **argv)
     int32_t *ids = NULL;
     float *lr = NULL, *lt = NULL;
     pos_stats *ps = NULL;
-    double *rel = NULL;
+    double *rel = NULL, *scratch = NULL;
     cJSON *root = NULL;
 
     if (greta_model_open(o.model, &m, &err) || greta_tokenizer_create_from_gguf(m->file, &tok, &err)) {
@@ -430,7 +212,8 @@ int cmd_parity(int argc, char **argv)
         status = 2;
         goto done;
     }
-    if (create_backend("cpu", 0, m, &bp, &ref, &err) || create_backend(o.test, o.kv_f32, m, &bp, &test, &err)) {
+    if (greta_compare_backend_create("cpu", 0, m, &bp, &ref, &err) ||
+        greta_compare_backend_create(o.test, o.kv_f32, m, &bp, &test, &err)) {
         fprintf(stderr, "greta parity: %s\n", err.msg);
         goto done;
     }
@@ -441,17 +224,21 @@ int cmd_parity(int argc, char **argv)
     lt = malloc(sizeof(float) * (size_t)n_pos * (size_t)vocab);
     ps = calloc((size_t)n_pos, sizeof *ps);
     rel = malloc(sizeof(double) * (size_t)n_pos * (size_t)vocab);
-    if (!lr || !lt || !ps || !rel) {
+    scratch = malloc(sizeof(double) * (size_t)vocab);
+    if (!lr || !lt || !ps || !rel || !scratch) {
         fprintf(stderr, "greta parity: out of memory for %" PRId64 " rows of logits\n", n_pos);
         goto done;
     }
-    if (feed(ref, test, ids, (int32_t)n_prompt, 0, bp.n_batch, lr, lt, vocab, &err))
+    if (greta_compare_feed(ref, ids, (int32_t)n_prompt, 0, bp.n_batch, lr, &err) ||
+        greta_compare_feed(test, ids, (int32_t)n_prompt, 0, bp.n_batch, lt, &err))
         goto fail_err;
     for (int32_t g = 0; g < o.n; g++) {
         const int64_t prev = (int64_t)n_prompt + g - 1;
         ids[n_prompt + g] = (int32_t)greta_cpu_argmax(lr + (size_t)prev * vocab, vocab);
-        if (feed(ref, test, ids + n_prompt + g, 1, (int32_t)(n_prompt + g), 1, lr + (size_t)(prev + 1) * vocab,
-                 lt + (size_t)(prev + 1) * vocab, vocab, &err))
+        if (greta_compare_feed(ref, ids + n_prompt + g, 1, (int32_t)(n_prompt + g), 1, lr + (size_t)(prev + 1) * vocab,
+                               &err) ||
+            greta_compare_feed(test, ids + n_prompt + g, 1, (int32_t)(n_prompt + g), 1,
+                               lt + (size_t)(prev + 1) * vocab, &err))
             goto fail_err;
     }
 
@@ -461,11 +248,13 @@ int cmd_parity(int argc, char **argv)
     printf("%6s %7s %7s %7s %5s %5s %11s %11s %11s %11s %7s\n", "pos", "token", "ref", "test", "top1", "top5",
            "max|d|", "max|d|/sd", "p99|d|/sd", "KL", "nan/inf");
     for (int64_t p = 0; p < n_pos; p++) {
-        pos_stats *s = &ps[p];
-        s->pos = (int32_t)p;
-        s->token_in = ids[p];
-        s->next = p + 1 < n_pos ? ids[p + 1] : -1;
-        compare_row(lr + (size_t)p * vocab, lt + (size_t)p * vocab, vocab, s, rel + (size_t)p * vocab);
+        pos_stats *ps_p = &ps[p];
+        const greta_compare_row_stats *s = &ps_p->c;
+        ps_p->pos = (int32_t)p;
+        ps_p->token_in = ids[p];
+        ps_p->next = p + 1 < n_pos ? ids[p + 1] : -1;
+        greta_compare_row(lr + (size_t)p * vocab, lt + (size_t)p * vocab, vocab, &ps_p->c, rel + (size_t)p * vocab,
+                          scratch);
         agree += s->top1_ref == s->top1_test;
         top5_sum += s->top5;
         kl_sum += s->kl;
@@ -473,12 +262,12 @@ int cmd_parity(int argc, char **argv)
         if (!(s->max_rel <= max_rel))
             max_rel = s->max_rel;
         printf("%6" PRId32 " %7" PRId32 " %7" PRId32 " %7" PRId32 " %5s %5.2f %11.3e %11.3e %11.3e %11.3e %7" PRId64 "\n",
-               s->pos, s->token_in, s->top1_ref, s->top1_test, s->top1_ref == s->top1_test ? "yes" : "NO", s->top5,
-               s->max_abs, s->max_rel, s->p99_rel, s->kl, s->nan_inf);
+               ps_p->pos, ps_p->token_in, s->top1_ref, s->top1_test, s->top1_ref == s->top1_test ? "yes" : "NO",
+               s->top5, s->max_abs, s->max_rel, s->p99_rel, s->kl, s->nan_inf);
     }
     const double top1 = (double)agree / (double)n_pos;
     const double top5 = top5_sum / (double)n_pos, kl_mean = kl_sum / (double)n_pos;
-    const double p99_pooled = p99(rel, (size_t)n_pos * (size_t)vocab);
+    const double p99_pooled = greta_compare_quantile(rel, (size_t)n_pos * (size_t)vocab, 0.99);
     int pass = agree == n_pos && nan_total == 0;
     if (o.have_p99 && !(p99_pooled <= o.max_p99))
         pass = 0;
@@ -497,40 +286,16 @@ int cmd_parity(int argc, char **argv)
 
     if (o.json) {
         root = cJSON_CreateObject();
-        char date[64], commit[128] = "";
-        time_t now = time(NULL);
-        struct tm tmv;
-        gmtime_r(&now, &tmv);
-        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-        const char *env_commit = getenv("GRETA_COMMIT");
-        if (env_commit && *env_commit)
-            snprintf(commit, sizeof commit, "%s", env_commit);
-        else
-            run_line("git -C '" GRETA_SOURCE_DIR "' rev-parse HEAD 2>/dev/null", commit, sizeof commit);
-        cJSON_AddStringToObject(root, "tool", "greta parity");
-        cJSON_AddStringToObject(root, "date", date);
-        cJSON_AddStringToObject(root, "commit", commit[0] ? commit : "unknown");
+        greta_compare_json_meta(root, "greta parity");
         cJSON *mj = cJSON_AddObjectToObject(root, "model");
         cJSON_AddStringToObject(mj, "path", o.model);
         cJSON_AddNumberToObject(mj, "vocab", vocab);
         cJSON_AddNumberToObject(mj, "n_layers", m->cfg.n_layers);
         cJSON_AddNumberToObject(mj, "dim", m->cfg.dim);
         cJSON *dj = cJSON_AddObjectToObject(root, "test_backend");
-        cJSON_AddStringToObject(dj, "name", test->ops->name);
-        cJSON_AddStringToObject(dj, "detail", test->detail);
+        greta_compare_json_backend(dj, test);
         if (!strcmp(o.test, "gpu"))
             cJSON_AddStringToObject(dj, "kv_cache", o.kv_f32 ? "fp32" : "fp16");
-#ifdef GRETA_HAVE_GPU
-        greta_gpu_info gi;
-        if (greta_gpu_backend_is(test) && greta_gpu_backend_info(test, &gi, NULL, &err) == 0) {
-            cJSON_AddStringToObject(dj, "device", gi.name);
-            cJSON_AddStringToObject(dj, "arch", gi.arch);
-            cJSON_AddStringToObject(dj, "api", gi.api);
-            cJSON_AddNumberToObject(dj, "driver_version", gi.driver_version);
-            cJSON_AddNumberToObject(dj, "runtime_version", gi.runtime_version);
-            cJSON_AddNumberToObject(dj, "total_mem_bytes", (double)gi.total_mem);
-        }
-#endif
         cJSON_AddStringToObject(root, "reference_backend", ref->detail);
         cJSON_AddStringToObject(root, "prompt", text_len ? text : "");
         cJSON_AddNumberToObject(root, "n_prompt", (double)n_prompt);
@@ -553,10 +318,11 @@ int cmd_parity(int argc, char **argv)
             cJSON_AddNumberToObject(th, "max_mean_kl", o.max_kl);
         cJSON *arr = cJSON_AddArrayToObject(root, "positions");
         for (int64_t p = 0; p < n_pos; p++) {
-            const pos_stats *s = &ps[p];
+            const pos_stats *ps_p = &ps[p];
+            const greta_compare_row_stats *s = &ps_p->c;
             cJSON *r = cJSON_CreateObject();
-            cJSON_AddNumberToObject(r, "pos", s->pos);
-            cJSON_AddNumberToObject(r, "token", s->token_in);
+            cJSON_AddNumberToObject(r, "pos", ps_p->pos);
+            cJSON_AddNumberToObject(r, "token", ps_p->token_in);
             cJSON_AddNumberToObject(r, "top1_ref", s->top1_ref);
             cJSON_AddNumberToObject(r, "top1_test", s->top1_test);
             cJSON_AddNumberToObject(r, "top5_overlap", s->top5);
@@ -568,16 +334,8 @@ int cmd_parity(int argc, char **argv)
             cJSON_AddNumberToObject(r, "nan_inf", (double)s->nan_inf);
             cJSON_AddItemToArray(arr, r);
         }
-        char *js = cJSON_Print(root);
-        FILE *f = js ? fopen(o.json, "w") : NULL;
-        int ok = f && fputs(js, f) >= 0 && fputc('\n', f) != EOF;
-        if (f && fclose(f) != 0)
-            ok = 0;
-        free(js);
-        if (!ok) {
-            fprintf(stderr, "greta parity: cannot write %s: %s\n", o.json, strerror(errno));
+        if (greta_compare_json_write(root, o.json, 1, "greta parity") < 0)
             goto done;
-        }
         fprintf(stderr, "greta parity: wrote %s\n", o.json);
     }
     status = pass ? 0 : 1;
@@ -596,6 +354,7 @@ done:
     free(lt);
     free(ps);
     free(rel);
+    free(scratch);
     free(file_text);
     return status;
 }

@@ -16,6 +16,7 @@ static const greta_command commands[] = {
     {"run", cmd_run, "generate text from a prompt through an instance (or --inproc), streaming"},
     {"bench", cmd_bench, "measure prompt and generation speed (like llama-bench), JSON results"},
     {"parity", cmd_parity, "compare the GPU backend with the CPU reference, position by position"},
+    {"drift", cmd_drift, "FP16-vs-FP32 stability report: GPU vs CPU reference over long generations"},
     {"up", cmd_up, "start the pipeline stages of an instance under a background supervisor"},
     {"down", cmd_down, "stop an instance and remove its segment and sockets"},
     {"status", cmd_status, "show an instance's supervisor and stages"},

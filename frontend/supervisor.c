@@ -50,7 +50,13 @@ typedef struct sup {
     greta_shm *shm;
     stage_rt rt[GRETA_STAGE_COUNT];
     int stop;
+    int64_t last_check_ms; /* previous check_stages (0: none yet) */
 } sup;
+
+/* The main loop's poll period, and the lateness of a loop turn beyond it
+ * that counts as the supervisor having been away (see check_stages). */
+#define SUP_POLL_MS 50
+#define SUP_AWAY_MS 100
 
 void greta_stage_policy_default(greta_stage_policy *p)
 {
@@ -217,6 +223,21 @@ static void reap(sup *s)
 static void check_stages(sup *s)
 {
     int64_t now = greta_now_ms();
+    /* A heartbeat's age is measured from when the supervisor read it. While
+     * the supervisor itself did not run (a starved machine, a blocking log
+     * write, the adoption waits of on_control), the stages' beats piled up
+     * unread and would look like silence: that time is not held against
+     * them. A stage that is really stopped is still caught, that much later. */
+    int64_t away = s->last_check_ms ? now - s->last_check_ms - SUP_POLL_MS : 0;
+    s->last_check_ms = now;
+    if (away > SUP_AWAY_MS) {
+        for (int i = 0; i < GRETA_STAGE_COUNT; i++) {
+            greta_shm_stage *st = greta_shm_stage_at(s->shm, i);
+            int64_t hb = (int64_t)atomic_load(&st->heartbeat_ms);
+            atomic_store(&st->heartbeat_ms, (uint64_t)(hb + away < now ? hb + away : now));
+        }
+        slog(s, "supervisor did not run for %lld ms: heartbeat ages paused", (long long)(away + SUP_POLL_MS));
+    }
     for (int i = 0; i < GRETA_STAGE_COUNT; i++) {
         const greta_stage_policy *p = &s->cfg->policy[i];
         stage_rt *rt = &s->rt[i];
@@ -426,7 +447,7 @@ int greta_supervisor_run(const greta_supervisor_config *cfg, greta_shm *shm, gre
         cfg->on_ready(cfg->ready_ctx);
     while (!s.stop && !g_sigterm) {
         zmq_pollitem_t items[2] = {{hb, 0, ZMQ_POLLIN, 0}, {ctl, 0, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, 50);
+        int n = zmq_poll(items, 2, SUP_POLL_MS);
         if (n > 0) {
             greta_zmsg m;
             greta_error e = {0};

@@ -1,6 +1,7 @@
 /* engine.c - model + backend + generation loop (see engine.h). */
 #include "engine.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
@@ -74,6 +75,24 @@ static int cpus_available(void)
     return n > 0 ? (int)n : 1;
 }
 
+int greta_engine_prefill_chunk(const char *backend, int32_t *chunk, greta_error *err)
+{
+    *chunk = backend && !strcmp(backend, "gpu") ? GRETA_GPU_PREFILL_CHUNK : GRETA_DEFAULT_BATCH;
+    const char *e = getenv("GRETA_PREFILL_CHUNK");
+    if (!e || !*e)
+        return GRETA_OK;
+    char *end = NULL;
+    errno = 0;
+    const long v = strtol(e, &end, 10);
+    if (errno || end == e || *end || v < 1 || v > 65535)
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "environment variable GRETA_PREFILL_CHUNK='%.40s': expected a whole number of tokens "
+                               "in 1..65535",
+                               e);
+    *chunk = (int32_t)v;
+    return GRETA_OK;
+}
+
 static int resolve_params(const greta_model *m, const greta_engine_params *p, greta_backend_params *bp,
                           greta_error *err)
 {
@@ -88,7 +107,15 @@ static int resolve_params(const greta_model *m, const greta_engine_params *p, gr
         bp->n_ctx = (int32_t)(c == 0 || c > GRETA_DEFAULT_CTX_MAX ? GRETA_DEFAULT_CTX_MAX : c);
     }
     bp->n_seq = p->n_seq ? p->n_seq : 1;
-    bp->n_batch = p->n_batch ? p->n_batch : (bp->n_ctx < GRETA_DEFAULT_BATCH ? bp->n_ctx : GRETA_DEFAULT_BATCH);
+    if (p->n_batch) {
+        bp->n_batch = p->n_batch;
+    } else {
+        int32_t chunk;
+        const int rc = greta_engine_prefill_chunk(p->backend, &chunk, err);
+        if (rc)
+            return rc;
+        bp->n_batch = bp->n_ctx < chunk ? bp->n_ctx : chunk;
+    }
     bp->n_threads = p->n_threads ? p->n_threads : cpus_available();
     bp->cpu_isa = p->cpu_isa;
     return GRETA_OK;

@@ -33,12 +33,18 @@
 #define GRETA_DEFAULT_MODEL "stories260K.gguf"
 #define GRETA_DEFAULT_CTX_MAX 4096 /* default n_ctx = min(model context, this) */
 #define GRETA_DEFAULT_BATCH 512
+/* The GPU backend's default prefill chunk (n_batch), measured on an H100
+ * (docs/GPU.md, issue 8): a 4096-token prompt takes 229 / 189 / 167 / 163 ms
+ * in chunks of 512 / 1024 / 2048 / 4096, while a sequence decoding beside it
+ * waits one chunk (29 / 47 / 83 / 163 ms); 1024 is within 16% of the best
+ * time to first token at about half the stall of 2048. */
+#define GRETA_GPU_PREFILL_CHUNK 1024
 
 typedef struct greta_engine_params {
     const char *backend;    /* "cpu" (default) or "gpu" */
     int32_t n_ctx;          /* positions per sequence; 0: min(model context, 4096) */
     int32_t n_seq;          /* sequence slots; 0: 1 */
-    int32_t n_batch;        /* most tokens per forward; 0: min(512, n_ctx) */
+    int32_t n_batch;        /* most tokens per forward = the prefill chunk; 0: greta_engine_prefill_chunk, <= n_ctx */
     int32_t n_threads;      /* 0: the CPUs this process may run on */
     int32_t cpu_isa;        /* CPU kernels, greta_cpu_isa: 0 auto, 1 ref, 2 avx2 */
     uint64_t mem_available; /* bytes the plan may use; 0: read MemAvailable */
@@ -94,6 +100,12 @@ int greta_engine_has_forward_topk(const greta_engine *e);
  * run) when the backend has no forward_topk. */
 int greta_engine_forward_topk(greta_engine *e, const greta_batch *batch, int32_t k, int32_t *ids, float *vals,
                               float *lse, greta_error *err);
+/* The default prefill chunk (n_batch when the params give 0) for a backend
+ * name ("cpu", "gpu"; NULL = cpu): the environment variable
+ * GRETA_PREFILL_CHUNK (1..65535 tokens) when set, else GRETA_GPU_PREFILL_CHUNK
+ * for "gpu" and GRETA_DEFAULT_BATCH otherwise. A bad value:
+ * GRETA_ERR_INVALID naming the variable. */
+int greta_engine_prefill_chunk(const char *backend, int32_t *chunk, greta_error *err);
 /* Feeds tokens[0..n) to sequence seq at its next positions, in chunks of
  * n_batch; *logits = the logits after the last token. */
 int greta_engine_prefill(greta_engine *e, int32_t seq, const int32_t *tokens, int32_t n,

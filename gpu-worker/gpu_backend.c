@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gpu_prefill.h"
+#include "kernels/gpu/decode_ops.h"
 #include "kernels/quant.h"
 
 #define GPU_MAX_CTX (1 << 24)
@@ -45,6 +47,8 @@ typedef struct gpu_layer {
 /* Offsets (bytes) of the scratch buffers inside one device allocation. */
 typedef struct gpu_layout {
     uint64_t x, xn, q, k, v, att, gate, up, rope, logits, partial, ints, topk_ids, topk_vals, lse;
+    uint64_t q8; /* decode: int8 activations of up to GRETA_GPU_MATVEC_MAX_TOK tokens (decode_ops.h) */
+    uint64_t xh, wh, xh_elems, wh_elems; /* prefill, issue 8: fp16 scratch (gpu_prefill.h) */
     uint64_t total;
 } gpu_layout;
 
@@ -79,6 +83,18 @@ typedef struct gpu_backend {
 
     int32_t *seq_len;  /* [n_seq] */
     int32_t *next_pos; /* [n_seq] batch validation scratch */
+
+    /* decode (n_tok <= GRETA_GPU_MATVEC_MAX_TOK), issue 7: see decode_settings */
+    int kernels;       /* 1: fp32 GEMV (matvec.cu) as before; 2: int8 activations (matvec_q8.cu) and fusions */
+    int use_graph;     /* capture the decode step once per token count, then replay */
+    int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
+    int v2_output;     /* lm_head has one */
+    void *q8;          /* device, see gpu_layout.q8 */
+    greta_gpu_graph *graphs[GRETA_GPU_MATVEC_MAX_TOK]; /* [n_tok - 1] */
+    int32_t graph_nsel[GRETA_GPU_MATVEC_MAX_TOK];      /* rows with logits the graph was captured for */
+
+    /* prefill (n_tok > GRETA_GPU_MATVEC_MAX_TOK), issue 8: see prefill_step */
+    gpu_prefill pf;
 } gpu_backend;
 
 static int add_u64(uint64_t *acc, uint64_t v) { return __builtin_add_overflow(*acc, v, acc); }
@@ -188,8 +204,31 @@ static int32_t attention_splits(const gpu_config *c, int64_t n_ctx, int sm_count
     return s < 1 ? 1 : (int32_t)s;
 }
 
-static int scratch_layout(const gpu_config *c, const greta_backend_params *p, int sm_count, gpu_layout *L)
+/* The longest input of a decode product, rounded up to 256 (q8 rows). */
+static int64_t q8_k(const gpu_config *c)
 {
+    int64_t k = c->dim > c->q_dim ? c->dim : c->q_dim;
+    k = k > c->ffn_dim ? k : c->ffn_dim;
+    return (k + 255) / 256 * 256;
+}
+
+/* The largest input (k) and the largest layer matrix of the model. */
+static void prefill_dims(const gpu_config *c, int64_t *max_k, int64_t *max_w)
+{
+    int64_t k = c->dim > c->q_dim ? c->dim : c->q_dim;
+    *max_k = k > c->ffn_dim ? k : c->ffn_dim;
+    const int64_t w[] = {c->q_dim * c->dim, c->kv_dim * c->dim, c->ffn_dim * c->dim};
+    *max_w = 0;
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+        *max_w = w[i] > *max_w ? w[i] : *max_w;
+}
+
+static int scratch_layout(const gpu_config *c, const greta_backend_params *p, int sm_count, int prefill,
+                          gpu_layout *L)
+{
+    int64_t max_k, max_w;
+    prefill_dims(c, &max_k, &max_w);
+    gpu_prefill_sizes(prefill, p->n_batch, max_k, max_w, &L->xh_elems, &L->wh_elems);
     const uint64_t nb = (uint64_t)p->n_batch;
     uint64_t partial = 0;
     for (int64_t t = 1; t <= p->n_batch; t++) {
@@ -211,6 +250,8 @@ static int scratch_layout(const gpu_config *c, const greta_backend_params *p, in
         {&L->logits, nb * c->vocab, 4}, {&L->partial, partial, 4},       {&L->ints, 4 * nb, 4},
         {&L->topk_ids, nb * GRETA_GPU_TOPK_MAX, 4}, {&L->topk_vals, nb * GRETA_GPU_TOPK_MAX, 4},
         {&L->lse, nb, 4},
+        {&L->q8, (uint64_t)greta_gpu_q8_row_bytes(q8_k(c)) * (nb < GRETA_GPU_MATVEC_MAX_TOK ? nb : GRETA_GPU_MATVEC_MAX_TOK), 1},
+        {&L->xh, L->xh_elems, 2},      {&L->wh, L->wh_elems, 2},
     };
     uint64_t off = 0;
     for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
@@ -235,7 +276,7 @@ typedef struct gpu_sizes {
 } gpu_sizes;
 
 static int compute_sizes(const greta_model *m, const greta_backend_params *p, int sm_count, greta_gpu_kv_type kvt,
-                         gpu_sizes *s, greta_error *err)
+                         int prefill, gpu_sizes *s, greta_error *err)
 {
     gpu_config c;
     config_from_model(m, &c);
@@ -249,7 +290,7 @@ static int compute_sizes(const greta_model *m, const greta_backend_params *p, in
     uint64_t kv = 2 * (uint64_t)greta_gpu_kv_elem_bytes(kvt);
     if (__builtin_mul_overflow(kv, (uint64_t)c.n_layers * (uint64_t)p->n_seq, &kv) ||
         __builtin_mul_overflow(kv, (uint64_t)p->n_ctx * (uint64_t)c.kv_dim, &kv) ||
-        scratch_layout(&c, p, sm_count, &s->L) != 0)
+        scratch_layout(&c, p, sm_count, prefill, &s->L) != 0)
         return greta_error_set(err, GRETA_ERR_LIMIT, "memory plan: sizes overflow 64 bits (n_ctx %d, n_seq %d, n_batch %d)",
                                p->n_ctx, p->n_seq, p->n_batch);
     s->kv = kv;
@@ -286,7 +327,10 @@ int greta_gpu_backend_plan(const greta_model *m, const greta_backend_params *p, 
     if ((rc = greta_gpu_open(0, &info, err)))
         return rc;
     gpu_sizes s;
-    if ((rc = compute_sizes(m, p, info.sm_count, GRETA_GPU_KV_F16, &s, err)) || (rc = check_fit(&s, &info, p, err)))
+    int prefill;
+    if ((rc = gpu_prefill_resolve(GRETA_GPU_PREFILL_AUTO, &prefill, err)) ||
+        (rc = compute_sizes(m, p, info.sm_count, GRETA_GPU_KV_F16, prefill, &s, err)) ||
+        (rc = check_fit(&s, &info, p, err)))
         return rc;
     plan->backend = "gpu";
     plan->kv_where = "GPU memory, fp16";
@@ -311,16 +355,16 @@ static void *v_cache(const gpu_backend *b, int64_t layer)
            ((uint64_t)b->c.n_layers + layer) * b->n_seq * b->n_ctx * b->c.kv_dim * greta_gpu_kv_elem_bytes(b->kv);
 }
 
-/* y (+)= W x for n_tok rows: the GEMV kernel for small batches, the tiled
- * GEMM otherwise. */
+/* y (+)= W x for n_tok rows: the GEMV kernel for small batches, the
+ * prefill path's GEMM otherwise (gpu_prefill.h; V1: the fp32 tiles). */
 static int matmul(gpu_backend *b, const gpu_weight *w, const float *x, int64_t n_tok, float *y, int accumulate,
                   greta_error *err)
 {
     if (n_tok <= GRETA_GPU_MATVEC_MAX_TOK)
         return greta_gpu_matvec(b->stream, w->type, w->d, w->n_in, w->n_out, x, w->n_in, (int32_t)n_tok, y,
                                 w->n_out, accumulate, err);
-    return greta_gpu_gemm(b->stream, w->type, w->d, w->n_in, w->n_out, x, w->n_in, (int32_t)n_tok, y, w->n_out,
-                          accumulate, err);
+    return gpu_prefill_matmul(&b->pf, b->stream, w->type, w->d, w->n_in, w->n_out, x, NULL, w->n_in, (int32_t)n_tok,
+                              y, w->n_out, accumulate, err);
 }
 
 static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *err)
@@ -353,6 +397,265 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
     return GRETA_OK;
 }
 
+/* ---- decode step (issue 7) --------------------------------------------------------- */
+
+/* GRETA_GPU_KERNELS=v1|v2 and GRETA_GPU_GRAPH=0|1 (the options win when set):
+ * v1 (the default) is the fp32 GEMV of issue 5; v2 quantizes each product's
+ * input to int8 once and runs the integer GEMV of matvec_q8.cu with
+ * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
+ * (faster, but on the random-weight 7B model its int8 activations move the
+ * logits far beyond the parity limits: opt-in, see docs/GPU.md). The graph
+ * (default on) records a decode step once per token count and replays it. */
+static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
+{
+    const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
+    b->kernels = 1;
+    if (o->decode_kernels == 1 || o->decode_kernels == 2)
+        b->kernels = o->decode_kernels;
+    else if (o->decode_kernels != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0, 1 or 2",
+                               o->decode_kernels);
+    else if (ek && *ek) {
+        if (!strcmp(ek, "v1") || !strcmp(ek, "v2"))
+            b->kernels = ek[1] - '0';
+        else
+            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_KERNELS='%.40s': expected v1 or v2", ek);
+    }
+    b->use_graph = 1;
+    if (o->graph == 1 || o->graph == 2)
+        b->use_graph = o->graph == 1;
+    else if (o->graph != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: graph %d is not 0, 1 or 2", o->graph);
+    else if (eg && *eg) {
+        if (!strcmp(eg, "0") || !strcmp(eg, "1"))
+            b->use_graph = eg[0] == '1';
+        else
+            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_GRAPH='%.40s': expected 0 or 1", eg);
+    }
+    const gpu_config *c = &b->c;
+    b->v2_layers = c->dim % 256 == 0 && c->q_dim % 256 == 0 && c->ffn_dim % 256 == 0;
+    for (uint32_t l = 0; l < m->cfg.n_layers && b->v2_layers; l++) {
+        const greta_layer_weights *L = &m->layers[l];
+        const gguf_tensor *t[7] = {L->wq, L->wk, L->wv, L->wo, L->w_gate, L->w_up, L->w_down};
+        for (int i = 0; i < 7; i++)
+            if (!greta_gpu_matvec_q8_supported(t[i]->type, (int64_t)t[i]->ne[0]))
+                b->v2_layers = 0;
+    }
+    b->v2_output = greta_gpu_matvec_q8_supported(m->output->type, c->dim);
+    return GRETA_OK;
+}
+
+static greta_gpu_mv_mat mv_of(const gpu_weight *w, float *y)
+{
+    const greta_gpu_mv_mat r = {.type = w->type, .w = w->d, .n = w->n_out, .y = y, .ld_y = w->n_out};
+    return r;
+}
+
+/* One decode step of T <= GRETA_GPU_MATVEC_MAX_TOK tokens whose ids are
+ * already in d_ints, with the kernels b->kernels picks (the same ops as
+ * run_batch's loop for v1). Host values used: T and n_sel only, so it can
+ * be captured into a graph. */
+static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    const int64_t nb = b->n_batch;
+    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_seq = b->d_ints + 2 * nb, *d_sel = b->d_ints + 3 * nb;
+    const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, T);
+    const int v2 = b->kernels == 2 && b->v2_layers;
+    const int32_t t = (int32_t)T;
+    greta_gpu_stream *s = b->stream;
+    int rc;
+#define TRY(call)              \
+    do {                       \
+        if ((rc = (call)) != 0) \
+            return rc;         \
+    } while (0)
+    TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, err));
+    TRY(greta_gpu_rope_table(s, d_pos, t, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const gpu_layer *L = &b->layers[l];
+        if (v2) {
+            const greta_gpu_mv_mat qkv[3] = {mv_of(&L->wq, b->q), mv_of(&L->wk, b->k), mv_of(&L->wv, b->v)};
+            TRY(greta_gpu_rmsnorm_q8(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, t, c->dim, c->eps, b->q8, err));
+            TRY(greta_gpu_matvec_q8(s, b->q8, c->dim, t, qkv, 3, 0, err));
+        } else {
+            TRY(greta_gpu_rmsnorm(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, t, c->dim, c->eps, err));
+            TRY(matmul(b, &L->wq, b->xn, T, b->q, 0, err));
+            TRY(matmul(b, &L->wk, b->xn, T, b->k, 0, err));
+            TRY(matmul(b, &L->wv, b->xn, T, b->v, 0, err));
+        }
+        TRY(greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim,
+                           b->rope, err));
+        TRY(greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                           (int32_t)c->rope_dim, b->rope, err));
+        TRY(greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, t, d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv,
+                               (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err));
+        TRY(greta_gpu_attention(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
+                                (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx,
+                                splits, b->partial, b->att, c->q_dim, err));
+        if (v2) {
+            const greta_gpu_mv_mat wo = mv_of(&L->wo, b->x), gate = mv_of(&L->w_gate, NULL),
+                                   up = mv_of(&L->w_up, NULL), down = mv_of(&L->w_down, b->x);
+            TRY(greta_gpu_quantize_q8(s, b->att, c->q_dim, t, c->q_dim, b->q8, err));
+            TRY(greta_gpu_matvec_q8(s, b->q8, c->q_dim, t, &wo, 1, 1, err));
+            TRY(greta_gpu_rmsnorm_q8(s, b->x, c->dim, L->ffn_norm, b->xn, c->dim, t, c->dim, c->eps, b->q8, err));
+            TRY(greta_gpu_matvec_q8_glu(s, b->q8, c->dim, t, &gate, &up, b->gate, c->ffn_dim, err));
+            TRY(greta_gpu_quantize_q8(s, b->gate, c->ffn_dim, t, c->ffn_dim, b->q8, err));
+            TRY(greta_gpu_matvec_q8(s, b->q8, c->ffn_dim, t, &down, 1, 1, err));
+        } else {
+            TRY(matmul(b, &L->wo, b->att, T, b->x, 1, err));
+            TRY(greta_gpu_rmsnorm(s, b->x, c->dim, L->ffn_norm, b->xn, c->dim, t, c->dim, c->eps, err));
+            TRY(matmul(b, &L->w_gate, b->xn, T, b->gate, 0, err));
+            TRY(matmul(b, &L->w_up, b->xn, T, b->up, 0, err));
+            TRY(greta_gpu_swiglu(s, b->gate, b->up, c->ffn_dim, t, c->ffn_dim, err));
+            TRY(matmul(b, &L->w_down, b->gate, T, b->x, 1, err));
+        }
+    }
+    if (n_sel > 0) {
+        TRY(greta_gpu_gather_rows(s, b->x, c->dim, d_sel, n_sel, c->dim, b->q, c->dim, err));
+        if (b->kernels == 2 && b->v2_output && c->dim % 256 == 0) {
+            const greta_gpu_mv_mat out = mv_of(&b->output, b->logits);
+            TRY(greta_gpu_rmsnorm_q8(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, b->q8,
+                                     err));
+            TRY(greta_gpu_matvec_q8(s, b->q8, c->dim, n_sel, &out, 1, 0, err));
+        } else {
+            TRY(greta_gpu_rmsnorm(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
+            TRY(matmul(b, &b->output, b->xn, n_sel, b->logits, 0, err));
+        }
+    }
+#undef TRY
+    return GRETA_OK;
+}
+
+/* decode_step through a graph captured for (T, n_sel) and replayed after;
+ * positions, sequences and ids live in d_ints, so steps replay unchanged. */
+static int decode_graph(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *err)
+{
+    greta_gpu_graph **g = &b->graphs[T - 1];
+    if (*g && b->graph_nsel[T - 1] != n_sel)
+        greta_gpu_graph_destroy(g);
+    if (!*g) {
+        int rc = greta_gpu_graph_begin(b->stream, err);
+        if (rc)
+            return rc;
+        rc = decode_step(b, T, n_sel, err);
+        greta_error e2 = {0};
+        const int rc2 = greta_gpu_graph_end(b->stream, g, rc ? &e2 : err);
+        if (rc) {
+            greta_gpu_graph_destroy(g);
+            return rc;
+        }
+        if (rc2)
+            return rc2;
+        b->graph_nsel[T - 1] = n_sel;
+    }
+    return greta_gpu_graph_launch(*g, b->stream, err);
+}
+
+/* ---- prefill step (issue 8) ---------------------------------------------------------- */
+
+/* kv_store + the per-token attention for batch rows t0 .. t0+n-1 of layer l. */
+static int attention_rows(gpu_backend *b, int64_t l, int64_t t0, int64_t n, greta_error *err)
+{
+    if (n == 0)
+        return GRETA_OK;
+    const gpu_config *c = &b->c;
+    const int32_t *d_pos = b->d_ints + b->n_batch + t0, *d_seq = b->d_ints + 2 * b->n_batch + t0;
+    const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, n);
+    int rc = greta_gpu_kv_store(b->stream, b->k + t0 * c->kv_dim, b->v + t0 * c->kv_dim, c->kv_dim, (int32_t)n, d_pos,
+                                d_seq, k_cache(b, l), v_cache(b, l), b->kv, (int32_t)c->n_kv_heads,
+                                (int32_t)c->head_dim, (int32_t)b->n_ctx, err);
+    if (!rc)
+        rc = greta_gpu_attention(b->stream, b->q + t0 * c->q_dim, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos,
+                                 d_seq, (int32_t)n, (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                                 (int32_t)b->n_ctx, splits, b->partial, b->att + t0 * c->q_dim, c->q_dim, err);
+    return rc;
+}
+
+/* Attention of layer l for the batch, KV store included: each run of one
+ * sequence's consecutive positions of at least GRETA_GPU_FLASH_MIN_RUN
+ * tokens by flash attention (KV store fused; fp16 cache), the rows between
+ * such runs (decode tokens, short runs) by attention_rows, segment by
+ * segment in batch order, so a segment sees the keys earlier ones stored. */
+static int prefill_attention(gpu_backend *b, int64_t l, const greta_batch *batch, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    const int64_t T = batch->n_tokens;
+    const int flash = b->kv == GRETA_GPU_KV_F16;
+    int64_t rest = 0;
+    int rc;
+    for (int64_t t = 0; t < T;) {
+        int64_t e = t + 1;
+        while (e < T && batch->seq[e] == batch->seq[t] && batch->pos[e] == batch->pos[e - 1] + 1)
+            e++;
+        if (flash && e - t >= GRETA_GPU_FLASH_MIN_RUN) {
+            if ((rc = attention_rows(b, l, rest, t - rest, err)) ||
+                (rc = greta_gpu_flash_attn(b->stream, b->q + t * c->q_dim, c->q_dim, b->k + t * c->kv_dim,
+                                           b->v + t * c->kv_dim, c->kv_dim, (uint16_t *)k_cache(b, l),
+                                           (uint16_t *)v_cache(b, l), batch->seq[t], batch->pos[t], (int32_t)(e - t),
+                                           (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                                           (int32_t)b->n_ctx, b->att + t * c->q_dim, c->q_dim, err)))
+                return rc;
+            rest = e;
+        }
+        t = e;
+    }
+    return attention_rows(b, l, rest, T - rest, err);
+}
+
+/* A batch of more than GRETA_GPU_MATVEC_MAX_TOK tokens (ids already in
+ * d_ints) with the prefill path b->pf.mode (MMA or CUBLAS): RMSNorm and
+ * SwiGLU write fp16 rows into pf.xh, the GEMM inputs; the products write
+ * fp32 (the residual adds accumulate into x); attention by
+ * prefill_attention; the lm_head rows as in run_batch. */
+static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    const int64_t nb = b->n_batch;
+    const int32_t t = batch->n_tokens;
+    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_sel = b->d_ints + 3 * nb;
+    greta_gpu_stream *s = b->stream;
+    uint16_t *xh = b->pf.xh;
+    int rc;
+#define TRY(call)              \
+    do {                       \
+        if ((rc = (call)) != 0) \
+            return rc;         \
+    } while (0)
+#define MM(w, ld, y, acc)                                                                                      \
+    gpu_prefill_matmul(&b->pf, s, (w)->type, (w)->d, (w)->n_in, (w)->n_out, NULL, xh, (ld), t, (y), (w)->n_out, \
+                       (acc), err)
+    TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, err));
+    TRY(greta_gpu_rope_table(s, d_pos, t, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const gpu_layer *L = &b->layers[l];
+        TRY(greta_gpu_rmsnorm_f16(s, b->x, c->dim, L->attn_norm, xh, c->dim, t, c->dim, c->eps, err));
+        TRY(MM(&L->wq, c->dim, b->q, 0));
+        TRY(MM(&L->wk, c->dim, b->k, 0));
+        TRY(MM(&L->wv, c->dim, b->v, 0));
+        TRY(greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim,
+                           b->rope, err));
+        TRY(greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                           (int32_t)c->rope_dim, b->rope, err));
+        TRY(prefill_attention(b, l, batch, err));
+        TRY(greta_gpu_f32_to_f16(s, b->att, c->q_dim, t, c->q_dim, xh, c->q_dim, err));
+        TRY(MM(&L->wo, c->q_dim, b->x, 1));
+        TRY(greta_gpu_rmsnorm_f16(s, b->x, c->dim, L->ffn_norm, xh, c->dim, t, c->dim, c->eps, err));
+        TRY(MM(&L->w_gate, c->dim, b->gate, 0));
+        TRY(MM(&L->w_up, c->dim, b->up, 0));
+        TRY(greta_gpu_swiglu_f16(s, b->gate, b->up, c->ffn_dim, t, c->ffn_dim, xh, c->ffn_dim, err));
+        TRY(MM(&L->w_down, c->ffn_dim, b->x, 1));
+    }
+    if (n_sel > 0) {
+        TRY(greta_gpu_gather_rows(s, b->x, c->dim, d_sel, n_sel, c->dim, b->q, c->dim, err));
+        TRY(greta_gpu_rmsnorm(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
+        TRY(matmul(b, &b->output, b->xn, n_sel, b->logits, 0, err));
+    }
+#undef MM
+#undef TRY
+    return GRETA_OK;
+}
+
 /* Runs the whole batch on the stream, up to the logits of the selected rows
  * in b->logits ([n_sel][vocab], device). Does not wait for the GPU. */
 static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_out, greta_error *err)
@@ -378,6 +681,12 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
             return rc;         \
     } while (0)
     TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)nb * sizeof(int32_t), GRETA_GPU_H2D, s, err));
+    if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->use_graph)
+        return decode_graph(b, T, n_sel, err);
+    if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->kernels == 2)
+        return decode_step(b, T, n_sel, err);
+    if (T > GRETA_GPU_MATVEC_MAX_TOK && b->pf.mode != GRETA_GPU_PREFILL_V1)
+        return prefill_step(b, batch, n_sel, err);
     TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, (int32_t)T, b->x, c->dim, err));
     TRY(greta_gpu_rope_table(s, d_pos, (int32_t)T, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
     for (int64_t l = 0; l < c->n_layers; l++) {
@@ -506,6 +815,9 @@ static void gpu_destroy(greta_backend *base)
     greta_gpu_free_host(b->h_ints);
     greta_gpu_free_host(b->h_logits);
     greta_gpu_free_host(b->h_topk);
+    for (int i = 0; i < GRETA_GPU_MATVEC_MAX_TOK; i++)
+        greta_gpu_graph_destroy(&b->graphs[i]);
+    gpu_prefill_free(&b->pf);
     greta_gpu_stream_destroy(&b->stream);
     free(b->layers);
     free(b->seq_len);
@@ -663,9 +975,14 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
     b->n_seq = p->n_seq;
     b->n_batch = p->n_batch;
     b->kv = o->kv_type;
+    if ((rc = decode_settings(b, m, o, err)))
+        goto fail;
+    int prefill;
+    if ((rc = gpu_prefill_resolve(o->prefill, &prefill, err)))
+        goto fail;
     gpu_sizes s;
-    if ((rc = greta_gpu_open(0, &b->info, err)) || (rc = compute_sizes(m, p, b->info.sm_count, b->kv, &s, err)) ||
-        (rc = check_fit(&s, &b->info, p, err)))
+    if ((rc = greta_gpu_open(0, &b->info, err)) ||
+        (rc = compute_sizes(m, p, b->info.sm_count, b->kv, prefill, &s, err)) || (rc = check_fit(&s, &b->info, p, err)))
         goto fail;
     snprintf(b->base.detail, sizeof b->base.detail, "%.60s, %.30s", b->info.name, b->info.arch);
     b->L = s.L;
@@ -704,6 +1021,10 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
     b->d_topk_ids = (int32_t *)(sc + s.L.topk_ids);
     b->d_topk_vals = (float *)(sc + s.L.topk_vals);
     b->d_lse = (float *)(sc + s.L.lse);
+    b->q8 = sc + s.L.q8;
+    if ((rc = gpu_prefill_init(&b->pf, prefill, (uint16_t *)(sc + s.L.xh), (int64_t)s.L.xh_elems,
+                               (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))
+        goto fail;
     if ((rc = greta_gpu_stream_sync(b->stream, err)))
         goto fail;
     uint64_t total_mem;
@@ -716,6 +1037,12 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
             (double)b->kv_bytes / 1048576.0, b->kv == GRETA_GPU_KV_F32 ? "fp32" : "fp16", p->n_ctx, p->n_seq,
             (double)s.scratch / 1048576.0,
             (double)b->pinned_bytes / 1048576.0, gib(b->free_after_load), gib(total_mem));
+    fprintf(stderr, "gpu: decode kernels v%d (int8-activation GEMV: layers %s, lm_head %s), graph %s\n", b->kernels,
+            b->kernels == 2 && b->v2_layers ? "yes" : "no", b->kernels == 2 && b->v2_output ? "yes" : "no",
+            b->use_graph ? "on" : "off");
+    fprintf(stderr, "gpu: prefill %s from %d tokens (fp16 scratch: activations %.1f MiB, weights %.1f MiB)\n",
+            greta_gpu_prefill_name(b->pf.mode), GRETA_GPU_MATVEC_MAX_TOK + 1, (double)s.L.xh_elems * 2 / 1048576.0,
+            (double)s.L.wh_elems * 2 / 1048576.0);
     *out = &b->base;
     return GRETA_OK;
 fail:
@@ -739,6 +1066,11 @@ int greta_gpu_backend_info(const greta_backend *base, greta_gpu_info *info, gret
         mem->free_after_load = b->free_after_load;
     }
     return GRETA_OK;
+}
+
+int greta_gpu_backend_prefill(const greta_backend *base)
+{
+    return greta_gpu_backend_is(base) ? ((const gpu_backend *)base->impl)->pf.mode : GRETA_GPU_PREFILL_AUTO;
 }
 
 const greta_backend_kind greta_gpu_backend_kind = {

@@ -13,7 +13,9 @@
  *             q, att [n_batch][n_heads*head_dim], k, v [n_batch][kv_dim],
  *             gate, up [n_batch][ffn_dim], rope [n_batch][rope_dim],
  *             logits [n_batch][vocab], attention partials, token/pos/seq/row
- *             ids [4][n_batch], top-k results
+ *             ids [4][n_batch], top-k results; for the mma and cublas
+ *             prefill paths fp16 activations [n_batch][max(dim, ffn)] and,
+ *             cublas only, one decoded fp16 layer matrix (gpu_prefill.h)
  * Host: page-locked staging for the ids and for [n_batch][vocab] logits.
  *
  * A forward call copies the batch's ids to the device, runs every op on the
@@ -56,7 +58,55 @@ int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p
  * (greta parity --gpu-kv f32). */
 typedef struct greta_gpu_backend_opts {
     greta_gpu_kv_type kv_type;
+    /* Decode (batches of <= GRETA_GPU_MATVEC_MAX_TOK tokens), issue 7.
+     * decode_kernels: 0 = GRETA_GPU_KERNELS (v1|v2, default v1), 1 = the fp32
+     * GEMV of issue 5, 2 = int8 activations + integer GEMV with fused
+     * RMSNorm/quantize, Q/K/V and gate/up/SiLU (decode_ops.h).
+     * graph: 0 = GRETA_GPU_GRAPH (0|1, default 1), 1 = capture each decode
+     * step's launches once per token count and replay them, 2 = launch them
+     * one by one. Bad values (options or variables) fail create. */
+    int decode_kernels;
+    int graph;
+    /* Prefill (batches of more than GRETA_GPU_MATVEC_MAX_TOK tokens), issue 8:
+     * greta_gpu_prefill below (0 = AUTO: GRETA_GPU_PREFILL, else the
+     * build's default). */
+    int prefill;
 } greta_gpu_backend_opts;
+
+/* Prefill paths (greta_gpu_backend_opts.prefill, GRETA_GPU_PREFILL). The
+ * matrix products and the attention of sequence runs (consecutive positions
+ * of one sequence, at least GRETA_GPU_FLASH_MIN_RUN tokens, fp16 KV cache)
+ * differ; every other op is shared.
+ *   V1      fp32 CUDA-core tiles (greta_gpu_gemm) and the per-token
+ *           attention after a kv_store: the issue 5 path, for comparison.
+ *   MMA     our matrix-core GEMM on the native weight blocks
+ *           (greta_gpu_gemm_mma_f16; RMSNorm and SwiGLU write fp16) and
+ *           flash attention with the KV store fused (greta_gpu_flash_attn):
+ *           the portable path (NVIDIA mma.sync, AMD MFMA).
+ *   CUBLAS  each weight matrix decoded to an fp16 scratch (one at a time,
+ *           sliced by rows when larger: no second copy of the weights), then
+ *           cuBLAS fp16 GEMM with fp32 accumulation; the same attention.
+ *           CUDA builds that found cuBLAS only (GRETA_HAVE_GPU_BLAS).
+ *   AUTO    GRETA_GPU_PREFILL (auto, v1, mma or cublas) when set, else
+ *           CUBLAS where built (measured faster: docs/GPU.md), else MMA.
+ * MMA and CUBLAS round both GEMM operands to fp16 (fp32 accumulation). */
+typedef enum greta_gpu_prefill {
+    GRETA_GPU_PREFILL_AUTO = 0,
+    GRETA_GPU_PREFILL_V1 = 1,
+    GRETA_GPU_PREFILL_MMA = 2,
+    GRETA_GPU_PREFILL_CUBLAS = 3
+} greta_gpu_prefill;
+/* Shortest run of one sequence's consecutive positions in a batch that
+ * goes to flash attention (shorter ones: the per-token kernel). */
+#define GRETA_GPU_FLASH_MIN_RUN 16
+
+/* "auto", "v1", "mma", "cublas"; NULL outside the enum. */
+const char *greta_gpu_prefill_name(int p);
+/* Parses one of those names into *out; GRETA_ERR_INVALID naming them. */
+int greta_gpu_prefill_parse(const char *s, int *out, greta_error *err);
+/* The prefill path a GPU backend resolved at create (never AUTO); AUTO for
+ * a backend that is not a GPU backend. */
+int greta_gpu_backend_prefill(const greta_backend *b);
 int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_params *p,
                                   const greta_gpu_backend_opts *o, greta_backend **out, greta_error *err);
 

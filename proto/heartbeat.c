@@ -89,7 +89,7 @@ static void *run(void *arg)
             last_hello = now; /* a Hello that was dropped goes again next period */
         pthread_mutex_lock(&hb->mu);
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* the cv's clock: a wall-clock step must not stop the beats */
         ts.tv_nsec += (long)hb->period_ms * 1000000L;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
         ts.tv_nsec %= 1000000000L;
@@ -125,7 +125,11 @@ int greta_heartbeat_start(void *zctx, const char *path, int stage, uint64_t gene
         return rc;
     }
     pthread_mutex_init(&hb->mu, NULL);
-    pthread_cond_init(&hb->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&hb->cv, &ca);
+    pthread_condattr_destroy(&ca);
     if (pthread_create(&hb->thread, NULL, run, hb) != 0) {
         greta_zsock_close(&hb->sock);
         pthread_mutex_destroy(&hb->mu);

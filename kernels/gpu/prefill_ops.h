@@ -107,6 +107,40 @@ int greta_gpu_flash_attn(greta_gpu_stream *s, const float *q, int64_t ld_q, cons
  * this build (NVIDIA, head_dim 64 or 128), else 0 (the tiled fallback). */
 int greta_gpu_flash_attn_uses_mma(int32_t head_dim);
 
+/* ---- the prefill path's small kernels (prefill_act.cu) ----------------------------
+ * Each value computed as by the fp32 op named and rounded once to fp16
+ * (round to nearest even). */
+
+/* out[r][i] = fp16 bits of W[r][i] (W: n_rows rows of k elements in the
+ * native blocks, as greta_dequant_row decodes them), rows of ld_out. Block
+ * types need k and ld_out multiples of 8 and out 16-byte aligned (one
+ * 16-byte store per 8-element group). */
+int greta_gpu_dequant_f16(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n_rows,
+                          uint16_t *out, int64_t ld_out, greta_error *err);
+
+/* greta_gpu_rmsnorm (gpu_ops.h) with an fp16 output. */
+int greta_gpu_rmsnorm_f16(greta_gpu_stream *s, const float *x, int64_t ld_x, const float *w, uint16_t *out,
+                          int64_t ld_out, int32_t n_tok, int64_t n, float eps, greta_error *err);
+
+/* out[t][i] = fp16(silu(gate[t][i]) * up[t][i]) (greta_gpu_swiglu with an
+ * fp16 output; gate is not modified). */
+int greta_gpu_swiglu_f16(greta_gpu_stream *s, const float *gate, const float *up, int64_t ld, int32_t n_tok,
+                         int64_t n, uint16_t *out, int64_t ld_out, greta_error *err);
+
+/* ---- vendor GEMM (gemm_blas.cu): CUDA builds that found cuBLAS only ---------------
+ * Defined only where GRETA_HAVE_GPU_BLAS is defined (a PUBLIC compile
+ * definition of greta_kernels_gpu); the portable path is greta_gpu_gemm_mma.
+ *   y[t][r] (+)= sum_i x[t][i] * W[r][i]
+ * W: fp16 bits, n rows of ld_w (>= k); x: fp16 bits, n_tok rows of ld_x;
+ * y: fp32 rows of ld_y; fp32 accumulation on the tensor cores. Asynchronous
+ * on s. One handle per stream user; not thread-safe. */
+typedef struct greta_gpu_blas greta_gpu_blas;
+int greta_gpu_blas_create(greta_gpu_blas **b, greta_error *err);
+void greta_gpu_blas_destroy(greta_gpu_blas **b);
+int greta_gpu_blas_gemm_f16(greta_gpu_blas *b, greta_gpu_stream *s, const uint16_t *w, int64_t ld_w, int64_t k,
+                            int64_t n, const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y,
+                            int accumulate, greta_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
+
+#include "pty_util.h"
 
 #include "proto/client.h"
 #include "proto/endpoint.h"
@@ -68,11 +71,18 @@ int fe_is_up(const char *instance)
 
 int fe_wait_down(const char *instance, int ms)
 {
-    for (int waited = 0; waited < ms; waited += 20) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    long long end = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + pty_slack_ms(ms);
+    for (;;) {
         if (!fe_is_up(instance))
             return 1;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if ((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 >= end)
+            break;
         usleep(20000);
     }
+    fprintf(stderr, "[fe_wait_down: instance %s still up after %d ms]\n", instance, pty_slack_ms(ms));
     return !fe_is_up(instance);
 }
 

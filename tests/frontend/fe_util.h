@@ -25,7 +25,7 @@ int fe_up(const char *instance, const char *model, const char *extra);
 void fe_down(const char *instance);
 /* 1 when the instance's segment exists and is not stale. */
 int fe_is_up(const char *instance);
-/* Waits up to ms for the instance to be gone; 1 when it is. */
+/* Waits up to ms (times PTY_SLACK, pty_util.h) for the instance to be gone; 1 when it is. */
 int fe_wait_down(const char *instance, int ms);
 /* Removes the instance's runtime directory (logs included). */
 void fe_clean(const char *instance);

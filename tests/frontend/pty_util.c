@@ -19,6 +19,11 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int pty_slack_ms(int ms)
+{
+    return ms > 0 && ms < (1 << 30) / PTY_SLACK ? ms * PTY_SLACK : ms;
+}
+
 int pty_spawn(pty_proc *p, char *const argv[], char *const env_extra[])
 {
     memset(p, 0, sizeof p[0]);
@@ -89,6 +94,7 @@ static int pump(pty_proc *p, int ms)
 
 long pty_expect(pty_proc *p, const char *needle, int timeout_ms)
 {
+    timeout_ms = pty_slack_ms(timeout_ms);
     long long end = now_ms() + timeout_ms;
     for (;;) {
         char *hit = strstr(p->out + p->mark, needle);
@@ -115,6 +121,7 @@ void pty_drain(pty_proc *p, int ms)
 
 int pty_wait(pty_proc *p, int timeout_ms)
 {
+    timeout_ms = pty_slack_ms(timeout_ms);
     long long end = now_ms() + timeout_ms;
     while (now_ms() < end) {
         int st;
@@ -127,6 +134,7 @@ int pty_wait(pty_proc *p, int timeout_ms)
         if (!pump(p, 20))
             usleep(10000);
     }
+    fprintf(stderr, "\n[pty_wait: pid %d still running after %d ms]\n", (int)p->pid, timeout_ms);
     return -1;
 }
 

@@ -13,12 +13,21 @@
  * starts at p.mark, which each successful pty_expect moves past its match.
  * Every output is echoed to stderr with a prefix, so a failing test shows
  * the session.
+ *
+ * Deadlines: pty_expect and pty_wait return as soon as the event happens;
+ * their timeouts are only upper bounds, and each is stretched by PTY_SLACK
+ * (pty_slack_ms) so a loaded CI machine (ctest -j2 on 2 cores, ASan) does
+ * not turn a slow answer into a failure. Write the timeout an idle machine
+ * needs.
  */
 #ifndef GRETA_TEST_PTY_UTIL_H
 #define GRETA_TEST_PTY_UTIL_H
 
 #include <stddef.h>
 #include <sys/types.h>
+
+/* Factor applied to every deadline of these helpers (and fe_wait_down). */
+#define PTY_SLACK 3
 
 typedef struct pty_proc {
     pid_t pid;
@@ -42,6 +51,8 @@ void pty_drain(pty_proc *p, int ms);
 /* Waits for the process to exit (reading its output); exit status, 128+signal,
  * or -1 on timeout. */
 int pty_wait(pty_proc *p, int timeout_ms);
+/* ms * PTY_SLACK: a deadline as the helpers apply it. */
+int pty_slack_ms(int ms);
 /* SIGKILL and reap. */
 void pty_kill(pty_proc *p);
 /* Closes the master and frees the output. */

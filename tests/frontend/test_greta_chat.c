@@ -24,12 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
 
 #include "fe_util.h"
 #include "pty_util.h"
+
+#include "proto/endpoint.h"
+#include "proto/shm.h"
 
 #define N_TOKENS 24
 
@@ -61,6 +65,13 @@ static int teardown(void **state)
 }
 
 static char *env_extra[] = {g_env_home, g_env_state, NULL};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* The first line of ref (at most 60 bytes): what must show on the terminal. */
 static void first_line(const char *ref, char *out, size_t n)
@@ -263,6 +274,40 @@ static int slots_in_use(void)
     return used;
 }
 
+/* The state letter of process pid in /proc (T: stopped), 0 when gone. */
+static char proc_state(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *q = strrchr(buf, ')');
+    return q && q[1] ? q[2] : 0;
+}
+
+/* Stops the instance's gpu-worker (SIGSTOP) so that a streaming answer can
+ * not finish; its pid, or 0 (running again) when no request is generating
+ * any more: the answer ended before the test could stop it. */
+static int freeze_answer(greta_shm *shm)
+{
+    int w = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
+    kill(w, SIGSTOP);
+    for (long long end = now_ms() + pty_slack_ms(5000); proc_state(w) != 'T' && now_ms() < end;)
+        usleep(1000);
+    int active = 0;
+    for (uint32_t i = 0; i < greta_shm_hdr(shm)->n_slots; i++)
+        active += atomic_load(&greta_shm_slot_at(shm, i)->state) == GRETA_SLOT_ACTIVE;
+    if (!active) {
+        kill(w, SIGCONT);
+        return 0;
+    }
+    return w;
+}
+
 static void test_interrupt(void **state)
 {
     (void)state;
@@ -272,15 +317,36 @@ static void test_interrupt(void **state)
     char ref[8192], line1[64];
     assert_int_equal(fe_reference(g_instance, NULL, "Once upon a time", 1, 8, 0, 0, 0, 0, 0, ref, sizeof ref, NULL), 0);
     first_line(ref, line1, sizeof line1);
+    char shm_name[128];
+    greta_shm *shm = NULL;
+    assert_int_equal(greta_shm_name(g_instance, shm_name, sizeof shm_name, NULL), 0);
+    assert_int_equal(greta_shm_attach(shm_name, &shm, NULL), 0);
     char *argv[] = {GRETA_BIN, "chat", "--instance", g_instance, "--temp", "0", "-n", "600", NULL};
     pty_proc p;
     assert_int_equal(pty_spawn(&p, argv, env_extra), 0);
     expect(&p, ">>> ", 10000);
-    pty_send(&p, "Once upon a time\r");
-    expect(&p, line1, 10000); /* the answer is streaming */
+    /* Ctrl-C must land while the answer streams: the gpu-worker is held
+     * (SIGSTOP) from when the answer shows until the terminal has echoed the
+     * ^C (the SIGINT is sent by then), so a fast build on a loaded machine
+     * cannot finish all 600 tokens first. An answer that still ended before
+     * the hold is asked again. */
+    int held = 0;
+    for (int attempt = 0; attempt < 8 && !held; attempt++) {
+        pty_send(&p, "Once upon a time\r");
+        expect(&p, line1, 10000); /* the answer is streaming */
+        if (!(held = freeze_answer(shm))) {
+            fprintf(stderr, "\n[the answer ended before the test could hold it; again]\n");
+            expect(&p, ">>> ", 10000);
+            say(&p, "/reset\r", "conversation cleared");
+        }
+    }
+    assert_true(held > 0);
     pty_send(&p, "\x03");
+    expect(&p, "^C", 5000);
+    kill(held, SIGCONT);
     expect(&p, "[stopped]", 5000);
     expect(&p, ">>> ", 5000);
+    greta_shm_detach(&shm);
     say(&p, "/stats\r", "finished: stopped (Ctrl-C)");
     /* "last answer: P prompt tokens, N generated tokens": N < 600 */
     const char *s = strstr(p.out, "prompt tokens, ");
@@ -290,7 +356,7 @@ static void test_interrupt(void **state)
     assert_true(generated >= 1 && generated < 600);
     /* the request was cancelled and released: its slot is free */
     int used = -1;
-    for (int k = 0; k < 100 && (used = slots_in_use()) != 0; k++)
+    for (long long end = now_ms() + pty_slack_ms(5000); (used = slots_in_use()) != 0 && now_ms() < end;)
         usleep(20000);
     assert_int_equal(used, 0);
 

@@ -3,12 +3,16 @@
 #                    CPU reference, every weight type, every tile
 #   test_flash_attn  the prefill flash attention (kernels/gpu/flash_attn.cu)
 #                    against a CPU reference, fused KV store included
+#   test_gpu_prefill the backend's prefill paths (v1, mma, cublas) end to end
+#                    against the CPU backend, their kernels, the selector
 #   gemm-bench       (CUDA only, not a test) TFLOP/s of the 7B prefill shapes
-#                    against cuBLAS fp16 on the dequantized weights; cuBLAS is
-#                    linked here and nowhere else
+#                    against cuBLAS fp16 on the dequantized weights (cuBLAS
+#                    is also the optional prefill path: kernels/gpu/gemm_blas.cu)
 if(NOT GRETA_GPU STREQUAL "none")
   greta_add_test(test_gemm_mma LABEL gpu SOURCES test_gemm_mma.c LIBS greta_kernels_gpu greta_kernels_cpu)
   greta_add_test(test_flash_attn LABEL gpu SOURCES test_flash_attn.c LIBS greta_kernels_gpu)
+  greta_add_test(test_gpu_prefill LABEL gpu SOURCES test_gpu_prefill.c
+    LIBS greta_engine greta_kernels_gpu greta_kernels_cpu PkgConfig::GPU_TEST_CJSON)
 endif()
 if(GRETA_GPU STREQUAL "cuda")
   add_executable(gemm-bench ${CMAKE_SOURCE_DIR}/tests/perf/gemm-bench.cu)

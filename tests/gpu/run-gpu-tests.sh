@@ -47,6 +47,8 @@ run() {
 
 run test_gpu_ops "$build/tests/test_gpu_ops"
 run test_gpu_e2e "$build/tests/test_gpu_e2e"
+run test_gpu_decode "$build/tests/test_gpu_decode"
+run test_gpu_prefill "$build/tests/test_gpu_prefill"
 run test_parity_cli "$build/tests/test_parity_cli" "$build/bin/greta" cpu
 run test_parity_gpu "$build/tests/test_parity_cli" "$build/bin/greta" gpu
 echo "run-gpu-tests: $failed failed"

@@ -7,7 +7,9 @@
  *     everywhere else adds ~1e-5);
  *   the same 201 ids fed as one prefill (the GEMM path) give, at every
  *     position, the next id as top-1 and logits within 1e-3 * std of the
- *     token-by-token run;
+ *     token-by-token run with the fp32 prefill path (v1), 2e-2 * std with
+ *     the fp16-operand paths (mma, cublas: test_gpu_prefill measures them
+ *     at <= 0.008 * std from the CPU reference, the decode at 0.005);
  *   quant/: every model of quant/gqa-greedy.json reproduces the 16 greedy
  *     ids of each prompt (prompt as one prefill, full logits read back);
  *   batch rules (refused batches change nothing), two sequences in one
@@ -123,7 +125,8 @@ static void test_stories_greedy(void **state)
                      (long long)greta_cpu_argmax(row, vocab), all[p + 1]);
         if (p < 4 || p % 50 == 0) {
             const float *dec = step_logits + (size_t)p * vocab;
-            const double tol = 1e-3 * row_std(dec, vocab);
+            const double tol =
+                (greta_gpu_backend_prefill(b) == GRETA_GPU_PREFILL_V1 ? 1e-3 : 2e-2) * row_std(dec, vocab);
             for (int32_t i = 0; i < vocab; i++)
                 if (!(fabs((double)row[i] - dec[i]) <= tol))
                     fail_msg("prefill vs decode at position %d id %d: %.7g vs %.7g", p, i, row[i], dec[i]);

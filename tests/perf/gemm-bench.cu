@@ -18,6 +18,10 @@
  *    and from position 4096: greta_gpu_flash_attn (KV store fused) against
  *    greta_gpu_kv_store + greta_gpu_attention.
  * 4. A per-layer estimate of pp512 from the measured pieces.
+ * `gemm-bench --prefill` instead times only what the backend's prefill
+ * paths run for each shape (issue 8): greta_gpu_dequant_f16 alone,
+ * cuBLAS on fp16 weights alone, the two together (the cublas path), and
+ * greta_gpu_gemm_mma_f16 AUTO (the mma path), at 512 and 2048 tokens.
  * Weights are random blocks (speed does not depend on values) in enough
  * copies to exceed the L2 cache, used in rotation. Each figure: 7 runs of
  * 10 calls after a warm-up, mean and min..max of the per-call time.
@@ -322,6 +326,53 @@ static void bench_shapes(cublasHandle_t cb, const float *d_x, const uint16_t *d_
         }
 }
 
+/* --prefill: the pieces of the backend's prefill paths per 7B shape. */
+static void bench_prefill_paths(cublasHandle_t cb, const uint16_t *d_xh, float *d_y)
+{
+    const int64_t shapes[4][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 32000}};
+    const uint32_t types[2] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const int32_t toks[2] = {512, 2048};
+    printf("\n== prefill paths (library kernels), y[T][n_out] = x[T][n_in] W^T ==\n");
+    for (int ti = 0; ti < 2; ti++)
+        for (int si = 0; si < 4; si++) {
+            const uint32_t type = types[ti];
+            const int64_t k = shapes[si][0], n = shapes[si][1];
+            wset ws;
+            wset_make(&ws, type, k, n, 1);
+            const double gb = ((double)ggml_row_bytes(type, (uint64_t)k) * n + 2.0 * k * n) / 1e9;
+            printf("%s  n_in %lld  n_out %lld  (%d weight copies)\n", ggml_type_name(type), (long long)k,
+                   (long long)n, ws.copies);
+            timing tq = time_it([&](int i) {
+                CG(greta_gpu_dequant_f16(NULL, type, ws.w[i % ws.copies], k, n, (uint16_t *)ws.wh[i % ws.copies], k,
+                                         &err_));
+            });
+            printf("  %-46s %9.1f us  (%7.1f..%7.1f)  %7.0f GB/s\n", "greta_gpu_dequant_f16", tq.mean_us, tq.min_us,
+                   tq.max_us, gb / (tq.mean_us * 1e-6));
+            for (int xi = 0; xi < 2; xi++) {
+                const int32_t T = toks[xi];
+                const double flop = 2.0 * T * k * n;
+                const __half *xh = (const __half *)d_xh;
+                char label[80];
+                timing tc = time_it([&](int i) { cublas_gemm(cb, ws.wh[i % ws.copies], xh, d_y, k, n, T); });
+                snprintf(label, sizeof label, "T %d: cuBLAS fp16 alone", T);
+                print_row(label, tc, flop);
+                timing td = time_it([&](int i) {
+                    CG(greta_gpu_dequant_f16(NULL, type, ws.w[i % ws.copies], k, n, (uint16_t *)ws.wh[i % ws.copies],
+                                             k, &err_));
+                    cublas_gemm(cb, ws.wh[i % ws.copies], xh, d_y, k, n, T);
+                });
+                snprintf(label, sizeof label, "T %d: dequant_f16 + cuBLAS (cublas path)", T);
+                print_row(label, td, flop);
+                timing tm = time_it([&](int i) {
+                    CG(greta_gpu_gemm_mma_f16(NULL, type, ws.w[i % ws.copies], k, n, d_xh, k, T, d_y, n, 0, &err_));
+                });
+                snprintf(label, sizeof label, "T %d: gemm_mma_f16 AUTO (mma path)", T);
+                print_row(label, tm, flop);
+            }
+            wset_free(&ws);
+        }
+}
+
 static void bench_sweep(const float *d_x, const uint16_t *d_xh, float *d_y)
 {
     const int64_t k = 4096, n = 4096;
@@ -417,8 +468,9 @@ static void bench_attention(void)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1) {
-        fprintf(stderr, "usage: gemm-bench (no arguments)\n");
+    const int prefill_only = argc == 2 && !strcmp(argv[1], "--prefill");
+    if (argc > 1 && !prefill_only) {
+        fprintf(stderr, "usage: gemm-bench [--prefill]\n");
         return 2;
     }
     greta_gpu_info info;
@@ -427,7 +479,7 @@ int main(int argc, char **argv)
            info.driver_version, info.runtime_version);
     cublasHandle_t cb;
     CB(cublasCreate(&cb));
-    const int64_t kmax = 11008, T = 512;
+    const int64_t kmax = 11008, T = prefill_only ? 2048 : 512;
     float *d_x, *d_y, *d_y2;
     uint16_t *d_xh;
     CK(cudaMalloc(&d_x, sizeof(float) * T * kmax));
@@ -442,6 +494,10 @@ int main(int argc, char **argv)
         free(h);
     }
     CG(greta_gpu_f32_to_f16(NULL, d_x, kmax, (int32_t)T, kmax, d_xh, kmax, &err_));
+    if (prefill_only) {
+        bench_prefill_paths(cb, d_xh, d_y);
+        return 0;
+    }
     bench_shapes(cb, d_x, d_xh, d_y, d_y2);
     bench_sweep(d_x, d_xh, d_y);
     bench_attention();

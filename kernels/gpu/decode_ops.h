@@ -1,0 +1,70 @@
+/* decode_ops.h - the decode (batch 1..8) kernels of issue 7: activations
+ * quantized to int8 once per input, integer dot products (dp4a / sdot4)
+ * against the native K-quant blocks, and the fusions that save launches.
+ * Plain C, same conventions as gpu_ops.h (0 or a negative greta_status,
+ * asynchronous on the stream, nothing allocated).
+ *
+ * q8 activations (greta_gpu_q8_row_bytes(k) bytes per token, k % 256 == 0),
+ * for one token of k values x:
+ *   int8  q[k]        q[i] = rint(x[i] / d_b), b = i / 32 (|q| <= 127)
+ *   float d[k / 32]   d_b = max |x| over block b / 127 (0 for a zero block)
+ *   float s[k / 32]   the fp32 sum of x over block b (the K-quant min term)
+ *   int32 t[k / 16]   the sum of q over each 16 values (the Q6_K offset 32)
+ * Rows of n_tok tokens follow each other. Error of d_b * q[i] against x[i]:
+ * at most d_b / 2 = max|x| / 254 over the block.
+ */
+#ifndef GRETA_GPU_DECODE_OPS_H
+#define GRETA_GPU_DECODE_OPS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "gpu_ops.h"
+
+/* Bytes of one token's q8 activations of k values (k % 256 == 0), else 0. */
+int64_t greta_gpu_q8_row_bytes(int64_t k);
+
+/* x [n_tok][k] (rows ld_x) -> q8 [n_tok][greta_gpu_q8_row_bytes(k)]. */
+int greta_gpu_quantize_q8(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_tok, int64_t k, void *q8,
+                          greta_error *err);
+
+/* RMSNorm as greta_gpu_rmsnorm (same arithmetic, same fp32 result in out),
+ * and the normalized rows quantized to q8 in the same launch. n % 256 == 0. */
+int greta_gpu_rmsnorm_q8(greta_gpu_stream *s, const float *x, int64_t ld_x, const float *w, float *out,
+                         int64_t ld_out, int32_t n_tok, int64_t n, float eps, void *q8, greta_error *err);
+
+/* One weight matrix of a decode product: n rows of k values (GGUF type,
+ * native blocks, device), output y [n_tok][ld_y]. */
+typedef struct greta_gpu_mv_mat {
+    uint32_t type;
+    const void *w;
+    int64_t n;
+    float *y;
+    int64_t ld_y;
+} greta_gpu_mv_mat;
+
+/* Nonzero when greta_gpu_matvec_q8 has a kernel for type at row length k
+ * (Q4_K and Q6_K, k % 256 == 0). */
+int greta_gpu_matvec_q8_supported(uint32_t type, int64_t k);
+
+/* y_i[t] (+)= W_i x[t] for n_mat (1..3) matrices that share the input
+ * (q8 of n_tok <= GRETA_GPU_MATVEC_MAX_TOK tokens of k values): one launch
+ * per 4 tokens, one warp per row, 16-byte weight loads, integer dot
+ * products, fp32 scaling and accumulation. */
+int greta_gpu_matvec_q8(greta_gpu_stream *s, const void *q8, int64_t k, int32_t n_tok, const greta_gpu_mv_mat *m,
+                        int n_mat, int accumulate, greta_error *err);
+
+/* The FFN input half in one launch: out[t][r] = silu(g) * u with
+ * g = dot(gate row r, x[t]), u = dot(up row r, x[t]), silu(g) = g / (1 + expf(-g)).
+ * gate->n == up->n; the y fields of gate and up are unused. */
+int greta_gpu_matvec_q8_glu(greta_gpu_stream *s, const void *q8, int64_t k, int32_t n_tok, const greta_gpu_mv_mat *gate,
+                            const greta_gpu_mv_mat *up, float *out, int64_t ld_out, greta_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
