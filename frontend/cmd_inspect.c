@@ -14,6 +14,7 @@
 
 #include <cJSON.h>
 
+#include "common/utf8.h"
 #include "commands.h"
 #include "common/gguf.h"
 #include "common/model.h"
@@ -81,74 +82,11 @@ static void summarize(const char *path, gguf_file *f, summary *s)
     }
 }
 
-/* Is s valid UTF-8 (no NUL)? */
-static int utf8_ok(const unsigned char *s, uint64_t n)
-{
-    uint64_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        int k;
-        if (c == 0)
-            return 0;
-        if (c < 0x80)
-            k = 0;
-        else if (c >= 0xc2 && c <= 0xdf)
-            k = 1;
-        else if (c >= 0xe0 && c <= 0xef)
-            k = 2;
-        else if (c >= 0xf0 && c <= 0xf4)
-            k = 3;
-        else
-            return 0;
-        if (k && i + (uint64_t)k >= n)
-            return 0;
-        for (int j = 1; j <= k; j++)
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-        if (k == 2) {
-            unsigned c1 = s[i + 1];
-            if ((c == 0xe0 && c1 < 0xa0) || (c == 0xed && c1 > 0x9f))
-                return 0;
-        } else if (k == 3) {
-            unsigned c1 = s[i + 1];
-            if ((c == 0xf0 && c1 < 0x90) || (c == 0xf4 && c1 > 0x8f))
-                return 0;
-        }
-        i += (uint64_t)k + 1;
-    }
-    return 1;
-}
-
 /* malloc'ed NUL-terminated copy for JSON: invalid UTF-8 bytes and NUL become
  * U+FFFD (cJSON escapes the rest). */
 static char *json_str(gguf_str s)
 {
-    char *out = malloc((size_t)s.len * 3 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    const unsigned char *p = (const unsigned char *)s.ptr;
-    for (uint64_t i = 0; i < s.len;) {
-        uint64_t k = 1;
-        unsigned c = p[i];
-        if (c >= 0xf0)
-            k = 4;
-        else if (c >= 0xe0)
-            k = 3;
-        else if (c >= 0xc0)
-            k = 2;
-        if (i + k <= s.len && utf8_ok(p + i, k)) {
-            memcpy(out + o, p + i, (size_t)k);
-            o += (size_t)k;
-            i += k;
-        } else {
-            memcpy(out + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i += 1;
-        }
-    }
-    out[o] = '\0';
-    return out;
+    return greta_utf8_sanitize(s.ptr, (size_t)s.len);
 }
 
 /* Shortest decimal that reads back as the same float (f32) or double. */

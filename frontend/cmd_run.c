@@ -720,6 +720,7 @@ int cmd_run(int argc, char **argv)
     const char *prompt_arg = NULL, *prompt_file = NULL;
     o.n_predict = RUN_DEFAULT_N;
     greta_engine_params_default(&o.ep);
+    o.ep.backend = NULL; /* not given: the running instance's, else cpu */
     greta_sampler_params_default(&o.sp);
     o.sp.temperature = 0.8f;
     o.sp.top_k = 40;
