@@ -25,8 +25,9 @@
  * and the round trip of each hand-off (StepReady written -> step_done seen).
  *
  * Restart rules: everything lives in the segment. A new worker starts with an
- * empty KV cache, so each ACTIVE slot re-prefills its history (bit-identical
- * logits on the CPU backend) and asks the sampler again for the token at
+ * empty KV cache, so each ACTIVE slot rebuilds it from its history the way
+ * it was built (the prompt in chunks, then one generated token per step:
+ * the same logits on the CPU and the GPU backend) and asks the sampler again for the token at
  * n_tokens, which the counter-based RNG makes the same token. Steps are
  * numbered from max(step_ready, step_done) + 1, so a late message of the dead
  * worker's step is recognised as stale.
@@ -452,7 +453,16 @@ static int step(worker *w)
             greta_engine_seq_clear(w->eng, (int32_t)i, NULL);
             cached = 0;
         }
-        int32_t take = n - cached < w->n_batch - nt ? n - cached : w->n_batch - nt;
+        /* Feed the prompt in chunks and each generated token on its own, also
+         * when a restarted worker rebuilds the KV cache from the history: the
+         * rebuild then repeats the original computation step for step, so the
+         * GPU backend (whose prefill and decode kernels round differently)
+         * gives the same logits as before the restart. */
+        int32_t prompt = (int32_t)sl->prompt_len;
+        if (prompt <= 0 || prompt > n)
+            prompt = n;
+        int32_t need = cached < prompt ? prompt - cached : 1;
+        int32_t take = need < w->n_batch - nt ? need : w->n_batch - nt;
         const int32_t *hist = greta_shm_tokens(shm, i);
         for (int32_t k = 0; k < take; k++) {
             w->tokens[nt] = hist[cached + k];
