@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
 #include "kernels/cpu/quant_mix.h"
@@ -31,35 +30,17 @@ static void usage(FILE *out)
                  "Exit status: 0 ok, 1 input/output error, 2 usage.\n");
 }
 
-/* Parses a thread count in 1..GRETA_THREADS_MAX; 0 when invalid. */
-static int parse_threads(const char *s)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || v < 1 || v > GRETA_THREADS_MAX)
-        return 0;
-    return (int)v;
-}
-
-static int default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        n = 1;
-    return n > GRETA_THREADS_MAX ? GRETA_THREADS_MAX : (int)n;
-}
-
 int cmd_quantize(int argc, char **argv)
 {
     const char *pos[3];
-    int n_pos = 0, threads = default_threads();
+    int n_pos = 0, threads = greta_quant_threads_default();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
         } else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-            if (i + 1 >= argc || !(threads = parse_threads(argv[++i]))) {
+            if (i + 1 >= argc || !(threads = greta_quant_threads_parse(argv[++i]))) {
                 fprintf(stderr, "greta quantize: %s needs a thread count in 1..%d\n", a,
                         GRETA_THREADS_MAX);
                 return 2;

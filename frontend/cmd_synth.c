@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "commands.h"
+#include "kernels/cpu/quant_mix.h"
 #include "kernels/cpu/synth.h"
 #include "kernels/cpu/threads.h"
 
@@ -38,24 +38,6 @@ static void usage(FILE *out)
                  "Exit status: 0 ok, 1 vocab/output error, 2 usage.\n");
 }
 
-/* Thread count in 1..GRETA_THREADS_MAX; 0 when invalid. */
-static int parse_threads(const char *s)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end != '\0' || v < 1 || v > GRETA_THREADS_MAX)
-        return 0;
-    return (int)v;
-}
-
-static int default_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1)
-        n = 1;
-    return n > GRETA_THREADS_MAX ? GRETA_THREADS_MAX : (int)n;
-}
-
 static int parse_u64(const char *s, uint64_t *out)
 {
     char *end;
@@ -71,7 +53,7 @@ static int parse_u64(const char *s, uint64_t *out)
 
 int cmd_synth(int argc, char **argv)
 {
-    greta_synth_opts o = {.seed = 1, .n_threads = default_threads(), .log = stdout};
+    greta_synth_opts o = {.seed = 1, .n_threads = greta_quant_threads_default(), .log = stdout};
     const char *preset = NULL, *type = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -107,7 +89,7 @@ int cmd_synth(int argc, char **argv)
                 fprintf(stderr, "greta synth: --seed '%s' is not an unsigned integer\n", v);
                 return 2;
             }
-        } else if (!(o.n_threads = parse_threads(v))) {
+        } else if (!(o.n_threads = greta_quant_threads_parse(v))) {
             fprintf(stderr, "greta synth: %s '%s' is not a thread count in 1..%d\n", a, v,
                     GRETA_THREADS_MAX);
             return 2;

@@ -1,9 +1,12 @@
 /* quant_mix.c - model file types and per-tensor type rules (see quant_mix.h). */
 #include "quant_mix.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "kernels/quant.h"
+#include "threads.h"
 
 static const greta_ftype ftypes[] = {
     {"Q8_0", 7, GGML_TYPE_Q8_0},
@@ -78,4 +81,21 @@ uint32_t greta_ftype_tensor_type(const greta_ftype *ft, const char *name, uint32
     if (ne[0] % ggml_type_block_elems(t) != 0)
         t = ne[0] % QK8_0 == 0 ? GGML_TYPE_Q8_0 : GGML_TYPE_F16;
     return t;
+}
+
+int greta_quant_threads_parse(const char *s)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < 1 || v > GRETA_THREADS_MAX)
+        return 0;
+    return (int)v;
+}
+
+int greta_quant_threads_default(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > GRETA_THREADS_MAX ? GRETA_THREADS_MAX : (int)n;
 }

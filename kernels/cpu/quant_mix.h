@@ -40,4 +40,10 @@ int greta_tensor_layer(const char *name);
 uint32_t greta_ftype_tensor_type(const greta_ftype *ft, const char *name, uint32_t n_dims,
                                  const uint64_t *ne, uint32_t n_layers, uint32_t *wanted);
 
+/* The -t/--threads argument of `greta quantize` and `greta synth`: a decimal
+ * count in 1..GRETA_THREADS_MAX (kernels/cpu/threads.h); 0 when invalid. */
+int greta_quant_threads_parse(const char *s);
+/* Their default thread count: the online cores, clamped to 1..GRETA_THREADS_MAX. */
+int greta_quant_threads_default(void);
+
 #endif

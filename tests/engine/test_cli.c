@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -45,17 +44,8 @@ static result run(const char *env, const char *args)
 {
     result r = {0};
     char cmd[32768];
-    fmt(cmd, sizeof cmd, "env %s '%s' %s > '%s/out.txt' 2> '%s/err.txt' < /dev/null", env ? env : "",
-             greta_bin, args, tmp, tmp);
-    int st = system(cmd);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char path[4200];
-    fmt(path, sizeof path, "%s/out.txt", tmp);
-    r.out = greta_read_file(path, NULL);
-    fmt(path, sizeof path, "%s/err.txt", tmp);
-    r.err = greta_read_file(path, NULL);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
+    fmt(cmd, sizeof cmd, "env %s '%s' %s < /dev/null", env ? env : "", greta_bin, args);
+    r.rc = greta_test_run_cmd(cmd, tmp, &r.out, &r.err);
     return r;
 }
 

@@ -75,18 +75,9 @@ static result run(const char *env, const char *args)
 {
     result r = {0};
     char cmd[16384];
-    fmt(cmd, sizeof cmd, "env %s '%s' run %s > '%s/out.txt' 2> '%s/err.txt' < /dev/null", env ? env : "", GRETA_BIN,
-        args, g_tmp, g_tmp);
-    fprintf(stderr, "$ %s\n", cmd);
-    int st = system(cmd);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char path[4200];
-    fmt(path, sizeof path, "%s/out.txt", g_tmp);
-    r.out = greta_read_file(path, NULL);
-    fmt(path, sizeof path, "%s/err.txt", g_tmp);
-    r.err = greta_read_file(path, NULL);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
+    fmt(cmd, sizeof cmd, "env %s '%s' run %s < /dev/null", env ? env : "", GRETA_BIN, args);
+    fprintf(stderr, "$ %s > '%s/out.txt' 2> '%s/err.txt'\n", cmd, g_tmp, g_tmp);
+    r.rc = greta_test_run_cmd(cmd, g_tmp, &r.out, &r.err);
     return r;
 }
 

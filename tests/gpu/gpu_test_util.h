@@ -7,7 +7,9 @@
 #include <stdlib.h>
 
 #include "test_util.h"
+#include "kernels/cpu/quantize.h"
 #include "kernels/gpu/gpu_ops.h"
+#include "kernels/quant.h"
 
 /* Skips the calling test, visibly, when this machine has no GPU. */
 #define GPU_OR_SKIP()                                                                      \
@@ -49,6 +51,26 @@ static inline void *xmalloc(size_t n)
     void *p = malloc(n ? n : 1);
     assert_non_null(p);
     return p;
+}
+
+/* A random weight matrix of n rows x k in `type` (quantized from floats,
+ * every 7th row an outlier row 160x larger), and its exact fp32 decoding
+ * (greta_dequant_row); both malloc'ed, row-major. */
+static inline void make_weights(uint32_t type, int64_t k, int64_t n, uint64_t seed, void **q, float **deq)
+{
+    const uint64_t rb = ggml_row_bytes(type, (uint64_t)k);
+    assert_true(rb > 0);
+    *q = xmalloc(rb * (size_t)n);
+    *deq = xmalloc(sizeof(float) * (size_t)(k * n));
+    float *row = xmalloc(sizeof(float) * (size_t)k);
+    for (int64_t r = 0; r < n; r++) {
+        const float amp = (r % 7 == 3) ? 8.0f : 0.05f;
+        for (int64_t i = 0; i < k; i++)
+            row[i] = amp * trng_f(&seed);
+        assert_int_equal(greta_quantize_row(type, row, (uint8_t *)*q + rb * r, k), 0);
+        assert_int_equal(greta_dequant_row(type, (uint8_t *)*q + rb * r, *deq + k * r, k), 0);
+    }
+    free(row);
 }
 
 /* Device copies of host data and back (synchronous). */

@@ -33,23 +33,6 @@
 #include "kernels/gpu/decode_ops.h"
 #include "kernels/quant.h"
 
-static void make_weights(uint32_t type, int64_t k, int64_t n, uint64_t seed, void **q, float **deq)
-{
-    const uint64_t rb = ggml_row_bytes(type, (uint64_t)k);
-    assert_true(rb > 0);
-    *q = xmalloc(rb * (size_t)n);
-    *deq = xmalloc(sizeof(float) * (size_t)(k * n));
-    float *row = xmalloc(sizeof(float) * (size_t)k);
-    for (int64_t r = 0; r < n; r++) {
-        const float amp = (r % 7 == 3) ? 8.0f : 0.05f;
-        for (int64_t i = 0; i < k; i++)
-            row[i] = amp * trng_f(&seed);
-        assert_int_equal(greta_quantize_row(type, row, (uint8_t *)*q + rb * r, k), 0);
-        assert_int_equal(greta_dequant_row(type, (uint8_t *)*q + rb * r, *deq + k * r, k), 0);
-    }
-    free(row);
-}
-
 /* Activations with blocks of very different magnitude (and a zero block). */
 static float *make_x(int64_t k, int32_t n_tok, uint64_t seed)
 {

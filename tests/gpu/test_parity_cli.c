@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -32,17 +31,8 @@ static result run(const char *env, const char *args)
 {
     result r = {0};
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "env %s '%s' parity %s > '%s/out.txt' 2> '%s/err.txt' < /dev/null", env ? env : "",
-             greta_bin, args, tmp, tmp);
-    int st = system(cmd);
-    r.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    char path[512];
-    snprintf(path, sizeof path, "%s/out.txt", tmp);
-    r.out = greta_read_file(path, NULL);
-    snprintf(path, sizeof path, "%s/err.txt", tmp);
-    r.err = greta_read_file(path, NULL);
-    assert_non_null(r.out);
-    assert_non_null(r.err);
+    snprintf(cmd, sizeof cmd, "env %s '%s' parity %s < /dev/null", env ? env : "", greta_bin, args);
+    r.rc = greta_test_run_cmd(cmd, tmp, &r.out, &r.err);
     return r;
 }
 

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/gguf.h"
@@ -30,22 +29,12 @@ static const char *tmp_file(const char *name)
  * output in *out (malloc'ed). */
 static int run_greta(const char *args, char **out)
 {
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", GRETA_BIN, args);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while ((k = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += k;
-        if (cap - len < 4096)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    const int st = pclose(p);
-    *out = buf;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    char cmd[16384 + 4096], dir[4096]; /* args come from a 16384-byte buffer */
+    snprintf(cmd, sizeof cmd, "'%s' %s", GRETA_BIN, args);
+    const char *d = greta_test_tmpdir("quantize_model");
+    assert_non_null(d);
+    snprintf(dir, sizeof dir, "%s", d);
+    return greta_test_run_cmd(cmd, dir, out, NULL);
 }
 
 static void read_all(const char *path, char **buf, size_t *n)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 const char *greta_testdata_dir(void)
@@ -72,4 +73,24 @@ const char *greta_test_tmpdir(const char *test_name)
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
         return NULL;
     return dir;
+}
+
+int greta_test_run_cmd(const char *cmd, const char *dir, char **out, char **err)
+{
+    static char line[32768];
+    int k = err ? snprintf(line, sizeof line, "%s > '%s/out.txt' 2> '%s/err.txt'", cmd, dir, dir)
+                : snprintf(line, sizeof line, "%s > '%s/out.txt' 2>&1", cmd, dir);
+    if (k < 0 || (size_t)k >= sizeof line)
+        fail_msg("command line does not fit %zu bytes: %s", sizeof line, cmd);
+    const int st = system(line);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    *out = greta_read_file(path, NULL);
+    assert_non_null(*out);
+    if (err) {
+        snprintf(path, sizeof path, "%s/err.txt", dir);
+        *err = greta_read_file(path, NULL);
+        assert_non_null(*err);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

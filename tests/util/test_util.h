@@ -39,4 +39,12 @@ char *greta_read_file(const char *path, size_t *size);
  * (removed by nothing: the build tree is disposable). */
 const char *greta_test_tmpdir(const char *test_name);
 
+/* Runs the shell command CMD with its stdout captured in DIR/out.txt and its
+ * stderr in DIR/err.txt (with err NULL: stderr goes into out.txt too, as
+ * `2>&1`); both are then read into malloc'ed NUL-terminated buffers *out and
+ * *err. CMD carries its own stdin redirection if it needs one. Returns the
+ * exit status, -1 when the command did not exit normally. Fails the test when
+ * the command line does not fit or an output file cannot be read. */
+int greta_test_run_cmd(const char *cmd, const char *dir, char **out, char **err);
+
 #endif
