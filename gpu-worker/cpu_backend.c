@@ -8,6 +8,7 @@
  *   create / destroy
  */
 #include "cpu_backend.h"
+#include "backend_common.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -27,19 +28,7 @@
 
 /* ---- config and weights ------------------------------------------------- */
 
-typedef struct cpu_config {
-    int64_t dim;        /* embedding width */
-    int64_t n_layers;
-    int64_t n_heads;    /* query heads */
-    int64_t n_kv_heads; /* key/value heads (GQA: n_heads / n_kv_heads queries share one) */
-    int64_t head_dim;
-    int64_t q_dim;      /* n_heads * head_dim */
-    int64_t kv_dim;     /* n_kv_heads * head_dim */
-    int64_t ffn_dim;
-    int64_t vocab;
-    int64_t rope_dim;   /* rotated dims at the start of each head (even, <= head_dim) */
-    float rope_base, rope_scale, eps;
-} cpu_config;
+typedef greta_backend_shape cpu_config; /* backend_common.h */
 
 /* A weight matrix used as y = W x: n_out rows of n_in elements, GGUF type. */
 typedef struct cpu_weight {
@@ -114,46 +103,18 @@ static int mul3_u64(uint64_t a, uint64_t b, uint64_t c, uint64_t *out)
     return __builtin_mul_overflow(a, b, &t) || __builtin_mul_overflow(t, c, out);
 }
 
-static void config_from_model(const greta_model *m, cpu_config *c)
-{
-    const greta_model_config *mc = &m->cfg;
-    c->dim = mc->dim;
-    c->n_layers = mc->n_layers;
-    c->n_heads = mc->n_heads;
-    c->n_kv_heads = mc->n_kv_heads;
-    c->head_dim = mc->head_dim;
-    c->q_dim = (int64_t)mc->n_heads * mc->head_dim;
-    c->kv_dim = (int64_t)mc->n_kv_heads * mc->head_dim;
-    c->ffn_dim = mc->ffn_dim;
-    c->vocab = mc->vocab_size;
-    c->rope_dim = mc->rope_dim;
-    c->rope_base = mc->rope_freq_base;
-    c->rope_scale = mc->rope_freq_scale;
-    c->eps = mc->rms_eps;
-}
 
 static int check_params(const greta_model *m, const greta_backend_params *p, greta_error *err)
 {
-    const greta_model_config *mc = &m->cfg;
-    if (p->n_ctx < 1 || p->n_ctx > CPU_MAX_CTX)
-        return greta_error_set(err, GRETA_ERR_INVALID, "context length (n_ctx) %d is outside 1..%d",
-                               p->n_ctx, CPU_MAX_CTX);
-    if (p->n_seq < 1 || p->n_seq > CPU_MAX_SEQ)
-        return greta_error_set(err, GRETA_ERR_INVALID, "sequences (n_seq) %d is outside 1..%d",
-                               p->n_seq, CPU_MAX_SEQ);
-    if (p->n_batch < 1 || p->n_batch > CPU_MAX_BATCH)
-        return greta_error_set(err, GRETA_ERR_INVALID, "batch size (n_batch) %d is outside 1..%d",
-                               p->n_batch, CPU_MAX_BATCH);
+    int rc = greta_backend_check_limits(m, p, CPU_MAX_CTX, CPU_MAX_SEQ, CPU_MAX_BATCH, err);
+    if (rc)
+        return rc;
     if (p->n_threads < 1 || p->n_threads > GRETA_THREADS_MAX)
         return greta_error_set(err, GRETA_ERR_INVALID, "threads (n_threads) %d is outside 1..%d",
                                p->n_threads, GRETA_THREADS_MAX);
     if (p->cpu_isa < GRETA_CPU_ISA_AUTO || p->cpu_isa > GRETA_CPU_ISA_AVX2)
         return greta_error_set(err, GRETA_ERR_INVALID, "cpu_isa %d is not 0 (auto), 1 (ref) or 2 (avx2)",
                                p->cpu_isa);
-    if (mc->n_heads == 0 || mc->n_kv_heads == 0 || mc->n_heads % mc->n_kv_heads != 0)
-        return greta_error_set(err, GRETA_ERR_FORMAT,
-                               "head_count %" PRIu32 " is not a multiple of head_count_kv %" PRIu32,
-                               mc->n_heads, mc->n_kv_heads);
     return GRETA_OK;
 }
 
@@ -219,7 +180,7 @@ int greta_cpu_backend_plan(const greta_model *m, const greta_backend_params *p,
     if (rc)
         return rc;
     cpu_config c;
-    config_from_model(m, &c);
+    greta_backend_shape_from_model(m, &c);
     cpu_layout L;
     uint64_t kv, logits;
     if (arena_layout(&c, p, &L) != 0 ||
@@ -318,33 +279,8 @@ static void attention_items(void *ctx, int64_t begin, int64_t end, int thread)
 /* Checks the batch against the KV state; fills next_pos. Changes nothing. */
 static int check_batch(cpu_backend *b, const greta_batch *batch, greta_error *err)
 {
-    if (!batch || batch->n_tokens < 1 || batch->n_tokens > b->n_batch)
-        return greta_error_set(err, GRETA_ERR_INVALID, "batch: n_tokens %d is outside 1..%" PRId64,
-                               batch ? batch->n_tokens : 0, b->n_batch);
-    if (!batch->tokens || !batch->pos || !batch->seq)
-        return greta_error_set(err, GRETA_ERR_INVALID, "batch: tokens, pos and seq are required");
-    memcpy(b->next_pos, b->seq_len, (size_t)b->n_seq * sizeof(int32_t));
-    for (int32_t i = 0; i < batch->n_tokens; i++) {
-        const int32_t tok = batch->tokens[i], seq = batch->seq[i], pos = batch->pos[i];
-        if (tok < 0 || tok >= b->c.vocab)
-            return greta_error_set(err, GRETA_ERR_INVALID,
-                                   "batch: tokens[%d] = %d is outside the vocabulary 0..%" PRId64, i,
-                                   tok, b->c.vocab - 1);
-        if (seq < 0 || seq >= b->n_seq)
-            return greta_error_set(err, GRETA_ERR_INVALID, "batch: seq[%d] = %d is outside 0..%" PRId64,
-                                   i, seq, b->n_seq - 1);
-        if (pos != b->next_pos[seq])
-            return greta_error_set(err, GRETA_ERR_INVALID,
-                                   "batch: pos[%d] = %d but sequence %d continues at position %d", i,
-                                   pos, seq, b->next_pos[seq]);
-        if (pos >= b->n_ctx)
-            return greta_error_set(err, GRETA_ERR_LIMIT,
-                                   "batch: pos[%d] = %d does not fit the context of %" PRId64
-                                   " positions (sequence %d is full)",
-                                   i, pos, b->n_ctx, seq);
-        b->next_pos[seq] = pos + 1;
-    }
-    return GRETA_OK;
+    return greta_backend_check_batch(batch, b->n_batch, b->c.vocab, b->n_seq, b->n_ctx, b->seq_len, b->next_pos,
+                                     err);
 }
 
 static int cpu_forward(greta_backend *base, const greta_batch *batch, float *logits, greta_error *err)
@@ -546,7 +482,7 @@ int greta_cpu_backend_create(const greta_model *m, const greta_backend_params *p
     b->base.params = *p;
     b->base.params.cpu_isa = (int32_t)isa;
     b->base.impl = b;
-    config_from_model(m, &b->c);
+    greta_backend_shape_from_model(m, &b->c);
     b->n_ctx = p->n_ctx;
     b->n_seq = p->n_seq;
     b->n_batch = p->n_batch;

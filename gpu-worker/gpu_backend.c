@@ -7,6 +7,7 @@
  *   create / destroy
  */
 #include "gpu_backend.h"
+#include "backend_common.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -26,10 +27,7 @@
 
 /* ---- config and weights ------------------------------------------------- */
 
-typedef struct gpu_config {
-    int64_t dim, n_layers, n_heads, n_kv_heads, head_dim, q_dim, kv_dim, ffn_dim, vocab, rope_dim;
-    float rope_base, rope_scale, eps;
-} gpu_config;
+typedef greta_backend_shape gpu_config; /* backend_common.h */
 
 /* A weight matrix used as y = W x: n_out rows of n_in elements (GGUF type),
  * in device memory. */
@@ -101,40 +99,13 @@ static int add_u64(uint64_t *acc, uint64_t v) { return __builtin_add_overflow(*a
 
 static uint64_t align_up(uint64_t v) { return (v + GPU_ALIGN - 1) & ~(uint64_t)(GPU_ALIGN - 1); }
 
-static void config_from_model(const greta_model *m, gpu_config *c)
-{
-    const greta_model_config *mc = &m->cfg;
-    c->dim = mc->dim;
-    c->n_layers = mc->n_layers;
-    c->n_heads = mc->n_heads;
-    c->n_kv_heads = mc->n_kv_heads;
-    c->head_dim = mc->head_dim;
-    c->q_dim = (int64_t)mc->n_heads * mc->head_dim;
-    c->kv_dim = (int64_t)mc->n_kv_heads * mc->head_dim;
-    c->ffn_dim = mc->ffn_dim;
-    c->vocab = mc->vocab_size;
-    c->rope_dim = mc->rope_dim;
-    c->rope_base = mc->rope_freq_base;
-    c->rope_scale = mc->rope_freq_scale;
-    c->eps = mc->rms_eps;
-}
 
 static int check_params(const greta_model *m, const greta_backend_params *p, greta_error *err)
 {
     const greta_model_config *mc = &m->cfg;
-    if (p->n_ctx < 1 || p->n_ctx > GPU_MAX_CTX)
-        return greta_error_set(err, GRETA_ERR_INVALID, "context length (n_ctx) %d is outside 1..%d", p->n_ctx,
-                               GPU_MAX_CTX);
-    if (p->n_seq < 1 || p->n_seq > GPU_MAX_SEQ)
-        return greta_error_set(err, GRETA_ERR_INVALID, "sequences (n_seq) %d is outside 1..%d", p->n_seq,
-                               GPU_MAX_SEQ);
-    if (p->n_batch < 1 || p->n_batch > GPU_MAX_BATCH)
-        return greta_error_set(err, GRETA_ERR_INVALID, "batch size (n_batch) %d is outside 1..%d", p->n_batch,
-                               GPU_MAX_BATCH);
-    if (mc->n_heads == 0 || mc->n_kv_heads == 0 || mc->n_heads % mc->n_kv_heads != 0)
-        return greta_error_set(err, GRETA_ERR_FORMAT,
-                               "head_count %" PRIu32 " is not a multiple of head_count_kv %" PRIu32, mc->n_heads,
-                               mc->n_kv_heads);
+    int rc = greta_backend_check_limits(m, p, GPU_MAX_CTX, GPU_MAX_SEQ, GPU_MAX_BATCH, err);
+    if (rc)
+        return rc;
     if (mc->head_dim == 0 || mc->head_dim > 256 || mc->head_dim % 2 != 0)
         return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
                                "head dimension %" PRIu32 " is not an even number in 2..256 (GPU attention)", mc->head_dim);
@@ -279,7 +250,7 @@ static int compute_sizes(const greta_model *m, const greta_backend_params *p, in
                          int prefill, gpu_sizes *s, greta_error *err)
 {
     gpu_config c;
-    config_from_model(m, &c);
+    greta_backend_shape_from_model(m, &c);
     const int nt = n_model_tensors(m);
     const gguf_tensor **t = calloc((size_t)nt, sizeof *t);
     if (!t)
@@ -369,32 +340,8 @@ static int matmul(gpu_backend *b, const gpu_weight *w, const float *x, int64_t n
 
 static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *err)
 {
-    if (!batch || batch->n_tokens < 1 || batch->n_tokens > b->n_batch)
-        return greta_error_set(err, GRETA_ERR_INVALID, "batch: n_tokens %d is outside 1..%" PRId64,
-                               batch ? batch->n_tokens : 0, b->n_batch);
-    if (!batch->tokens || !batch->pos || !batch->seq)
-        return greta_error_set(err, GRETA_ERR_INVALID, "batch: tokens, pos and seq are required");
-    memcpy(b->next_pos, b->seq_len, (size_t)b->n_seq * sizeof(int32_t));
-    for (int32_t i = 0; i < batch->n_tokens; i++) {
-        const int32_t tok = batch->tokens[i], seq = batch->seq[i], pos = batch->pos[i];
-        if (tok < 0 || tok >= b->c.vocab)
-            return greta_error_set(err, GRETA_ERR_INVALID, "batch: tokens[%d] = %d is outside the vocabulary 0..%" PRId64,
-                                   i, tok, b->c.vocab - 1);
-        if (seq < 0 || seq >= b->n_seq)
-            return greta_error_set(err, GRETA_ERR_INVALID, "batch: seq[%d] = %d is outside 0..%" PRId64, i, seq,
-                                   b->n_seq - 1);
-        if (pos != b->next_pos[seq])
-            return greta_error_set(err, GRETA_ERR_INVALID,
-                                   "batch: pos[%d] = %d but sequence %d continues at position %d", i, pos, seq,
-                                   b->next_pos[seq]);
-        if (pos >= b->n_ctx)
-            return greta_error_set(err, GRETA_ERR_LIMIT,
-                                   "batch: pos[%d] = %d does not fit the context of %" PRId64
-                                   " positions (sequence %d is full)",
-                                   i, pos, b->n_ctx, seq);
-        b->next_pos[seq] = pos + 1;
-    }
-    return GRETA_OK;
+    return greta_backend_check_batch(batch, b->n_batch, b->c.vocab, b->n_seq, b->n_ctx, b->seq_len, b->next_pos,
+                                     err);
 }
 
 /* ---- decode step (issue 7) --------------------------------------------------------- */
@@ -970,7 +917,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
     b->base.model = m;
     b->base.params = *p;
     b->base.impl = b;
-    config_from_model(m, &b->c);
+    greta_backend_shape_from_model(m, &b->c);
     b->n_ctx = p->n_ctx;
     b->n_seq = p->n_seq;
     b->n_batch = p->n_batch;
