@@ -49,12 +49,6 @@ static result run(const char *env, const char *args)
     return r;
 }
 
-#define ASSERT_CONTAINS(hay, needle)                                              \
-    do {                                                                          \
-        if (!strstr((hay), (needle)))                                             \
-            fail_msg("expected '%s' in output:\n%s", (needle), (hay));            \
-    } while (0)
-
 static char *expected_text(void)
 {
     const char *p = greta_testdata_find("stories260K-greedy.json");

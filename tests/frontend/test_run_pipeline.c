@@ -91,12 +91,6 @@ static char *run_ok(const char *args)
     return r.out;
 }
 
-#define ASSERT_CONTAINS(hay, needle)                                                                                   \
-    do {                                                                                                               \
-        if (!strstr((hay), (needle)))                                                                                  \
-            fail_msg("expected '%s' in:\n%s", (needle), (hay));                                                        \
-    } while (0)
-
 #define ASSERT_NOT_CONTAINS(hay, needle)                                                                               \
     do {                                                                                                               \
         if (strstr((hay), (needle)))                                                                                   \

@@ -14,65 +14,22 @@
 
 #include <cJSON.h>
 
-#include "test_util.h"
-#ifdef GRETA_TEST_HAVE_GPU
-#include "kernels/gpu/gpu_ops.h"
-#endif
+#include "cli_test_util.h"
 
 static const char *greta_bin;
 static char tmp[256];
 static char model[1024];
 
-typedef struct result {
-    int rc;
-    char *out, *err;
-} result;
-
-static result run(const char *env, const char *args)
+static cli_result run(const char *env, const char *args)
 {
-    result r = {0};
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "env %s '%s' drift %s < /dev/null", env ? env : "", greta_bin, args);
-    r.rc = greta_test_run_cmd(cmd, tmp, &r.out, &r.err);
-    return r;
+    return cli_run(greta_bin, "drift", tmp, env, args);
 }
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-#define ASSERT_CONTAINS(hay, needle)                                              \
-    do {                                                                          \
-        if (!strstr((hay), (needle)))                                             \
-            fail_msg("expected '%s' in output:\n%s", (needle), (hay));            \
-    } while (0)
 
 #define NEED_MODEL()                                            \
     if (!model[0]) {                                            \
         GRETA_TESTDATA_OR_SKIP(m_, "stories260K.gguf");         \
         (void)m_;                                               \
     }
-
-static int have_gpu(void)
-{
-#ifdef GRETA_TEST_HAVE_GPU
-    return greta_gpu_device_count() > 0;
-#else
-    return 0;
-#endif
-}
-
-static cJSON *read_json(const char *path)
-{
-    char *text = greta_read_file(path, NULL);
-    assert_non_null(text);
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    assert_non_null(j);
-    return j;
-}
 
 static const cJSON *get(const cJSON *j, const char *path)
 {
@@ -120,32 +77,32 @@ static void test_bad_arguments(void **state)
         {"-m", "missing value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        result r = run(NULL, cases[i].args);
+        cli_result r = run(NULL, cases[i].args);
         if (r.rc != 2)
             fail_msg("'drift %s': exit %d, want 2\n%s", cases[i].args, r.rc, r.err);
         ASSERT_CONTAINS(r.err, cases[i].msg);
-        result_free(&r);
+        cli_result_free(&r);
     }
-    result r = run(NULL, "--help");
+    cli_result r = run(NULL, "--help");
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.out, "teacher-forced");
     ASSERT_CONTAINS(r.out, "--past-context");
-    result_free(&r);
+    cli_result_free(&r);
     r = run(NULL, "-m /nonexistent/model.gguf --test cpu");
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "/nonexistent/model.gguf");
-    result_free(&r);
+    cli_result_free(&r);
     r = run(NULL, "--test cpu --all /nonexistent/a.gguf");
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "/nonexistent/a.gguf");
-    result_free(&r);
+    cli_result_free(&r);
     char args[2048];
     snprintf(args, sizeof args, "-m '%s' --test cpu -n 2 --json /nonexistent/dir/x.json", model);
     if (model[0]) {
         r = run(NULL, args);
         assert_int_equal(r.rc, 1);
         ASSERT_CONTAINS(r.err, "cannot write /nonexistent/dir/x.json");
-        result_free(&r);
+        cli_result_free(&r);
     }
 }
 
@@ -172,7 +129,7 @@ static void test_self_check_cpu(void **state)
     snprintf(json, sizeof json, "%s/self.json", tmp);
     snprintf(md, sizeof md, "%s/self.md", tmp);
     snprintf(args, sizeof args, "-m '%s' --test cpu -t 1 -n 300 --json '%s' --md '%s'", model, json, md);
-    result r = run("GRETA_COMMIT=drift123", args);
+    cli_result r = run("GRETA_COMMIT=drift123", args);
     if (r.rc != 0)
         fail_msg("self-check failed (%d):\n%s", r.rc, r.err);
     /* Markdown: on stdout and, the same, in --md */
@@ -189,7 +146,7 @@ static void test_self_check_cpu(void **state)
     ASSERT_CONTAINS(r.out, "| 279-300 |");
     ASSERT_CONTAINS(r.err, "1 thread");
 
-    cJSON *j = read_json(json);
+    cJSON *j = cli_read_json(json);
     assert_string_equal(get(j, "tool")->valuestring, "greta drift");
     assert_string_equal(get(j, "commit")->valuestring, "drift123");
     assert_true(cJSON_IsTrue(get(j, "complete")));
@@ -237,7 +194,7 @@ static void test_self_check_cpu(void **state)
                          cJSON_GetArrayItem(ref_tokens, p)->valueint);
     const char *gpath = greta_testdata_find("stories260K-greedy.json");
     if (gpath) {
-        cJSON *g = read_json(gpath);
+        cJSON *g = cli_read_json(gpath);
         const cJSON *ids = get(g, "ids");
         for (int i = 1; i < cJSON_GetArraySize(ids) && i <= 300; i++)
             assert_int_equal(cJSON_GetArrayItem(ref_tokens, i - 1)->valueint, cJSON_GetArrayItem(ids, i)->valueint);
@@ -251,7 +208,7 @@ static void test_self_check_cpu(void **state)
         assert_int_equal(cJSON_GetArrayItem(fr, i)->valueint, cJSON_GetArrayItem(ref_tokens, i)->valueint);
     assert_int_equal((int)num(j, "models.0.variants.0.nan_inf"), 0);
     cJSON_Delete(j);
-    result_free(&r);
+    cli_result_free(&r);
 }
 
 static void test_prompt_clamp_all(void **state)
@@ -262,10 +219,10 @@ static void test_prompt_clamp_all(void **state)
     /* -p and -f give the same prompt tokens */
     snprintf(json, sizeof json, "%s/p.json", tmp);
     snprintf(args, sizeof args, "-m '%s' --test cpu -t 1 -n 5 -p 'Once upon a time' --json '%s'", model, json);
-    result r = run(NULL, args);
+    cli_result r = run(NULL, args);
     assert_int_equal(r.rc, 0);
-    result_free(&r);
-    cJSON *a = read_json(json);
+    cli_result_free(&r);
+    cJSON *a = cli_read_json(json);
     assert_true(num(a, "models.0.n_prompt") >= 2);
     assert_string_equal(get(a, "settings.prompt")->valuestring, "Once upon a time");
     snprintf(pf, sizeof pf, "%s/prompt.txt", tmp);
@@ -277,8 +234,8 @@ static void test_prompt_clamp_all(void **state)
     r = run(NULL, args);
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.out, "Prompt: \"Once upon a time\"");
-    result_free(&r);
-    cJSON *b = read_json(json);
+    cli_result_free(&r);
+    cJSON *b = cli_read_json(json);
     char *pa = cJSON_PrintUnformatted(get(a, "models.0.prompt_tokens"));
     char *pb = cJSON_PrintUnformatted(get(b, "models.0.prompt_tokens"));
     assert_string_equal(pa, pb);
@@ -305,8 +262,8 @@ static void test_prompt_clamp_all(void **state)
     if (r.rc != 0)
         fail_msg("clamp run failed (%d):\n%s", r.rc, r.err);
     ASSERT_CONTAINS(r.out, "(600 asked for: clamped to the model's context)");
-    result_free(&r);
-    cJSON *c = read_json(json);
+    cli_result_free(&r);
+    cJSON *c = cli_read_json(json);
     const int n_prompt = (int)num(c, "models.0.n_prompt");
     assert_true(n_prompt >= 400 && n_prompt < 512);
     assert_int_equal((int)num(c, "models.0.n_generated"), 512 - n_prompt);
@@ -320,8 +277,8 @@ static void test_prompt_clamp_all(void **state)
     if (r.rc != 0)
         fail_msg("--past-context run failed (%d):\n%s", r.rc, r.err);
     ASSERT_CONTAINS(r.out, "past the model's context of 512");
-    result_free(&r);
-    c = read_json(json);
+    cli_result_free(&r);
+    c = cli_read_json(json);
     assert_int_equal((int)num(c, "models.0.n_generated"), 30);
     assert_int_equal((int)num(c, "models.0.positions"), n_prompt + 30);
     assert_true(cJSON_IsTrue(get(c, "models.0.past_context")));
@@ -338,8 +295,8 @@ static void test_prompt_clamp_all(void **state)
     ASSERT_CONTAINS(r.out, "| stories260K.gguf | 9 | 100.00% |");
     ASSERT_CONTAINS(r.out, "| gqa-Q8_0.gguf | 9 | 100.00% |");
     ASSERT_CONTAINS(r.out, "## gqa-Q8_0.gguf");
-    result_free(&r);
-    c = read_json(json);
+    cli_result_free(&r);
+    c = cli_read_json(json);
     assert_int_equal(cJSON_GetArraySize(get(c, "models")), 2);
     assert_non_null(strstr(get(c, "models.1.path")->valuestring, "gqa-Q8_0.gguf"));
     cJSON_Delete(c);
@@ -353,8 +310,8 @@ static void test_prompt_clamp_all(void **state)
     ASSERT_CONTAINS(r.out, "| stories260K.gguf | 5 | 100.00% |");
     ASSERT_CONTAINS(r.out, "## b.gguf\n\nNot measured: ");
     ASSERT_CONTAINS(r.err, "1 of 2 models could not be measured");
-    result_free(&r);
-    c = read_json(json);
+    cli_result_free(&r);
+    c = cli_read_json(json);
     assert_non_null(strstr(get(c, "models.0.error")->valuestring, "/nonexistent/b.gguf"));
     assert_int_equal((int)num(c, "models.1.positions"), 5);
     assert_string_equal(get(c, "reference_backend")->valuestring, get(c, "models.1.reference.detail")->valuestring);
@@ -366,28 +323,28 @@ static void test_gpu_drift(void **state)
     (void)state;
     NEED_MODEL();
     char args[4096], json[512];
-    if (!have_gpu()) {
+    if (!cli_have_gpu()) {
         snprintf(args, sizeof args, "-m '%s' -n 4", model);
-        result r = run(NULL, args);
+        cli_result r = run(NULL, args);
         assert_int_equal(r.rc, 1);
 #ifdef GRETA_TEST_HAVE_GPU
         ASSERT_CONTAINS(r.err, "no GPU found");
 #else
         ASSERT_CONTAINS(r.err, "not built with GPU support");
 #endif
-        result_free(&r);
+        cli_result_free(&r);
         fprintf(stderr, "SKIPPED: no GPU on this machine (the GPU half of this test runs on the GPU machine)\n");
         skip();
         return;
     }
     snprintf(json, sizeof json, "%s/gpu.json", tmp);
     snprintf(args, sizeof args, "-m '%s' -n 300 --json '%s'", model, json);
-    result r = run(NULL, args);
+    cli_result r = run(NULL, args);
     if (r.rc != 0)
         fail_msg("drift stories260K failed (%d):\n%s", r.rc, r.err);
     ASSERT_CONTAINS(r.out, "| KV cache | fp16 storage (keys, values) | kv-f32 |");
     ASSERT_CONTAINS(r.out, "| softmax | fp32 (online, in the attention kernel) | already FP32 | | | 0 | 0 |");
-    cJSON *j = read_json(json);
+    cJSON *j = cli_read_json(json);
     assert_string_equal(get(j, "test_backend.name")->valuestring, "gpu");
     assert_non_null(cJSON_GetObjectItem(get(j, "test_backend"), "device"));
     assert_int_equal(cJSON_GetArraySize(get(j, "models.0.variants")), 2);
@@ -406,14 +363,14 @@ static void test_gpu_drift(void **state)
     assert_true(num(j, "models.0.blocks.0.p99_rel_share") > 0.0);
     assert_string_equal(get(j, "models.0.blocks.2.status")->valuestring, "already fp32");
     cJSON_Delete(j);
-    result_free(&r);
+    cli_result_free(&r);
     /* only the default variant when asked */
     snprintf(args, sizeof args, "-m '%s' -n 8 --variants default --json '%s'", model, json);
     r = run(NULL, args);
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.out, "--variants kv-f32 (not run)");
-    result_free(&r);
-    j = read_json(json);
+    cli_result_free(&r);
+    j = cli_read_json(json);
     assert_int_equal(cJSON_GetArraySize(get(j, "models.0.variants")), 1);
     assert_string_equal(get(j, "models.0.blocks.0.status")->valuestring, "not run");
     cJSON_Delete(j);

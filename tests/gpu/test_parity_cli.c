@@ -13,65 +13,22 @@
 
 #include <cJSON.h>
 
-#include "test_util.h"
-#ifdef GRETA_TEST_HAVE_GPU
-#include "kernels/gpu/gpu_ops.h"
-#endif
+#include "cli_test_util.h"
 
 static const char *greta_bin;
 static char tmp[256];
 static char model[1024];
 
-typedef struct result {
-    int rc;
-    char *out, *err;
-} result;
-
-static result run(const char *env, const char *args)
+static cli_result run(const char *env, const char *args)
 {
-    result r = {0};
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "env %s '%s' parity %s < /dev/null", env ? env : "", greta_bin, args);
-    r.rc = greta_test_run_cmd(cmd, tmp, &r.out, &r.err);
-    return r;
+    return cli_run(greta_bin, "parity", tmp, env, args);
 }
-
-static void result_free(result *r)
-{
-    free(r->out);
-    free(r->err);
-}
-
-#define ASSERT_CONTAINS(hay, needle)                                              \
-    do {                                                                          \
-        if (!strstr((hay), (needle)))                                             \
-            fail_msg("expected '%s' in output:\n%s", (needle), (hay));            \
-    } while (0)
 
 #define NEED_MODEL()                                            \
     if (!model[0]) {                                            \
         GRETA_TESTDATA_OR_SKIP(m_, "stories260K.gguf");         \
         (void)m_;                                               \
     }
-
-static int have_gpu(void)
-{
-#ifdef GRETA_TEST_HAVE_GPU
-    return greta_gpu_device_count() > 0;
-#else
-    return 0;
-#endif
-}
-
-static cJSON *read_json(const char *path)
-{
-    char *text = greta_read_file(path, NULL);
-    assert_non_null(text);
-    cJSON *j = cJSON_Parse(text);
-    free(text);
-    assert_non_null(j);
-    return j;
-}
 
 static double summary_num(const cJSON *j, const char *key)
 {
@@ -97,20 +54,20 @@ static void test_bad_arguments(void **state)
         {"-m", "missing value"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        result r = run(NULL, cases[i].args);
+        cli_result r = run(NULL, cases[i].args);
         if (r.rc != 2)
             fail_msg("'parity %s': exit %d, want 2", cases[i].args, r.rc);
         ASSERT_CONTAINS(r.err, cases[i].msg);
-        result_free(&r);
+        cli_result_free(&r);
     }
-    result r = run(NULL, "--help");
+    cli_result r = run(NULL, "--help");
     assert_int_equal(r.rc, 0);
     ASSERT_CONTAINS(r.out, "teacher");
-    result_free(&r);
+    cli_result_free(&r);
     r = run(NULL, "-m /nonexistent/model.gguf --test cpu");
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "/nonexistent/model.gguf");
-    result_free(&r);
+    cli_result_free(&r);
 }
 
 static void test_self_check_cpu(void **state)
@@ -120,13 +77,13 @@ static void test_self_check_cpu(void **state)
     snprintf(json, sizeof json, "%s/self.json", tmp);
     snprintf(args, sizeof args, "-m '%s' --test cpu -t 1 -n 8 -p 'Once upon a time' --json '%s' --max-p99 0 --max-kl 0",
              model, json);
-    result r = run("GRETA_COMMIT=abc123test", args);
+    cli_result r = run("GRETA_COMMIT=abc123test", args);
     if (r.rc != 0)
         fail_msg("self-check failed (%d):\n%s", r.rc, r.err);
     ASSERT_CONTAINS(r.err, "PASS");
     ASSERT_CONTAINS(r.err, "1 thread");
     ASSERT_CONTAINS(r.out, "max|d|/sd");
-    cJSON *j = read_json(json);
+    cJSON *j = cli_read_json(json);
     const int n_prompt = cJSON_GetObjectItem(j, "n_prompt")->valueint;
     assert_true(n_prompt >= 2); /* BOS + text */
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "positions")), n_prompt + 8);
@@ -144,7 +101,7 @@ static void test_self_check_cpu(void **state)
     for (const char *p = r.out; *p; p++)
         lines += *p == '\n';
     assert_int_equal(lines, 1 + n_prompt + 8);
-    result_free(&r);
+    cli_result_free(&r);
     /* the same prompt from a file, and -n 0 */
     snprintf(pf, sizeof pf, "%s/prompt.txt", tmp);
     FILE *f = fopen(pf, "w");
@@ -155,7 +112,7 @@ static void test_self_check_cpu(void **state)
     snprintf(args, sizeof args, "-m '%s' --test cpu -n 0 -f '%s' --json '%s'", model, pf, json2);
     r = run(NULL, args);
     assert_int_equal(r.rc, 0);
-    cJSON *j2 = read_json(json2);
+    cJSON *j2 = cli_read_json(json2);
     assert_int_equal(cJSON_GetObjectItem(j2, "n_prompt")->valueint, n_prompt);
     assert_int_equal((int)summary_num(j2, "positions"), n_prompt);
     /* the per-position tokens are the same sequence */
@@ -164,29 +121,29 @@ static void test_self_check_cpu(void **state)
                          cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j2, "positions"), i), "token")->valueint);
     cJSON_Delete(j);
     cJSON_Delete(j2);
-    result_free(&r);
+    cli_result_free(&r);
     /* the GPU cache type is for the GPU */
     snprintf(args, sizeof args, "-m '%s' --test cpu --gpu-kv f32 -n 1", model);
     r = run(NULL, args);
     assert_int_equal(r.rc, 2);
     ASSERT_CONTAINS(r.err, "--gpu-kv is for --test gpu");
-    result_free(&r);
+    cli_result_free(&r);
 }
 
 static void test_gpu_parity(void **state)
 {
     NEED_MODEL();
     char args[4096], json[512];
-    if (!have_gpu()) {
+    if (!cli_have_gpu()) {
         snprintf(args, sizeof args, "-m '%s' -n 4", model);
-        result r = run(NULL, args);
+        cli_result r = run(NULL, args);
         assert_int_equal(r.rc, 1);
 #ifdef GRETA_TEST_HAVE_GPU
         ASSERT_CONTAINS(r.err, "no GPU found");
 #else
         ASSERT_CONTAINS(r.err, "not built with GPU support");
 #endif
-        result_free(&r);
+        cli_result_free(&r);
         fprintf(stderr, "SKIPPED: no GPU on this machine (the GPU half of this test runs on the GPU machine)\n");
         skip();
         return;
@@ -194,11 +151,11 @@ static void test_gpu_parity(void **state)
     /* stories260K from BOS: the required checks pass */
     snprintf(json, sizeof json, "%s/gpu.json", tmp);
     snprintf(args, sizeof args, "-m '%s' -n 64 --json '%s'", model, json);
-    result r = run(NULL, args);
+    cli_result r = run(NULL, args);
     if (r.rc != 0)
         fail_msg("parity stories260K failed (%d):\n%s", r.rc, r.err);
     ASSERT_CONTAINS(r.err, "PASS");
-    cJSON *j = read_json(json);
+    cJSON *j = cli_read_json(json);
     const cJSON *tb = cJSON_GetObjectItem(j, "test_backend");
     assert_string_equal(cJSON_GetObjectItem(tb, "kv_cache")->valuestring, "fp16");
     assert_string_equal(cJSON_GetObjectItem(tb, "name")->valuestring, "gpu");
@@ -211,30 +168,30 @@ static void test_gpu_parity(void **state)
     assert_true(kl >= 0.0 && kl < 1e-3);
     cJSON_Delete(j);
     j = NULL;
-    result_free(&r);
+    cli_result_free(&r);
     /* thresholds below the measured difference fail the run */
     snprintf(args, sizeof args, "-m '%s' -n 16 --max-p99 0", model);
     r = run(NULL, args);
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "FAIL");
-    result_free(&r);
+    cli_result_free(&r);
     snprintf(args, sizeof args, "-m '%s' -n 16 --max-kl 0", model);
     r = run(NULL, args);
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "FAIL");
-    result_free(&r);
+    cli_result_free(&r);
     snprintf(args, sizeof args, "-m '%s' -n 16 --max-p99 0.01 --max-kl 0.001", model);
     r = run(NULL, args);
     assert_int_equal(r.rc, 0);
-    result_free(&r);
+    cli_result_free(&r);
     /* an fp32 KV cache: closer to the reference than the fp16 one */
     char json32[512];
     snprintf(json32, sizeof json32, "%s/gpu32.json", tmp);
     snprintf(args, sizeof args, "-m '%s' -n 64 --gpu-kv f32 --json '%s'", model, json32);
     r = run(NULL, args);
     assert_int_equal(r.rc, 0);
-    result_free(&r);
-    j = read_json(json32);
+    cli_result_free(&r);
+    j = cli_read_json(json32);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "test_backend"), "kv_cache")->valuestring, "fp32");
     const double p99_32 = summary_num(j, "p99_rel_diff");
     print_message("stories260K parity p99 |d|/sd: fp16 KV %.3g, fp32 KV %.3g\n", p99v, p99_32);
@@ -247,7 +204,7 @@ static void test_gpu_parity(void **state)
         r = run(NULL, args);
         if (r.rc != 0)
             fail_msg("parity gqa-Q4_K_M failed (%d):\n%s", r.rc, r.err);
-        result_free(&r);
+        cli_result_free(&r);
     }
 }
 

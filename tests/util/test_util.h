@@ -31,6 +31,13 @@ const char *greta_testdata_find(const char *name);
         return;                                                                \
     }
 
+/* Fails the test unless needle occurs in hay (printing hay). */
+#define ASSERT_CONTAINS(hay, needle)                                              \
+    do {                                                                          \
+        if (!strstr((hay), (needle)))                                             \
+            fail_msg("expected '%s' in output:\n%s", (needle), (hay));           \
+    } while (0)
+
 /* Reads a whole file into a malloc'ed NUL-terminated buffer (size without the
  * NUL in *size). NULL on failure. */
 char *greta_read_file(const char *path, size_t *size);
