@@ -184,13 +184,21 @@ void greta_compare_row(const float *ref, const float *test, int32_t n, greta_com
 int greta_compare_backend_create(const char *kind, int kv_f32, const greta_model *m, const greta_backend_params *p,
                                  greta_backend **out, greta_error *err)
 {
-    if (!strcmp(kind, "cpu"))
-        return greta_cpu_backend_create(m, p, out, err);
+    return greta_compare_backend_create_kv(kind, strcmp(kind, "cpu") ? !kv_f32 : 0, m, p, out, err);
+}
+
+int greta_compare_backend_create_kv(const char *kind, int kv_f16, const greta_model *m, const greta_backend_params *p,
+                                    greta_backend **out, greta_error *err)
+{
+    if (!strcmp(kind, "cpu")) {
+        const greta_cpu_backend_opts co = {.kv_f16 = kv_f16};
+        return greta_cpu_backend_create_opts(m, p, &co, out, err);
+    }
 #ifdef GRETA_HAVE_GPU
-    const greta_gpu_backend_opts go = {.kv_type = kv_f32 ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16};
+    const greta_gpu_backend_opts go = {.kv_type = kv_f16 ? GRETA_GPU_KV_F16 : GRETA_GPU_KV_F32};
     return greta_gpu_backend_create_opts(m, p, &go, out, err);
 #else
-    (void)kv_f32;
+    (void)kv_f16;
     return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
                            "backend 'gpu': this greta was not built with GPU support (GRETA_GPU=none); "
                            "rebuild with -DGRETA_GPU=cuda or -DGRETA_GPU=hip, or use --test cpu");
@@ -262,50 +270,98 @@ char *greta_compare_read_text(const char *tool, const char *path, size_t *len)
     return buf;
 }
 
-static void run_line(const char *cmd, char *out, size_t n)
+/* The first line of a shell command's output into out ("" when there is
+ * none; the rest is read and dropped); 0 when the command exited with
+ * status 0. */
+static int run_line(const char *cmd, char *out, size_t n)
 {
     out[0] = '\0';
     FILE *p = popen(cmd, "r");
     if (!p)
-        return;
+        return -1;
     if (fgets(out, (int)n, p))
         out[strcspn(out, "\n")] = '\0';
-    pclose(p);
+    else
+        out[0] = '\0';
+    char drop[256];
+    while (fread(drop, 1, sizeof drop, p) > 0)
+        ;
+    const int st = pclose(p);
+    return st == 0 ? 0 : -1;
+}
+
+/* 1 when s is a full git object name: 40 (SHA-1) or 64 (SHA-256) hex digits. */
+static int is_object_name(const char *s)
+{
+    const size_t n = strlen(s);
+    return (n == 40 || n == 64) && strspn(s, "0123456789abcdef") == n;
+}
+
+const char *greta_compare_commit(char *out, size_t n)
+{
+    const char *env_commit = getenv("GRETA_COMMIT");
+    if (env_commit && *env_commit) {
+        snprintf(out, n, "%s", env_commit);
+        return GRETA_COMMIT_FROM_ENV;
+    }
+    char line[128];
+    if (run_line("git -C '" GRETA_SOURCE_DIR "' rev-parse --verify -q HEAD 2>/dev/null", line, sizeof line) == 0 &&
+        is_object_name(line)) {
+        snprintf(out, n, "%s", line);
+        return GRETA_COMMIT_FROM_GIT;
+    }
+    snprintf(out, n, "unknown");
+    return GRETA_COMMIT_FROM_NONE;
+}
+
+int greta_compare_commit_dirty(void)
+{
+    char line[8];
+    if (run_line("git -C '" GRETA_SOURCE_DIR "' status --porcelain --untracked-files=no 2>/dev/null", line,
+                 sizeof line) != 0)
+        return -1;
+    return line[0] != '\0';
 }
 
 void greta_compare_json_meta(cJSON *root, const char *tool)
 {
-    char date[64], commit[128] = "";
+    char date[64], commit[128];
     time_t now = time(NULL);
     struct tm tmv;
     gmtime_r(&now, &tmv);
     strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    const char *env_commit = getenv("GRETA_COMMIT");
-    if (env_commit && *env_commit)
-        snprintf(commit, sizeof commit, "%s", env_commit);
-    else
-        run_line("git -C '" GRETA_SOURCE_DIR "' rev-parse HEAD 2>/dev/null", commit, sizeof commit);
+    greta_compare_commit(commit, sizeof commit);
     cJSON_AddStringToObject(root, "tool", tool);
     cJSON_AddStringToObject(root, "date", date);
-    cJSON_AddStringToObject(root, "commit", commit[0] ? commit : "unknown");
+    cJSON_AddStringToObject(root, "commit", commit);
 }
 
-void greta_compare_json_backend(cJSON *obj, const greta_backend *b)
+void greta_compare_json_gpu(cJSON *obj, const greta_backend *b)
 {
-    cJSON_AddStringToObject(obj, "name", b->ops->name);
-    cJSON_AddStringToObject(obj, "detail", b->detail);
 #ifdef GRETA_HAVE_GPU
     greta_gpu_info gi;
+    greta_gpu_backend_mem mem;
     greta_error err = {0};
-    if (greta_gpu_backend_is(b) && greta_gpu_backend_info(b, &gi, NULL, &err) == 0) {
+    if (greta_gpu_backend_is(b) && greta_gpu_backend_info(b, &gi, &mem, &err) == 0) {
         cJSON_AddStringToObject(obj, "device", gi.name);
         cJSON_AddStringToObject(obj, "arch", gi.arch);
         cJSON_AddStringToObject(obj, "api", gi.api);
         cJSON_AddNumberToObject(obj, "driver_version", gi.driver_version);
         cJSON_AddNumberToObject(obj, "runtime_version", gi.runtime_version);
         cJSON_AddNumberToObject(obj, "total_mem_bytes", (double)gi.total_mem);
+        cJSON_AddNumberToObject(obj, "free_mem_after_load_bytes", (double)mem.free_after_load);
     }
+#else
+    (void)obj;
+    (void)b;
 #endif
+}
+
+void greta_compare_json_backend(cJSON *obj, const greta_backend *b)
+{
+    cJSON_AddStringToObject(obj, "name", b->ops->name);
+    cJSON_AddStringToObject(obj, "detail", b->detail);
+    greta_compare_json_gpu(obj, b);
 }
 
 int greta_compare_json_write(const cJSON *root, const char *path, int formatted, const char *tool)

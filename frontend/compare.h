@@ -61,10 +61,17 @@ int greta_compare_parse_int(const char *s, int32_t lo, int32_t hi, int32_t *out)
 int greta_compare_parse_double(const char *s, double lo, double hi, double *out);
 
 /* A backend of kind "cpu" or "gpu" (kv_f32: the GPU's fp32 KV cache, for
- * measurements). GRETA_ERR_UNSUPPORTED with a message naming the fix when
- * this greta has no GPU support. */
+ * measurements; the CPU backend's cache is fp32 either way).
+ * GRETA_ERR_UNSUPPORTED with a message naming the fix when this greta has
+ * no GPU support. */
 int greta_compare_backend_create(const char *kind, int kv_f32, const greta_model *m, const greta_backend_params *p,
                                  greta_backend **out, greta_error *err);
+
+/* A backend of kind "cpu" or "gpu" whose KV cache holds fp16 values
+ * (kv_f16 != 0: the GPU's fp16 cache; on the CPU, fp32 storage holding
+ * values rounded to fp16, cpu_backend.h) or fp32 values. */
+int greta_compare_backend_create_kv(const char *kind, int kv_f16, const greta_model *m, const greta_backend_params *p,
+                                    greta_backend **out, greta_error *err);
 
 /* Feeds toks[0..n) at positions start.. of sequence 0 in chunks of at most
  * n_batch, logits wanted at every position; rows land in logits[n][vocab]. */
@@ -75,12 +82,31 @@ int greta_compare_feed(greta_backend *b, const int32_t *toks, int32_t n, int32_t
  * with the reason (prefixed by `tool`) on stderr. */
 char *greta_compare_read_text(const char *tool, const char *path, size_t *len);
 
-/* Adds "tool", "date" (UTC, ISO 8601) and "commit" ($GRETA_COMMIT, else git
- * rev-parse HEAD of the source tree, else "unknown") to root. */
+/* The commit this greta reports (what every JSON report records): the
+ * environment variable GRETA_COMMIT when set and not empty (the GPU
+ * machine has no git; its run scripts pass the commit this way), else `git
+ * rev-parse --verify HEAD` of the source tree when that prints a full object
+ * name, else "unknown". Writes it to out[n]; returns where it came from: */
+#define GRETA_COMMIT_FROM_ENV "$GRETA_COMMIT"
+#define GRETA_COMMIT_FROM_GIT "git rev-parse HEAD at run time"
+#define GRETA_COMMIT_FROM_NONE "none (no $GRETA_COMMIT, no git)"
+const char *greta_compare_commit(char *out, size_t n);
+
+/* 1 when git sees uncommitted changes to tracked files of the source tree,
+ * 0 when it sees none, -1 when git cannot tell (no git, not a work tree). */
+int greta_compare_commit_dirty(void);
+
+/* Adds "tool", "date" (UTC, ISO 8601) and "commit" (greta_compare_commit)
+ * to root. */
 void greta_compare_json_meta(cJSON *root, const char *tool);
 
-/* Adds the test backend's name, detail and, for a GPU backend, the device
- * (name, arch, api, driver and runtime versions, memory) to obj. */
+/* For a GPU backend, adds the device to obj: "device" (name), "arch", "api",
+ * "driver_version" and "runtime_version" (as the runtime reports them;
+ * CUDA: 13000 = 13.0), "total_mem_bytes", "free_mem_after_load_bytes".
+ * Adds nothing for other backends or without GPU support. */
+void greta_compare_json_gpu(cJSON *obj, const greta_backend *b);
+
+/* Adds the test backend's name, detail and greta_compare_json_gpu to obj. */
 void greta_compare_json_backend(cJSON *obj, const greta_backend *b);
 
 /* Writes root to path (pretty-printed with formatted != 0); 0 or -1 with

@@ -61,6 +61,7 @@ typedef struct cpu_backend {
     cpu_config c;
     int64_t n_ctx, n_seq, n_batch;
     int n_threads;
+    int kv_f16; /* keys and values rounded to fp16 as they are stored */
     greta_cpu_isa isa;
     greta_threadpool *pool;
 
@@ -211,6 +212,18 @@ static float *kv_at(const cpu_backend *b, float *cache, int64_t seq, int64_t lay
     return cache + ((seq * b->c.n_layers + layer) * b->n_ctx + pos) * b->c.kv_dim;
 }
 
+/* One token's keys or values into the cache: copied, or with kv_f16 each
+ * value rounded to fp16 (nearest even) and back. */
+static void kv_store_row(float *dst, const float *src, int64_t n, int kv_f16)
+{
+    if (!kv_f16) {
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = greta_fp16_to_f32(greta_f32_to_fp16(src[i]));
+}
+
 static void matmul(cpu_backend *b, const cpu_weight *w, const float *x, int64_t n_tok, float *y)
 {
     greta_cpu_matmul(b->pool, b->isa, b->work, w->type, w->data, w->n_in, w->n_out, x, n_tok, y);
@@ -319,9 +332,10 @@ static int cpu_forward(greta_backend *base, const greta_batch *batch, float *log
                            (int32_t)c->rope_dim, cs);
             greta_cpu_rope(b->k + t * c->kv_dim, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
                            (int32_t)c->rope_dim, cs);
-            const size_t row = (size_t)c->kv_dim * sizeof(float);
-            memcpy(kv_at(b, b->key_cache, batch->seq[t], l, batch->pos[t]), b->k + t * c->kv_dim, row);
-            memcpy(kv_at(b, b->value_cache, batch->seq[t], l, batch->pos[t]), b->v + t * c->kv_dim, row);
+            kv_store_row(kv_at(b, b->key_cache, batch->seq[t], l, batch->pos[t]), b->k + t * c->kv_dim, c->kv_dim,
+                         b->kv_f16);
+            kv_store_row(kv_at(b, b->value_cache, batch->seq[t], l, batch->pos[t]), b->v + t * c->kv_dim, c->kv_dim,
+                         b->kv_f16);
         }
         attn_job aj = {.b = b, .batch = batch, .layer = l};
         greta_threadpool_run_work(b->pool, T * c->n_heads, T * c->q_dim * 2 * max_pos, attention_items, &aj);
@@ -370,6 +384,24 @@ static int32_t cpu_seq_len(const greta_backend *base, int32_t seq)
 {
     const cpu_backend *b = base->impl;
     return seq >= 0 && seq < b->n_seq ? b->seq_len[seq] : 0;
+}
+
+static const greta_backend_ops cpu_ops;
+
+int greta_cpu_backend_kv_view(const greta_backend *base, int32_t seq, int32_t layer, int32_t pos, const float **k,
+                              const float **v, greta_error *err)
+{
+    if (!base || base->ops != &cpu_ops)
+        return greta_error_set(err, GRETA_ERR_INVALID, "kv_view: not a CPU backend");
+    const cpu_backend *b = base->impl;
+    if (seq < 0 || seq >= b->n_seq || layer < 0 || layer >= b->c.n_layers || pos < 0 || pos >= b->seq_len[seq])
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "kv_view: sequence %d, layer %d, position %d: outside the %" PRId64
+                               " sequences, %" PRId64 " layers or the sequence's cached positions",
+                               seq, layer, pos, b->n_seq, b->c.n_layers);
+    *k = kv_at(b, b->key_cache, seq, layer, pos);
+    *v = kv_at(b, b->value_cache, seq, layer, pos);
+    return GRETA_OK;
 }
 
 /* ---- create / destroy ------------------------------------------------------- */
@@ -466,6 +498,12 @@ static void *alloc_floats(uint64_t n)
 int greta_cpu_backend_create(const greta_model *m, const greta_backend_params *p,
                              greta_backend **out, greta_error *err)
 {
+    return greta_cpu_backend_create_opts(m, p, NULL, out, err);
+}
+
+int greta_cpu_backend_create_opts(const greta_model *m, const greta_backend_params *p,
+                                  const greta_cpu_backend_opts *o, greta_backend **out, greta_error *err)
+{
     *out = NULL;
     greta_mem_plan plan;
     int rc = greta_cpu_backend_plan(m, p, &plan, err);
@@ -488,8 +526,9 @@ int greta_cpu_backend_create(const greta_model *m, const greta_backend_params *p
     b->n_batch = p->n_batch;
     b->n_threads = p->n_threads;
     b->isa = isa;
-    snprintf(b->base.detail, sizeof b->base.detail, "%s kernels, %d thread%s", greta_cpu_isa_name(isa),
-             p->n_threads, p->n_threads == 1 ? "" : "s");
+    b->kv_f16 = o && o->kv_f16;
+    snprintf(b->base.detail, sizeof b->base.detail, "%s kernels, %d thread%s%s", greta_cpu_isa_name(isa),
+             p->n_threads, p->n_threads == 1 ? "" : "s", b->kv_f16 ? ", fp16 KV" : "");
 
     cpu_layout L;
     (void)arena_layout(&b->c, p, &L); /* checked by the plan */

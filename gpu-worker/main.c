@@ -11,8 +11,10 @@
  *
  * One step: every ACTIVE slot contributes the tokens its KV cache lacks
  * (history[seq_len .. n_tokens), a prefill chunk or the last token), up to
- * n_batch in all; the logits of each slot whose history is complete go to
- * the segment; step_ready and its doorbell; wait for the sampler (step_done
+ * n_batch in all (the engine's default, as in process: the backend's
+ * prefill chunk, GRETA_PREFILL_CHUNK when set, capped at n_ctx and at least
+ * the slot count; the startup log line gives it); the logits of each slot
+ * whose history is complete go to the segment; step_ready and its doorbell; wait for the sampler (step_done
  * and its doorbell; StepReady sent every 500 ms meanwhile); append each slot's token
  * (history first, then n_tokens, release); finish on EOS (not appended),
  * max_tokens, a full context, the tokenizer's stop_hit, or Cancel.
@@ -576,10 +578,11 @@ static int open_engine(worker *w, const char *backend, int threads, greta_error 
     ep.backend = backend && *backend ? backend : (h->backend[0] ? h->backend : "cpu");
     ep.n_ctx = (int32_t)h->n_ctx;
     ep.n_seq = (int32_t)h->n_slots;
-    /* room for one decode token of every slot in a step */
-    ep.n_batch = h->n_ctx < 512 ? (int32_t)h->n_ctx : 512;
-    if (ep.n_batch < (int32_t)h->n_slots)
-        ep.n_batch = (int32_t)h->n_slots;
+    /* n_batch 0: the engine's choice, as in process (`greta run --inproc`,
+     * `greta bench`): the backend's prefill chunk (GRETA_PREFILL_CHUNK, else
+     * 1024 on the GPU, 512 on the CPU) capped at n_ctx, and at least one
+     * decode token of every slot in a step */
+    ep.n_batch = 0;
     ep.n_threads = threads >= 0 ? threads : h->n_threads;
     int rc = greta_engine_open(h->model_path, &ep, &w->eng, err);
     if (rc < 0)
@@ -615,9 +618,9 @@ static int open_engine(worker *w, const char *backend, int threads, greta_error 
     if (!w->tokens || !w->pos || !w->seq || !w->want || !w->row_slot || !w->queued_ns || !w->row_k ||
         !w->row_mode || !w->tk_ids || !w->tk_vals || !w->tk_lse)
         return greta_error_set(err, GRETA_ERR_NOMEM, "worker: out of memory");
-    greta_stage_log(&w->c, "model %s loaded in %.3f s (%s, %s), %u slots x %u ctx, eos %d", h->model_path,
-                    greta_engine_load_seconds(w->eng), greta_engine_backend_name(w->eng),
-                    greta_engine_backend_detail(w->eng), h->n_slots, h->n_ctx, w->eos);
+    greta_stage_log(&w->c, "model %s loaded in %.3f s (%s, %s), %u slots x %u ctx, n_batch %d, eos %d",
+                    h->model_path, greta_engine_load_seconds(w->eng), greta_engine_backend_name(w->eng),
+                    greta_engine_backend_detail(w->eng), h->n_slots, h->n_ctx, w->n_batch, w->eos);
     greta_stage_log(&w->c, "logits hand-off: %s", w->force_full ? "full rows (GRETA_HANDOFF=full)"
                                                   : greta_engine_has_forward_topk(w->eng)
                                                       ? "reduced where exact (top-k from the backend)"

@@ -2,7 +2,8 @@
  * binary is argv[1]): greedy text of the default model (in process and through
  * a temporary pipeline instance), and in process (--inproc) the default-model
  * lookup, every flag's effect, the memory check, bad arguments, and the
- * bench JSON (its greedy tokens are those of `greta run`). */
+ * bench JSON (its greedy tokens are those of `greta run`; the commit; with
+ * argument "gpu", the GPU device fields of `bench --backend gpu`). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -419,6 +420,87 @@ static void test_bench_depth_isa(void **state)
     cJSON_Delete(j);
 }
 
+/* The commit: $GRETA_COMMIT when set (the GPU machine has no git), else git
+ * rev-parse HEAD when it gives an object name, else "unknown" (a git that
+ * answers "HEAD", as in a repository without commits, is not believed). No
+ * "gpu" object for the CPU backend. */
+static void test_bench_commit(void **state)
+{
+    NEED_MODEL();
+    char json[4200], args[16384], bin[4200], fake[4300];
+    fmt(json, sizeof json, "%s/bench-commit.json", tmp);
+    fmt(args, sizeof args, "bench -m '%s' -p 2 -n 2 -r 1 -t 1 --json '%s'", model, json);
+    result r = run("GRETA_COMMIT=bench-commit-123", args);
+    if (r.rc != 0)
+        fail_msg("bench failed:\n%s", r.err);
+    result_free(&r);
+    cJSON *j = load_json(json);
+    assert_string_equal(cJSON_GetObjectItem(j, "commit")->valuestring, "bench-commit-123");
+    assert_string_equal(cJSON_GetObjectItem(j, "commit_source")->valuestring, "$GRETA_COMMIT");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "commit_dirty")));
+    assert_null(cJSON_GetObjectItem(j, "gpu"));
+    cJSON_Delete(j);
+    /* a git that prints HEAD and fails */
+    fmt(bin, sizeof bin, "%s/fakegit", tmp);
+    mkdir(bin, 0755);
+    fmt(fake, sizeof fake, "%s/git", bin);
+    FILE *f = fopen(fake, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\necho HEAD\necho \"fatal: ambiguous argument 'HEAD'\" >&2\nexit 128\n", f);
+    fclose(f);
+    assert_int_equal(chmod(fake, 0755), 0);
+    char env[4400];
+    fmt(env, sizeof env, "-u GRETA_COMMIT PATH='%s':\"$PATH\"", bin);
+    r = run(env, args);
+    if (r.rc != 0)
+        fail_msg("bench failed:\n%s", r.err);
+    result_free(&r);
+    j = load_json(json);
+    assert_string_equal(cJSON_GetObjectItem(j, "commit")->valuestring, "unknown");
+    ASSERT_CONTAINS(cJSON_GetObjectItem(j, "commit_source")->valuestring, "none");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(j, "commit_dirty")));
+    cJSON_Delete(j);
+}
+
+/* On a GPU: the device in the JSON ("gpu") and the commit from
+ * $GRETA_COMMIT. Skipped without GPU support or a GPU. */
+static void test_bench_gpu(void **state)
+{
+    NEED_MODEL();
+    char json[4200], args[16384];
+    fmt(json, sizeof json, "%s/bench-gpu.json", tmp);
+    unlink(json);
+    fmt(args, sizeof args, "bench -m '%s' --backend gpu -p 8 -n 8 -r 1 --json '%s'", model, json);
+    result r = run("GRETA_COMMIT=gpu-bench-commit", args);
+    if (r.rc != 0 && (strstr(r.err, "not built with GPU support") || strstr(r.err, "no GPU found"))) {
+        result_free(&r);
+        fprintf(stderr, "SKIPPED: no GPU (this part runs on the GPU machine, tests/gpu/run-gpu-tests.sh)\n");
+        skip();
+        return;
+    }
+    if (r.rc != 0)
+        fail_msg("bench --backend gpu failed:\n%s", r.err);
+    result_free(&r);
+    cJSON *j = load_json(json);
+    assert_string_equal(cJSON_GetObjectItem(j, "backend")->valuestring, "gpu");
+    assert_string_equal(cJSON_GetObjectItem(j, "commit")->valuestring, "gpu-bench-commit");
+    const cJSON *g = cJSON_GetObjectItem(j, "gpu");
+    assert_non_null(g);
+    const char *name = cJSON_GetObjectItem(g, "device")->valuestring;
+    print_message("gpu: %s, %s, %s, driver %d, runtime %d, %.0f bytes\n", name,
+                  cJSON_GetObjectItem(g, "arch")->valuestring, cJSON_GetObjectItem(g, "api")->valuestring,
+                  cJSON_GetObjectItem(g, "driver_version")->valueint,
+                  cJSON_GetObjectItem(g, "runtime_version")->valueint,
+                  cJSON_GetObjectItem(g, "total_mem_bytes")->valuedouble);
+    assert_true(strlen(name) > 0);
+    assert_true(cJSON_GetObjectItem(g, "driver_version")->valueint >= 1000);
+    assert_true(cJSON_GetObjectItem(g, "runtime_version")->valueint >= 1000);
+    const double total = cJSON_GetObjectItem(g, "total_mem_bytes")->valuedouble;
+    const double free_after = cJSON_GetObjectItem(g, "free_mem_after_load_bytes")->valuedouble;
+    assert_true(total >= 1e9 && free_after > 0 && free_after < total);
+    cJSON_Delete(j);
+}
+
 static void test_bench_bad_arguments(void **state)
 {
     NEED_MODEL();
@@ -453,10 +535,12 @@ static void test_bench_bad_arguments(void **state)
     result_free(&r);
 }
 
+/* argv[2] "gpu": only the GPU test (its own ctest entry and a line of
+ * tests/gpu/run-gpu-tests.sh), else everything but it. */
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        fprintf(stderr, "usage: test_cli PATH-TO-GRETA\n");
+    if (argc < 2 || (argc > 2 && strcmp(argv[2], "gpu"))) {
+        fprintf(stderr, "usage: test_cli PATH-TO-GRETA [gpu]\n");
         return 2;
     }
     greta_bin = argv[1];
@@ -474,7 +558,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_run_bad_arguments),
         cmocka_unit_test(test_bench_json),
         cmocka_unit_test(test_bench_depth_isa),
+        cmocka_unit_test(test_bench_commit),
         cmocka_unit_test(test_bench_bad_arguments),
     };
+    const struct CMUnitTest gpu_tests[] = {
+        cmocka_unit_test(test_bench_gpu),
+    };
+    if (argc > 2)
+        return cmocka_run_group_tests(gpu_tests, setup, NULL);
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -106,8 +106,9 @@ if want bench && [ -f "$model7b" ]; then
   step bench-gpu-llama2-7b-q4km 300 "$greta" bench -m "$model7b" --backend gpu -p 512 -n 128 -d 0,4096 -r 5 \
     --json "$logs/bench-raw.json"
   cat "$logs/bench-gpu-llama2-7b-q4km.log" >>"$summary"
-  # greta bench's JSON does not name the GPU yet: add the device (nvidia-smi),
-  # the GPU memory line the backend printed at load, and the build's commit
+  # greta bench's JSON names the device ("gpu": name, versions, memory) and
+  # takes the commit from $GRETA_COMMIT; add nvidia-smi's view (driver
+  # release string, clocks) and the GPU memory line the backend printed at load
   python3 - "$logs/bench-raw.json" "$logs/bench-gpu-llama2-7b-q4km.log" "$out/bench-gpu-llama2-7b-q4km.json" <<'PY' >>"$summary" 2>&1
 import json, os, re, subprocess, sys
 raw, log, dst = sys.argv[1:4]
@@ -115,7 +116,8 @@ d = json.loads(open(raw, "rb").read().decode("utf-8", "replace"))
 q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm,pci.bus_id",
                     "--format=csv,noheader"], capture_output=True, text=True).stdout.strip().split(", ")
 gpu = dict(zip(["name", "driver", "memory_total", "max_sm_clock", "pci_bus"], q))
-gpu["source"] = "nvidia-smi, added by tests/gpu/gpu-machine-run.sh"
+gpu["source"] = "greta bench (device, arch, api, *_version, *_bytes); nvidia-smi (name, driver, memory_total, " \
+                "max_sm_clock, pci_bus) and memory_at_load added by tests/gpu/gpu-machine-run.sh"
 for line in open(log, errors="replace"):
     m = re.match(r"gpu: .*weights ([0-9.]+) MiB, KV cache ([0-9.]+) MiB \((\w+), n_ctx (\d+).*scratch ([0-9.]+) MiB, "
                  r"pinned host ([0-9.]+) MiB; ([0-9.]+) GiB of ([0-9.]+) GiB free after load", line)
@@ -125,7 +127,7 @@ for line in open(log, errors="replace"):
                                  "free_after_load_gib": float(m[7]), "total_gib": float(m[8]),
                                  "line": line.strip()}
         break
-d["gpu"] = gpu
+d["gpu"] = {**d.get("gpu", {}), **gpu}
 if d.get("commit") in (None, "", "HEAD", "unknown"):
     d["commit"] = os.environ.get("GRETA_COMMIT", "unknown")
     d["commit_source"] = ".device-data/COMMIT, written where the binaries were built"

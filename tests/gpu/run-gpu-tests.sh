@@ -51,5 +51,6 @@ run test_gpu_decode "$build/tests/test_gpu_decode"
 run test_gpu_prefill "$build/tests/test_gpu_prefill"
 run test_parity_cli "$build/tests/test_parity_cli" "$build/bin/greta" cpu
 run test_parity_gpu "$build/tests/test_parity_cli" "$build/bin/greta" gpu
+run test_bench_gpu "$build/tests/test_engine_cli" "$build/bin/greta" gpu
 echo "run-gpu-tests: $failed failed"
 [ $failed -eq 0 ]

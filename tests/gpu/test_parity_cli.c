@@ -1,10 +1,14 @@
 /* test_parity_cli.c - `greta parity` as a user runs it (the greta binary is
  * argv[1]). Everywhere: bad arguments, and the tool's self-check against a
  * second CPU backend (every figure exact, table and JSON, -p/-f, -n, -t,
- * $GRETA_COMMIT). With a GPU: stories260K and a quant fixture pass the
- * required checks, and --max-p99 / --max-kl fail a run when set below the
- * measured difference. Without GPU support or a GPU, --test gpu fails with
- * a clear message. */
+ * $GRETA_COMMIT); the reference's KV format: --ref-kv f16 (the default) is
+ * gated exactly while its informational "fp32_reference" figures show the
+ * fp16 rounding (small, not zero), --ref-kv f32 has no fp32_reference, nor
+ * has --no-fp32-ref. With a GPU: stories260K and a quant fixture pass the
+ * required checks, the fp16-KV reference is closer to the GPU than the fp32
+ * one, and --max-p99 / --max-kl fail a run when set below the measured
+ * difference. Without GPU support or a GPU, --test gpu fails with a clear
+ * message. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +51,8 @@ static void test_bad_arguments(void **state)
         {"-t 0", "-t must be an integer"},
         {"--test tpu", "--test must be gpu or cpu"},
         {"--gpu-kv f8", "--gpu-kv must be f16 or f32"},
+        {"--ref-kv fp16", "--ref-kv must be f16 or f32"},
+        {"--ref-kv", "missing value"},
         {"--max-p99 -1", "--max-p99 must be a number >= 0"},
         {"--max-kl nan", "--max-kl must be a number >= 0"},
         {"-p a -f b", "give -p or -f, not both"},
@@ -96,6 +102,27 @@ static void test_self_check_cpu(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "summary"), "pass")));
     assert_string_equal(cJSON_GetObjectItem(j, "commit")->valuestring, "abc123test");
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "test_backend"), "name")->valuestring, "cpu");
+    /* the default reference stores fp16 values, the test CPU backend too;
+     * the pure fp32 reference differs a little, reported beside the verdict */
+    assert_string_equal(cJSON_GetObjectItem(j, "ref_kv")->valuestring, "fp16");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "test_backend"), "kv_cache")->valuestring, "fp16");
+    ASSERT_CONTAINS(cJSON_GetObjectItem(j, "reference_backend")->valuestring, "fp16 KV");
+    ASSERT_CONTAINS(r.err, "for information, against the fp32 reference");
+    ASSERT_CONTAINS(r.err, "PASS (against the fp16-KV reference");
+    const cJSON *f32ref = cJSON_GetObjectItem(j, "fp32_reference");
+    assert_non_null(f32ref);
+    assert_string_equal(cJSON_GetObjectItem(f32ref, "ref_kv")->valuestring, "fp32");
+    assert_null(strstr(cJSON_GetObjectItem(f32ref, "reference_backend")->valuestring, "fp16"));
+    assert_int_equal(cJSON_GetObjectItem(f32ref, "positions")->valueint, n_prompt + 8);
+    const double p99_f32ref = cJSON_GetObjectItem(f32ref, "p99_rel_diff")->valuedouble;
+    const double max_f32ref = cJSON_GetObjectItem(f32ref, "max_rel_diff")->valuedouble;
+    print_message("fp16-KV CPU vs the fp32 reference: p99 |d|/sd %.3g, max %.3g, mean KL %.3g\n", p99_f32ref,
+                  max_f32ref, cJSON_GetObjectItem(f32ref, "mean_kl")->valuedouble);
+    assert_true(p99_f32ref > 0.0 && p99_f32ref <= max_f32ref && max_f32ref < 1e-2);
+    assert_true(cJSON_GetObjectItem(f32ref, "mean_kl")->valuedouble > 0.0);
+    assert_true(cJSON_GetObjectItem(f32ref, "top1_agreement")->valuedouble == 1.0);
+    assert_true(cJSON_GetObjectItem(f32ref, "nan_inf")->valuedouble == 0.0);
+    assert_null(cJSON_GetObjectItem(f32ref, "pass")); /* not gated */
     /* one table row per position after the header */
     int lines = 0;
     for (const char *p = r.out; *p; p++)
@@ -122,6 +149,35 @@ static void test_self_check_cpu(void **state)
     cJSON_Delete(j);
     cJSON_Delete(j2);
     cli_result_free(&r);
+    /* --ref-kv f32: both CPU backends fp32, exact, nothing more to report;
+     * --no-fp32-ref: the fp16 reference alone */
+    snprintf(args, sizeof args,
+             "-m '%s' --test cpu -t 1 -n 8 -p 'Once upon a time' --ref-kv f32 --max-p99 0 --json '%s'", model, json);
+    r = run(NULL, args);
+    if (r.rc != 0)
+        fail_msg("--ref-kv f32 self-check failed (%d):\n%s", r.rc, r.err);
+    assert_null(strstr(r.err, "fp32 reference"));
+    ASSERT_CONTAINS(r.err, "PASS (against the fp32-KV reference");
+    cli_result_free(&r);
+    j = cli_read_json(json);
+    assert_string_equal(cJSON_GetObjectItem(j, "ref_kv")->valuestring, "fp32");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "test_backend"), "kv_cache")->valuestring, "fp32");
+    assert_null(strstr(cJSON_GetObjectItem(j, "reference_backend")->valuestring, "fp16"));
+    assert_null(cJSON_GetObjectItem(j, "fp32_reference"));
+    assert_true(summary_num(j, "p99_rel_diff") == 0.0 && summary_num(j, "max_rel_diff") == 0.0);
+    cJSON_Delete(j);
+    snprintf(args, sizeof args, "-m '%s' --test cpu -t 1 -n 8 -p 'Once upon a time' --no-fp32-ref --json '%s'", model,
+             json);
+    r = run(NULL, args);
+    assert_int_equal(r.rc, 0);
+    assert_null(strstr(r.err, "fp32 reference"));
+    ASSERT_CONTAINS(r.err, "PASS (against the fp16-KV reference");
+    cli_result_free(&r);
+    j = cli_read_json(json);
+    assert_string_equal(cJSON_GetObjectItem(j, "ref_kv")->valuestring, "fp16");
+    assert_null(cJSON_GetObjectItem(j, "fp32_reference"));
+    assert_true(summary_num(j, "p99_rel_diff") == 0.0);
+    cJSON_Delete(j);
     /* the GPU cache type is for the GPU */
     snprintf(args, sizeof args, "-m '%s' --test cpu --gpu-kv f32 -n 1", model);
     r = run(NULL, args);
@@ -164,8 +220,16 @@ static void test_gpu_parity(void **state)
     const double p99v = summary_num(j, "p99_rel_diff"), kl = summary_num(j, "mean_kl");
     assert_true(summary_num(j, "top1_agreement") == 1.0);
     assert_true(summary_num(j, "nan_inf") == 0.0);
-    assert_true(p99v > 0.0 && p99v < 1e-2); /* fp16 KV and another summation order: small, not zero */
+    assert_true(p99v > 0.0 && p99v < 1e-2); /* another summation order: small, not zero */
     assert_true(kl >= 0.0 && kl < 1e-3);
+    /* gated against the fp16-KV reference; the fp32 one is further away */
+    assert_string_equal(cJSON_GetObjectItem(j, "ref_kv")->valuestring, "fp16");
+    const cJSON *f32ref = cJSON_GetObjectItem(j, "fp32_reference");
+    assert_non_null(f32ref);
+    const double p99_vs_f32 = cJSON_GetObjectItem(f32ref, "p99_rel_diff")->valuedouble;
+    assert_true(cJSON_GetObjectItem(f32ref, "top1_agreement")->valuedouble == 1.0);
+    assert_true(p99_vs_f32 > p99v);
+    assert_true(cJSON_GetObjectItem(tb, "total_mem_bytes")->valuedouble > 0);
     cJSON_Delete(j);
     j = NULL;
     cli_result_free(&r);
@@ -193,9 +257,13 @@ static void test_gpu_parity(void **state)
     cli_result_free(&r);
     j = cli_read_json(json32);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "test_backend"), "kv_cache")->valuestring, "fp32");
+    assert_string_equal(cJSON_GetObjectItem(j, "ref_kv")->valuestring, "fp32"); /* follows --gpu-kv */
+    assert_null(cJSON_GetObjectItem(j, "fp32_reference"));
     const double p99_32 = summary_num(j, "p99_rel_diff");
-    print_message("stories260K parity p99 |d|/sd: fp16 KV %.3g, fp32 KV %.3g\n", p99v, p99_32);
-    assert_true(p99_32 < p99v);
+    print_message("stories260K parity p99 |d|/sd: GPU fp16 KV vs fp16-KV ref %.3g, vs fp32 ref %.3g; "
+                  "GPU fp32 KV vs fp32 ref %.3g\n",
+                  p99v, p99_vs_f32, p99_32);
+    assert_true(p99_32 < p99_vs_f32);
     cJSON_Delete(j);
     /* a quantized fixture with grouped-query attention */
     const char *q = greta_testdata_find("quant/gqa-Q4_K_M.gguf");

@@ -438,6 +438,32 @@ static void test_basic(void **state)
     assert_int_equal(c.n_ids, 31);
     assert_memory_equal(c.ids, g_greedy_ref.ids, 31 * sizeof c.ids[0]);
     greta_down();
+    assert_int_equal(count_in_log("gpu-worker", "n_batch 32,"), 1); /* the default, capped at --ctx */
+
+    /* the worker's n_batch is the engine's default, as in process:
+     * GRETA_PREFILL_CHUNK=3 prefills the prompt in steps of 3 tokens, with
+     * the same tokens as before */
+    setenv("GRETA_PREFILL_CHUNK", "3", 1);
+    const int up_rc = greta_up("--slots 2");
+    unsetenv("GRETA_PREFILL_CHUNK");
+    assert_int_equal(up_rc, 0);
+    assert_int_equal(count_in_log("gpu-worker", "n_batch 3,"), 1);
+    gen_job pc;
+    gen_run(&pc, "Once upon a time", 20, 0.0f, 0);
+    assert_int_equal(pc.n_ids, 20);
+    assert_memory_equal(pc.ids, p.ids, 20 * sizeof pc.ids[0]);
+    {
+        greta_error err = {0};
+        greta_client *cl = NULL;
+        uint64_t steps = 0;
+        assert_int_equal(greta_client_open(g_instance, &cl, &err), 0);
+        assert_int_equal(greta_client_stats(cl, 1, NULL, &steps, NULL, &err), 0);
+        greta_client_close(&cl);
+        const uint64_t prompt = pc.res.prompt_tokens;
+        /* ceil(prompt / 3) prefill steps (the last one gives the first token), 19 decode steps */
+        assert_int_equal(steps, (prompt + 2) / 3 + 19);
+    }
+    greta_down();
 #ifndef GRETA_HAVE_GPU
     /* --backend reaches the worker; this build has no GPU backend */
     assert_int_equal(greta_up("--backend gpu"), 1);
