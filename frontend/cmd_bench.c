@@ -17,10 +17,14 @@
  * with an empty prompt; they are written to the JSON with their text.
  * Prompt and depth tokens are a fixed pseudo-random sequence (BOS first).
  *
- * The JSON holds the machine, backend, commit (git rev-parse at run time),
- * the model's size and hash (sha256 of the whole file up to 64 MiB; above
- * that, sha256 of the first 16 MiB, the last 16 MiB and the size as 8 bytes
- * little-endian; "hash_method" says which), the flags and every sample.
+ * The JSON holds the machine, backend, commit (greta_compare_commit:
+ * $GRETA_COMMIT, else git rev-parse HEAD at run time, else "unknown";
+ * "commit_source" says which, "commit_dirty" is null without git), for the
+ * GPU backend the device ("gpu": name, arch, api, driver and runtime
+ * versions, total and free-after-load memory), the model's size and hash
+ * (sha256 of the whole file up to 64 MiB; above that, sha256 of the first
+ * 16 MiB, the last 16 MiB and the size as 8 bytes little-endian;
+ * "hash_method" says which), the flags and every sample.
  *
  * --pipeline: generation through the multi-process pipeline against the
  * same generation in process, in one run. It starts a temporary instance
@@ -59,7 +63,11 @@
 
 #include "common/utf8.h"
 #include "commands.h"
+#include "compare.h"
 #include "gpu-worker/engine.h"
+#ifdef GRETA_HAVE_GPU
+#include "gpu-worker/gpu_backend.h"
+#endif
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "proto/client.h"
@@ -77,7 +85,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: greta bench [-m MODEL] [-p N] [-n N] [-d D[,D...]] [-r R] [-t T[,T...]]\n"
-            "                   [--backend cpu|gpu] [--cpu-isa auto|ref|avx2] [--json FILE]\n"
+            "                   [--backend cpu|gpu] [--cpu-isa auto|ref|avx2] [--profile] [--json FILE]\n"
             "       greta bench --pipeline [--instance NAME] [-m MODEL] [-n N] [-r R] [-t T]\n"
             "                   [--temp T] [--top-k K] [--seed S] [--backend cpu|gpu] [--json FILE]\n"
             "  -m MODEL      GGUF model (default: %s, found as greta run finds it)\n"
@@ -89,6 +97,9 @@ static void usage(FILE *out)
             "  --backend B   cpu (default) or gpu\n"
             "  --cpu-isa I   CPU kernels: auto (default), ref (plain C) or avx2\n"
             "  --json FILE   also write the results as JSON\n"
+            "  --profile     --backend gpu: after the tests, one more tg<N> per depth with GPU\n"
+            "                events around each block of a decode step (graph off), and a\n"
+            "                table of ms per token, share of the step and GB/s per block\n"
             "  --pipeline    tg<N> through the multi-process pipeline vs in process (same\n"
             "                tokens required), with the per-step hand-off round trip\n"
             "  --instance NAME  --pipeline: use this running instance (default: start a\n"
@@ -304,19 +315,6 @@ static double load_avg(void)
     return l;
 }
 
-/* First line of a shell command's output, or "" on failure. */
-static void run_line(const char *cmd, char *out, size_t n)
-{
-    out[0] = '\0';
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return;
-    if (!fgets(out, (int)n, p))
-        out[0] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-    pclose(p);
-}
-
 /* ---- argument parsing ---------------------------------------------------------- */
 
 static int parse_int(const char *flag, const char *s, long lo, long hi, int32_t *out)
@@ -421,6 +419,7 @@ typedef struct bench_opts {
     greta_cpu_isa isa;
     const char *json;
     uint64_t mem_available;
+    int profile; /* --profile */
     /* --pipeline */
     int pipeline;
     const char *instance;
@@ -569,6 +568,73 @@ typedef struct bench_run {
     cJSON *results, *root;
 } bench_run;
 
+#ifdef GRETA_HAVE_GPU
+/* --profile: one tg<N> run per depth with the decode profile on; a table per
+ * depth and a JSON object with the per-block figures. tps_off: the tg<N>
+ * tokens/s of the same depth measured just before, profile off. */
+static int bench_profile(bench_run *br, greta_engine *e, int32_t depth, double tps_off, greta_error *err)
+{
+    const bench_opts *o = br->o;
+    bench_opts one = *o;
+    one.r = 1;
+    greta_backend *be = greta_engine_backend(e);
+    int rc = greta_gpu_backend_profile_start(be, err);
+    if (rc)
+        return rc;
+    double tps = 0, p50 = 0, p99 = 0;
+    cJSON *r = run_tg(e, &one, depth, br->ctx_tokens, br->bos, NULL, &tps, &p50, &p99, err);
+    greta_gpu_profile pr;
+    greta_error serr = {0};
+    rc = greta_gpu_backend_profile_stop(be, &pr, &serr);
+    if (!r)
+        return err->code ? err->code : GRETA_ERR_NOMEM;
+    cJSON_Delete(r);
+    if (rc) {
+        *err = serr;
+        return rc;
+    }
+    if (pr.tokens < 1)
+        return greta_error_set(err, GRETA_ERR_STATE, "profile: no decode step was profiled");
+    double total = 0;
+    for (int k = 0; k < GRETA_GPU_PROF_N; k++)
+        total += pr.ms[k];
+    printf("\nprofile tg%d @ d%d: %" PRId64 " steps, GPU events around each block (graph off)\n", o->n, depth,
+           pr.steps);
+    printf("tokens/s: %.2f profile off (graph), %.2f profile on; GPU time per token %.3f ms\n", tps_off, tps,
+           total / (double)pr.tokens);
+    printf("| block | ms/token | share | GB/s |\n|---|---:|---:|---:|\n");
+    cJSON *j = cJSON_CreateObject(), *blocks = cJSON_CreateArray();
+    cJSON_AddNumberToObject(j, "depth", depth);
+    cJSON_AddNumberToObject(j, "n_gen", o->n);
+    cJSON_AddNumberToObject(j, "steps", (double)pr.steps);
+    cJSON_AddNumberToObject(j, "tokens_per_s_profile_off", tps_off);
+    cJSON_AddNumberToObject(j, "tokens_per_s_profile_on", tps);
+    cJSON_AddNumberToObject(j, "gpu_ms_per_token", total / (double)pr.tokens);
+    for (int k = 0; k < GRETA_GPU_PROF_N; k++) {
+        const double ms = pr.ms[k] / (double)pr.tokens;
+        const double gbs = pr.ms[k] > 0 ? pr.bytes[k] / (pr.ms[k] * 1e-3) / 1e9 : 0.0;
+        const double share = total > 0 ? 100.0 * pr.ms[k] / total : 0.0;
+        printf("| %s | %.4f | %.1f%% | %.0f |\n", greta_gpu_prof_block_name(k), ms, share, gbs);
+        cJSON *bj = cJSON_CreateObject();
+        cJSON_AddStringToObject(bj, "block", greta_gpu_prof_block_name(k));
+        cJSON_AddNumberToObject(bj, "ms_per_token", ms);
+        cJSON_AddNumberToObject(bj, "share_pct", share);
+        cJSON_AddNumberToObject(bj, "bytes_per_token", pr.bytes[k] / (double)pr.tokens);
+        cJSON_AddNumberToObject(bj, "gb_per_s", gbs);
+        cJSON_AddItemToArray(blocks, bj);
+    }
+    fflush(stdout);
+    cJSON_AddItemToObject(j, "blocks", blocks);
+    cJSON *arr = cJSON_GetObjectItem(br->root, "profile");
+    if (!arr) {
+        arr = cJSON_CreateArray();
+        cJSON_AddItemToObject(br->root, "profile", arr);
+    }
+    cJSON_AddItemToArray(arr, j);
+    return GRETA_OK;
+}
+#endif
+
 /* All tests (every depth, pp and tg) with one engine of ep->n_threads threads. */
 static int bench_threads(bench_run *br, const greta_engine_params *ep, int first, greta_error *err)
 {
@@ -584,6 +650,8 @@ static int bench_threads(bench_run *br, const greta_engine_params *ep, int first
         cJSON_AddStringToObject(br->root, "backend", greta_engine_backend_name(e));
         cJSON_AddStringToObject(br->root, "cpu_isa",
                                 greta_cpu_isa_name((greta_cpu_isa)greta_engine_backend_params(e)->cpu_isa));
+        if (!strcmp(greta_engine_backend_name(e), "gpu"))
+            greta_compare_json_gpu(cJSON_AddObjectToObject(br->root, "gpu"), greta_engine_backend(e));
     }
     /* warm-up: one forward pass (pages the weights in) */
     const float *logits;
@@ -622,6 +690,10 @@ static int bench_threads(bench_run *br, const greta_engine_params *ep, int first
                    (double)br->n_params / 1e6, greta_engine_backend_name(e), ep->n_threads, kind ? "tg" : "pp",
                    kind ? o->n : o->p, dsuf, tps, sd, cols);
             fflush(stdout);
+#ifdef GRETA_HAVE_GPU
+            if (kind == 1 && o->profile && (rc = bench_profile(br, e, d, tps, err)))
+                break;
+#endif
         }
     }
     greta_engine_destroy(&e);
@@ -971,12 +1043,11 @@ out:
 static void add_meta(cJSON *root, const bench_opts *o, const char *hex, const char *hash_method, uint64_t file_size,
                      uint64_t n_params, double load_before, int32_t n_ctx)
 {
-    char host[256] = "", cpu[256], commit[128], dirty[8];
+    char host[256] = "", cpu[256], commit[128];
     gethostname(host, sizeof host - 1);
     read_cpu_model(cpu, sizeof cpu);
-    run_line("git -C '" GRETA_SOURCE_DIR "' rev-parse HEAD 2>/dev/null", commit, sizeof commit);
-    run_line("git -C '" GRETA_SOURCE_DIR "' status --porcelain --untracked-files=no 2>/dev/null | head -c 1",
-             dirty, sizeof dirty);
+    const char *commit_source = greta_compare_commit(commit, sizeof commit);
+    const int dirty = !strcmp(commit_source, GRETA_COMMIT_FROM_GIT) ? greta_compare_commit_dirty() : -1;
     struct utsname un;
     char os[300] = "unknown";
     if (uname(&un) == 0)
@@ -991,9 +1062,12 @@ static void add_meta(cJSON *root, const bench_opts *o, const char *hex, const ch
     cJSON_AddStringToObject(mach, "avx2", greta_cpu_avx2_available() ? "yes" : "no");
     cJSON_AddNumberToObject(mach, "loadavg_1min_before", load_before);
     cJSON_AddNumberToObject(mach, "loadavg_1min_after", load_avg());
-    cJSON_AddStringToObject(root, "commit", commit[0] ? commit : "unknown");
-    cJSON_AddStringToObject(root, "commit_source", "git rev-parse HEAD at run time");
-    cJSON_AddBoolToObject(root, "commit_dirty", dirty[0] != '\0');
+    cJSON_AddStringToObject(root, "commit", commit);
+    cJSON_AddStringToObject(root, "commit_source", commit_source);
+    if (dirty < 0)
+        cJSON_AddNullToObject(root, "commit_dirty");
+    else
+        cJSON_AddBoolToObject(root, "commit_dirty", dirty);
     cJSON *mj = cJSON_AddObjectToObject(root, "model");
     cJSON_AddStringToObject(mj, "path", o->model);
     cJSON_AddNumberToObject(mj, "size_bytes", (double)file_size);
@@ -1067,6 +1141,10 @@ int cmd_bench(int argc, char **argv)
             o.pipeline = 1;
             continue;
         }
+        if (!strcmp(a, "--profile")) {
+            o.profile = 1;
+            continue;
+        }
         if (!v) {
             fprintf(stderr, "greta bench: %s needs a value (or is unknown; see greta bench --help)\n", a);
             return 2;
@@ -1124,6 +1202,17 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "greta bench: --backend must be cpu or gpu (got '%s')\n", o.backend);
         return 2;
     }
+    if (o.profile && (strcmp(o.backend, "gpu") || o.pipeline || o.n < 1)) {
+        fprintf(stderr, "greta bench: --profile times the GPU decode step: it needs --backend gpu and -n >= 1, "
+                        "without --pipeline\n");
+        return 2;
+    }
+#ifndef GRETA_HAVE_GPU
+    if (o.profile) {
+        fprintf(stderr, "greta bench: --profile: this greta was not built with GPU support (GRETA_GPU=none)\n");
+        return 2;
+    }
+#endif
     if (!o.pipeline && (o.instance || set_sampling)) {
         fprintf(stderr, "greta bench: --instance, --temp, --top-k and --seed go with --pipeline\n");
         return 2;

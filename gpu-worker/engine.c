@@ -115,6 +115,8 @@ static int resolve_params(const greta_model *m, const greta_engine_params *p, gr
         if (rc)
             return rc;
         bp->n_batch = bp->n_ctx < chunk ? bp->n_ctx : chunk;
+        if (bp->n_batch < bp->n_seq) /* room for one decode token of every sequence */
+            bp->n_batch = bp->n_seq;
     }
     bp->n_threads = p->n_threads ? p->n_threads : cpus_available();
     bp->cpu_isa = p->cpu_isa;
@@ -280,6 +282,7 @@ const greta_mem_plan *greta_engine_plan(const greta_engine *e) { return &e->plan
 const greta_backend_params *greta_engine_backend_params(const greta_engine *e) { return &e->bp; }
 const char *greta_engine_backend_name(const greta_engine *e) { return e->backend->ops->name; }
 const char *greta_engine_backend_detail(const greta_engine *e) { return e->backend->detail; }
+greta_backend *greta_engine_backend(greta_engine *e) { return e->backend; }
 double greta_engine_load_seconds(const greta_engine *e) { return e->load_s; }
 
 /* ---- one step at a time ------------------------------------------------------------- */

@@ -44,7 +44,8 @@ typedef struct greta_engine_params {
     const char *backend;    /* "cpu" (default) or "gpu" */
     int32_t n_ctx;          /* positions per sequence; 0: min(model context, 4096) */
     int32_t n_seq;          /* sequence slots; 0: 1 */
-    int32_t n_batch;        /* most tokens per forward = the prefill chunk; 0: greta_engine_prefill_chunk, <= n_ctx */
+    int32_t n_batch;        /* most tokens per forward = the prefill chunk; 0: greta_engine_prefill_chunk capped
+                               at n_ctx, and at least n_seq (one decode token of every sequence) */
     int32_t n_threads;      /* 0: the CPUs this process may run on */
     int32_t cpu_isa;        /* CPU kernels, greta_cpu_isa: 0 auto, 1 ref, 2 avx2 */
     uint64_t mem_available; /* bytes the plan may use; 0: read MemAvailable */
@@ -82,6 +83,8 @@ const greta_mem_plan *greta_engine_plan(const greta_engine *e);
 const greta_backend_params *greta_engine_backend_params(const greta_engine *e);
 const char *greta_engine_backend_name(const greta_engine *e);
 const char *greta_engine_backend_detail(const greta_engine *e);
+/* The engine's backend (for backend-specific tools: greta bench --profile). */
+greta_backend *greta_engine_backend(greta_engine *e);
 /* Seconds greta_engine_open took (model open + backend create). */
 double greta_engine_load_seconds(const greta_engine *e);
 

@@ -83,7 +83,8 @@ typedef struct gpu_backend {
     int32_t *next_pos; /* [n_seq] batch validation scratch */
 
     /* decode (n_tok <= GRETA_GPU_MATVEC_MAX_TOK), issue 7: see decode_settings */
-    int kernels;       /* 1: fp32 GEMV (matvec.cu) as before; 2: int8 activations (matvec_q8.cu) and fusions */
+    int kernels;       /* 1: fp32 GEMV (matvec.cu) of issue 5; 2: int8 activations (matvec_q8.cu) and fusions;
+                          3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu) */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
     int v2_output;     /* lm_head has one */
@@ -93,6 +94,16 @@ typedef struct gpu_backend {
 
     /* prefill (n_tok > GRETA_GPU_MATVEC_MAX_TOK), issue 8: see prefill_step */
     gpu_prefill pf;
+
+    /* decode profile (greta_gpu_backend_profile_start): events at block
+     * boundaries of the steps run while it is on (graphs off then) */
+    int prof_on;
+    greta_gpu_event **prof_ev; /* [prof_cap] */
+    int8_t *prof_blk;          /* [prof_cap]: block of the interval that ends at event i */
+    int prof_cap, prof_used;
+    int64_t prof_tokens; /* tokens of the step being profiled */
+    double prof_block_bytes[GRETA_GPU_PROF_N]; /* weight bytes one step reads per block */
+    greta_gpu_profile prof;
 } gpu_backend;
 
 static int add_u64(uint64_t *acc, uint64_t v) { return __builtin_add_overflow(*acc, v, acc); }
@@ -346,27 +357,30 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
 
 /* ---- decode step (issue 7) --------------------------------------------------------- */
 
-/* GRETA_GPU_KERNELS=v1|v2 and GRETA_GPU_GRAPH=0|1 (the options win when set):
- * v1 (the default) is the fp32 GEMV of issue 5; v2 quantizes each product's
- * input to int8 once and runs the integer GEMV of matvec_q8.cu with
- * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
- * (faster, but on the random-weight 7B model its int8 activations move the
- * logits far beyond the parity limits: opt-in, see docs/GPU.md). The graph
- * (default on) records a decode step once per token count and replays it. */
+/* GRETA_GPU_KERNELS=v1|v2|v3 and GRETA_GPU_GRAPH=0|1 (the options win when
+ * set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's input
+ * to int8 once and runs the integer GEMV of matvec_q8.cu with RMSNorm +
+ * quantize, Q/K/V and gate/up + SiLU fused into single launches (on the
+ * random-weight 7B model its int8 activations move the logits far beyond
+ * the parity limits: opt-in, see docs/GPU.md); v3 (the default) keeps fp32
+ * activations with the GEMV of matvec_f32.cu (R rows per warp, Q/K/V and
+ * gate/up + SiLU fused) where the types have it (Q4_K, Q6_K), v1 elsewhere.
+ * The graph (default on) records a decode step once per token count and
+ * replays it. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
-    b->kernels = 1;
-    if (o->decode_kernels == 1 || o->decode_kernels == 2)
+    b->kernels = 3;
+    if (o->decode_kernels >= 1 && o->decode_kernels <= 3)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0, 1 or 2",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0, 1, 2 or 3",
                                o->decode_kernels);
     else if (ek && *ek) {
-        if (!strcmp(ek, "v1") || !strcmp(ek, "v2"))
+        if (!strcmp(ek, "v1") || !strcmp(ek, "v2") || !strcmp(ek, "v3"))
             b->kernels = ek[1] - '0';
         else
-            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_KERNELS='%.40s': expected v1 or v2", ek);
+            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_KERNELS='%.40s': expected v1, v2 or v3", ek);
     }
     b->use_graph = 1;
     if (o->graph == 1 || o->graph == 2)
@@ -398,6 +412,113 @@ static greta_gpu_mv_mat mv_of(const gpu_weight *w, float *y)
     return r;
 }
 
+/* y_i (+)= W_i x for n (1..3) matrices sharing the input x [T][k]: one
+ * matvec_f32 launch (v3) when every matrix has its kernel, else one v1
+ * GEMV each. */
+static int mv_group(gpu_backend *b, const gpu_weight *const *w, float *const *y, int n, const float *x, int64_t T,
+                    int accumulate, greta_error *err)
+{
+    int fused = b->kernels == 3;
+    for (int i = 0; i < n; i++)
+        fused = fused && greta_gpu_matvec_f32_supported(w[i]->type, w[i]->n_in) && w[i]->n_in == w[0]->n_in;
+    if (fused) {
+        greta_gpu_mv_mat m[3];
+        for (int i = 0; i < n; i++)
+            m[i] = mv_of(w[i], y[i]);
+        return greta_gpu_matvec_f32(b->stream, x, w[0]->n_in, w[0]->n_in, (int32_t)T, m, n, accumulate, NULL, err);
+    }
+    for (int i = 0; i < n; i++) {
+        const int rc = matmul(b, w[i], x, T, y[i], accumulate, err);
+        if (rc)
+            return rc;
+    }
+    return GRETA_OK;
+}
+
+/* v3 has a kernel for w (and is chosen). */
+static int v3_ok(const gpu_backend *b, const gpu_weight *w)
+{
+    return b->kernels == 3 && greta_gpu_matvec_f32_supported(w->type, w->n_in);
+}
+
+/* The attention inputs of layer l: RMSNorm, q, k, v, RoPE of q and k, k
+ * and v into the cache. v3: RMSNorm, then one launch (matvec_f32 with its
+ * Q/K/V fusion); else RMSNorm, the products, then RoPE + cache (one launch
+ * for v3 when a matrix has no v3 kernel, three for v1/v2's kernels).
+ * matvec_f32 can also fuse the RMSNorm, but on the H200 that was slower
+ * (every block re-reads the norm weights: 28.4 us against 17.4 + 3.4 us
+ * for the 7B Q/K/V, ncu; docs/GPU.md), so the norm stays a launch. */
+static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, const int32_t *d_pos,
+                   const int32_t *d_seq, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    const int32_t t = (int32_t)T;
+    greta_gpu_stream *s = b->stream;
+    int rc;
+    if ((rc = greta_gpu_rmsnorm(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, t, c->dim, c->eps, err)))
+        return rc;
+    if (v3_ok(b, &L->wq) && v3_ok(b, &L->wk) && v3_ok(b, &L->wv)) {
+        const greta_gpu_mv_mat qkv[3] = {mv_of(&L->wq, b->q), mv_of(&L->wk, b->k), mv_of(&L->wv, b->v)};
+        const greta_gpu_mv_fuse f = {.cs = b->rope,
+                                     .rope_dim = (int32_t)c->rope_dim,
+                                     .head_dim = (int32_t)c->head_dim,
+                                     .n_kv_heads = (int32_t)c->n_kv_heads,
+                                     .n_ctx = (int32_t)b->n_ctx,
+                                     .d_pos = d_pos,
+                                     .d_seq = d_seq,
+                                     .k_cache = k_cache(b, l),
+                                     .v_cache = v_cache(b, l),
+                                     .kv = b->kv};
+        return greta_gpu_matvec_f32(s, b->xn, c->dim, c->dim, t, qkv, 3, 0, &f, err);
+    }
+    const gpu_weight *w[3] = {&L->wq, &L->wk, &L->wv};
+    float *const y[3] = {b->q, b->k, b->v};
+    if ((rc = mv_group(b, w, y, 3, b->xn, T, 0, err)))
+        return rc;
+    if (b->kernels == 3)
+        return greta_gpu_rope_kv_store(s, b->q, c->q_dim, b->k, b->v, c->kv_dim, t, (int32_t)c->n_heads,
+                                       (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim, b->rope,
+                                       d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv, (int32_t)b->n_ctx, err);
+    if ((rc = greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim,
+                             b->rope, err)) ||
+        (rc = greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                             (int32_t)c->rope_dim, b->rope, err)))
+        return rc;
+    return greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, t, d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv,
+                              (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err);
+}
+
+/* The FFN input half: b->gate = silu(W_gate xn) * (W_up xn), xn the FFN
+ * RMSNorm of b->x (its own launch: see attn_in). */
+static int ffn_glu(gpu_backend *b, const gpu_layer *L, int64_t T, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    int rc = greta_gpu_rmsnorm(b->stream, b->x, c->dim, L->ffn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err);
+    if (!rc && v3_ok(b, &L->w_gate) && L->w_gate.type == L->w_up.type) {
+        const greta_gpu_mv_mat g = mv_of(&L->w_gate, NULL), u = mv_of(&L->w_up, NULL);
+        return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, NULL, 0.0f, b->gate,
+                                        c->ffn_dim, err);
+    }
+    if (!rc)
+        rc = matmul(b, &L->w_gate, b->xn, T, b->gate, 0, err);
+    if (!rc)
+        rc = matmul(b, &L->w_up, b->xn, T, b->up, 0, err);
+    if (!rc)
+        rc = greta_gpu_swiglu(b->stream, b->gate, b->up, c->ffn_dim, (int32_t)T, c->ffn_dim, err);
+    return rc;
+}
+
+/* Records the event that ends an interval of block blk (profile on). */
+static int prof_mark(gpu_backend *b, int blk, greta_error *err)
+{
+    if (!b->prof_on)
+        return GRETA_OK;
+    if (b->prof_used >= b->prof_cap)
+        return greta_error_set(err, GRETA_ERR_STATE, "profile: more than %d marks in one step", b->prof_cap);
+    b->prof_blk[b->prof_used] = (int8_t)blk;
+    return greta_gpu_event_record(b->prof_ev[b->prof_used++], b->stream, err);
+}
+
 /* One decode step of T <= GRETA_GPU_MATVEC_MAX_TOK tokens whose ids are
  * already in d_ints, with the kernels b->kernels picks (the same ops as
  * run_batch's loop for v1). Host values used: T and n_sel only, so it can
@@ -417,46 +538,57 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
         if ((rc = (call)) != 0) \
             return rc;         \
     } while (0)
+    b->prof_used = 0;
+    TRY(prof_mark(b, -1, err));
     TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, err));
     TRY(greta_gpu_rope_table(s, d_pos, t, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
+    TRY(prof_mark(b, GRETA_GPU_PROF_OTHER, err));
     for (int64_t l = 0; l < c->n_layers; l++) {
         const gpu_layer *L = &b->layers[l];
         if (v2) {
             const greta_gpu_mv_mat qkv[3] = {mv_of(&L->wq, b->q), mv_of(&L->wk, b->k), mv_of(&L->wv, b->v)};
             TRY(greta_gpu_rmsnorm_q8(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, t, c->dim, c->eps, b->q8, err));
             TRY(greta_gpu_matvec_q8(s, b->q8, c->dim, t, qkv, 3, 0, err));
+            TRY(greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim,
+                               (int32_t)c->rope_dim, b->rope, err));
+            TRY(greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                               (int32_t)c->rope_dim, b->rope, err));
+            TRY(greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, t, d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv,
+                                   (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err));
         } else {
-            TRY(greta_gpu_rmsnorm(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, t, c->dim, c->eps, err));
-            TRY(matmul(b, &L->wq, b->xn, T, b->q, 0, err));
-            TRY(matmul(b, &L->wk, b->xn, T, b->k, 0, err));
-            TRY(matmul(b, &L->wv, b->xn, T, b->v, 0, err));
+            TRY(attn_in(b, L, l, T, d_pos, d_seq, err));
         }
-        TRY(greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim,
-                           b->rope, err));
-        TRY(greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
-                           (int32_t)c->rope_dim, b->rope, err));
-        TRY(greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, t, d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv,
-                               (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err));
-        TRY(greta_gpu_attention(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
-                                (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx,
-                                splits, b->partial, b->att, c->q_dim, err));
+        TRY(prof_mark(b, GRETA_GPU_PROF_QKV, err));
+        if (b->kernels == 3 && greta_gpu_attention_decode_supported((int32_t)c->head_dim))
+            TRY(greta_gpu_attention_decode(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
+                                           (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                                           (int32_t)b->n_ctx, splits, b->partial, b->att, c->q_dim, err));
+        else
+            TRY(greta_gpu_attention(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
+                                    (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                                    (int32_t)b->n_ctx, splits, b->partial, b->att, c->q_dim, err));
+        TRY(prof_mark(b, GRETA_GPU_PROF_ATTN, err));
         if (v2) {
             const greta_gpu_mv_mat wo = mv_of(&L->wo, b->x), gate = mv_of(&L->w_gate, NULL),
                                    up = mv_of(&L->w_up, NULL), down = mv_of(&L->w_down, b->x);
             TRY(greta_gpu_quantize_q8(s, b->att, c->q_dim, t, c->q_dim, b->q8, err));
             TRY(greta_gpu_matvec_q8(s, b->q8, c->q_dim, t, &wo, 1, 1, err));
+            TRY(prof_mark(b, GRETA_GPU_PROF_WO, err));
             TRY(greta_gpu_rmsnorm_q8(s, b->x, c->dim, L->ffn_norm, b->xn, c->dim, t, c->dim, c->eps, b->q8, err));
             TRY(greta_gpu_matvec_q8_glu(s, b->q8, c->dim, t, &gate, &up, b->gate, c->ffn_dim, err));
+            TRY(prof_mark(b, GRETA_GPU_PROF_FFN_W13, err));
             TRY(greta_gpu_quantize_q8(s, b->gate, c->ffn_dim, t, c->ffn_dim, b->q8, err));
             TRY(greta_gpu_matvec_q8(s, b->q8, c->ffn_dim, t, &down, 1, 1, err));
         } else {
-            TRY(matmul(b, &L->wo, b->att, T, b->x, 1, err));
-            TRY(greta_gpu_rmsnorm(s, b->x, c->dim, L->ffn_norm, b->xn, c->dim, t, c->dim, c->eps, err));
-            TRY(matmul(b, &L->w_gate, b->xn, T, b->gate, 0, err));
-            TRY(matmul(b, &L->w_up, b->xn, T, b->up, 0, err));
-            TRY(greta_gpu_swiglu(s, b->gate, b->up, c->ffn_dim, t, c->ffn_dim, err));
-            TRY(matmul(b, &L->w_down, b->gate, T, b->x, 1, err));
+            const gpu_weight *wo[1] = {&L->wo}, *wd[1] = {&L->w_down};
+            float *const yx[1] = {b->x};
+            TRY(mv_group(b, wo, yx, 1, b->att, T, 1, err));
+            TRY(prof_mark(b, GRETA_GPU_PROF_WO, err));
+            TRY(ffn_glu(b, L, T, err));
+            TRY(prof_mark(b, GRETA_GPU_PROF_FFN_W13, err));
+            TRY(mv_group(b, wd, yx, 1, b->gate, T, 1, err));
         }
+        TRY(prof_mark(b, GRETA_GPU_PROF_FFN_W2, err));
     }
     if (n_sel > 0) {
         TRY(greta_gpu_gather_rows(s, b->x, c->dim, d_sel, n_sel, c->dim, b->q, c->dim, err));
@@ -466,9 +598,12 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
                                      err));
             TRY(greta_gpu_matvec_q8(s, b->q8, c->dim, n_sel, &out, 1, 0, err));
         } else {
+            const gpu_weight *wout[1] = {&b->output};
+            float *const ylog[1] = {b->logits};
             TRY(greta_gpu_rmsnorm(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
-            TRY(matmul(b, &b->output, b->xn, n_sel, b->logits, 0, err));
+            TRY(mv_group(b, wout, ylog, 1, b->xn, n_sel, 0, err));
         }
+        TRY(prof_mark(b, GRETA_GPU_PROF_LM_HEAD, err));
     }
 #undef TRY
     return GRETA_OK;
@@ -628,10 +763,17 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
             return rc;         \
     } while (0)
     TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)nb * sizeof(int32_t), GRETA_GPU_H2D, s, err));
-    if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->use_graph)
+    if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->use_graph && !b->prof_on)
         return decode_graph(b, T, n_sel, err);
-    if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->kernels == 2)
+    if (T <= GRETA_GPU_MATVEC_MAX_TOK) {
+        b->prof_tokens = T;
+        if (b->prof_on) /* KV bytes the attention reads: every layer, K and V, positions 0..pos */
+            for (int64_t t = 0; t < T; t++)
+                b->prof.bytes[GRETA_GPU_PROF_ATTN] += (double)(batch->pos[t] + 1) * (double)c->kv_dim *
+                                                      (b->kv == GRETA_GPU_KV_F32 ? 4.0 : 2.0) * 2.0 *
+                                                      (double)c->n_layers;
         return decode_step(b, T, n_sel, err);
+    }
     if (T > GRETA_GPU_MATVEC_MAX_TOK && b->pf.mode != GRETA_GPU_PREFILL_V1)
         return prefill_step(b, batch, n_sel, err);
     TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, (int32_t)T, b->x, c->dim, err));
@@ -668,6 +810,102 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
     return GRETA_OK;
 }
 
+/* ---- decode profile ------------------------------------------------------------------ */
+
+/* After the stream is synchronized: the intervals of the step just run. */
+static int prof_collect(gpu_backend *b, greta_error *err)
+{
+    if (!b->prof_on || b->prof_used < 2)
+        return GRETA_OK;
+    int seen[GRETA_GPU_PROF_N] = {0};
+    for (int i = 1; i < b->prof_used; i++) {
+        float ms = 0.0f;
+        const int rc = greta_gpu_event_elapsed(b->prof_ev[i - 1], b->prof_ev[i], &ms, err);
+        if (rc)
+            return rc;
+        b->prof.ms[b->prof_blk[i]] += ms;
+        seen[b->prof_blk[i]] = 1;
+    }
+    for (int k = 0; k < GRETA_GPU_PROF_N; k++)
+        if (seen[k] && k != GRETA_GPU_PROF_ATTN)
+            b->prof.bytes[k] += b->prof_block_bytes[k];
+    b->prof.steps++;
+    b->prof.tokens += b->prof_tokens;
+    b->prof_used = 0;
+    return GRETA_OK;
+}
+
+static const char *const prof_names[GRETA_GPU_PROF_N] = {"other",    "qkv",    "attention", "wo",
+                                                         "ffn_w1w3", "ffn_w2", "lm_head"};
+
+const char *greta_gpu_prof_block_name(int blk)
+{
+    return blk >= 0 && blk < GRETA_GPU_PROF_N ? prof_names[blk] : "?";
+}
+
+static double weight_bytes(const gpu_weight *w)
+{
+    return (double)ggml_row_bytes(w->type, (uint64_t)w->n_in) * (double)w->n_out;
+}
+
+static void prof_free(gpu_backend *b)
+{
+    for (int i = 0; i < b->prof_cap; i++)
+        greta_gpu_event_destroy(&b->prof_ev[i]);
+    free(b->prof_ev);
+    free(b->prof_blk);
+    b->prof_ev = NULL;
+    b->prof_blk = NULL;
+    b->prof_cap = b->prof_used = 0;
+    b->prof_on = 0;
+}
+
+int greta_gpu_backend_profile_start(greta_backend *base, greta_error *err)
+{
+    if (!greta_gpu_backend_is(base))
+        return greta_error_set(err, GRETA_ERR_INVALID, "profile: not a GPU backend");
+    gpu_backend *b = base->impl;
+    prof_free(b);
+    const int cap = 2 + 5 * (int)b->c.n_layers + 2;
+    b->prof_ev = calloc((size_t)cap, sizeof *b->prof_ev);
+    b->prof_blk = calloc((size_t)cap, 1);
+    if (!b->prof_ev || !b->prof_blk) {
+        prof_free(b);
+        return greta_error_set(err, GRETA_ERR_NOMEM, "profile: out of memory");
+    }
+    for (int i = 0; i < cap; i++) {
+        const int rc = greta_gpu_event_create(&b->prof_ev[i], err);
+        b->prof_cap = i + 1;
+        if (rc) {
+            prof_free(b);
+            return rc;
+        }
+    }
+    memset(&b->prof, 0, sizeof b->prof);
+    memset(b->prof_block_bytes, 0, sizeof b->prof_block_bytes);
+    for (int64_t l = 0; l < b->c.n_layers; l++) {
+        const gpu_layer *L = &b->layers[l];
+        b->prof_block_bytes[GRETA_GPU_PROF_QKV] += weight_bytes(&L->wq) + weight_bytes(&L->wk) + weight_bytes(&L->wv);
+        b->prof_block_bytes[GRETA_GPU_PROF_WO] += weight_bytes(&L->wo);
+        b->prof_block_bytes[GRETA_GPU_PROF_FFN_W13] += weight_bytes(&L->w_gate) + weight_bytes(&L->w_up);
+        b->prof_block_bytes[GRETA_GPU_PROF_FFN_W2] += weight_bytes(&L->w_down);
+    }
+    b->prof_block_bytes[GRETA_GPU_PROF_LM_HEAD] = weight_bytes(&b->output);
+    b->prof_on = 1;
+    return GRETA_OK;
+}
+
+int greta_gpu_backend_profile_stop(greta_backend *base, greta_gpu_profile *out, greta_error *err)
+{
+    if (!greta_gpu_backend_is(base))
+        return greta_error_set(err, GRETA_ERR_INVALID, "profile: not a GPU backend");
+    gpu_backend *b = base->impl;
+    if (out)
+        *out = b->prof;
+    prof_free(b);
+    return GRETA_OK;
+}
+
 static int gpu_forward(greta_backend *base, const greta_batch *batch, float *logits, greta_error *err)
 {
     gpu_backend *b = base->impl;
@@ -679,7 +917,7 @@ static int gpu_forward(greta_backend *base, const greta_batch *batch, float *log
         return greta_error_prefix(err, "gpu forward");
     const size_t bytes = (size_t)n_sel * (size_t)b->c.vocab * sizeof(float);
     if ((rc = greta_gpu_copy(b->h_logits, b->logits, bytes, GRETA_GPU_D2H, b->stream, err)) ||
-        (rc = greta_gpu_stream_sync(b->stream, err)))
+        (rc = greta_gpu_stream_sync(b->stream, err)) || (rc = prof_collect(b, err)))
         return greta_error_prefix(err, "gpu forward");
     if (bytes)
         memcpy(logits, b->h_logits, bytes);
@@ -717,7 +955,7 @@ static int gpu_forward_topk(greta_backend *base, const greta_batch *batch, int32
          (rc = greta_gpu_copy(h_vals, b->d_topk_vals, n * 4, GRETA_GPU_D2H, b->stream, err)) ||
          (rc = greta_gpu_copy(h_lse, b->d_lse, (size_t)n_sel * 4, GRETA_GPU_D2H, b->stream, err))))
         return greta_error_prefix(err, "gpu forward");
-    if ((rc = greta_gpu_stream_sync(b->stream, err)))
+    if ((rc = greta_gpu_stream_sync(b->stream, err)) || (rc = prof_collect(b, err)))
         return greta_error_prefix(err, "gpu forward");
     memcpy(ids, h_ids, n * 4);
     memcpy(vals, h_vals, n * 4);
@@ -756,6 +994,7 @@ static void gpu_destroy(greta_backend *base)
         greta_error e = {0};
         (void)greta_gpu_stream_sync(b->stream, &e);
     }
+    prof_free(b);
     greta_gpu_free(b->d_weights);
     greta_gpu_free(b->d_kv);
     greta_gpu_free(b->d_scratch);

@@ -110,6 +110,45 @@ int greta_gpu_backend_prefill(const greta_backend *b);
 int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_params *p,
                                   const greta_gpu_backend_opts *o, greta_backend **out, greta_error *err);
 
+/* Decode profile (greta bench --profile, issue 7). While it is on, every
+ * decode step (batches of <= GRETA_GPU_MATVEC_MAX_TOK tokens) runs its
+ * launches one by one, without the graph, with a GPU event at each block
+ * boundary; each block's time is the time between its events:
+ *   OTHER    embedding lookup and the RoPE table (once per step)
+ *   QKV      attention RMSNorm + the Q, K, V products + RoPE + the KV
+ *            cache update (v3: the last three in one launch)
+ *   ATTN     attention over the cache
+ *   WO       the attention output product (+ residual)
+ *   FFN_W13  FFN RMSNorm + gate and up products + SiLU * up
+ *   FFN_W2   the down product (+ residual)
+ *   LM_HEAD  final RMSNorm + lm_head of the rows with logits
+ * bytes: the weight bytes those blocks read (ATTN: the KV cache bytes read
+ * at the steps' positions). With the profile off a step has no events. */
+typedef enum greta_gpu_prof_block {
+    GRETA_GPU_PROF_OTHER = 0,
+    GRETA_GPU_PROF_QKV,
+    GRETA_GPU_PROF_ATTN,
+    GRETA_GPU_PROF_WO,
+    GRETA_GPU_PROF_FFN_W13,
+    GRETA_GPU_PROF_FFN_W2,
+    GRETA_GPU_PROF_LM_HEAD,
+    GRETA_GPU_PROF_N
+} greta_gpu_prof_block;
+
+typedef struct greta_gpu_profile {
+    int64_t steps, tokens;          /* decode steps profiled, tokens in them */
+    double ms[GRETA_GPU_PROF_N];    /* GPU milliseconds, summed over the steps */
+    double bytes[GRETA_GPU_PROF_N]; /* bytes read, summed over the steps */
+} greta_gpu_profile;
+
+/* "other", "qkv", "attention", "wo", "ffn_w1w3", "ffn_w2", "lm_head". */
+const char *greta_gpu_prof_block_name(int blk);
+/* Starts (and zeroes) the profile; GRETA_ERR_INVALID for a backend that is
+ * not a GPU backend. */
+int greta_gpu_backend_profile_start(greta_backend *b, greta_error *err);
+/* Stops it; the totals go to *out (may be NULL). Steps return to the graph. */
+int greta_gpu_backend_profile_stop(greta_backend *b, greta_gpu_profile *out, greta_error *err);
+
 /* Nonzero when b is a GPU backend. */
 int greta_gpu_backend_is(const greta_backend *b);
 

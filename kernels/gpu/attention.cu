@@ -177,6 +177,237 @@ __global__ void attention_merge_kernel(const float *__restrict__ partial, int32_
     }
 }
 
+/* ---- decode attention (issue 7, the v3 decode path) -----------------------------------
+ *
+ * attention_dec_kernel: the same blocks (head, token, split), chunks and
+ * partial format as attention_kernel, with the work inside a block cut for
+ * long contexts: a group of G = head_dim / 8 lanes takes one position at a
+ * time, each lane 8 dims (one 16-byte load of an fp16 K row and one of the
+ * V row), the q.k sum needs log2(G) shuffles inside the group (instead of a
+ * whole-warp reduction per position), and each group keeps its own online
+ * softmax (m, l, acc[8] per lane) over positions start + slot, + SLOTS, ...
+ * with DEC_U positions' K and V loads in flight. The groups merge in shared
+ * memory as attention_kernel's warps do. */
+#define DEC_U 4
+
+template <typename KVT> struct kv8;
+template <> struct kv8<uint16_t> {
+    typedef uint4 raw;
+    __device__ static raw load(const uint16_t *p) { return *(const uint4 *)p; }
+    __device__ static void unpack(const raw &r, float (&v)[8])
+    {
+        const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            v[2 * i] = gpu_half_to_float((uint16_t)(w[i] & 0xffffu));
+            v[2 * i + 1] = gpu_half_to_float((uint16_t)(w[i] >> 16));
+        }
+    }
+};
+template <> struct kv8<float> {
+    struct raw {
+        float4 a, b;
+    };
+    __device__ static raw load(const float *p)
+    {
+        raw r;
+        r.a = ((const float4 *)p)[0];
+        r.b = ((const float4 *)p)[1];
+        return r;
+    }
+    __device__ static void unpack(const raw &r, float (&v)[8])
+    {
+        v[0] = r.a.x, v[1] = r.a.y, v[2] = r.a.z, v[3] = r.a.w;
+        v[4] = r.b.x, v[5] = r.b.y, v[6] = r.b.z, v[7] = r.b.w;
+    }
+};
+
+/* sum over the G lanes of a group (aligned, G a power of two <= GRETA_WARP) */
+template <int G> __device__ inline float group_sum(float v)
+{
+#pragma unroll
+    for (int m = G / 2; m > 0; m >>= 1)
+        v += gpu_shfl_xor(v, m);
+    return v;
+}
+
+template <typename KVT, int G>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_dec_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restrict__ kc,
+                     const KVT *__restrict__ vc, const int32_t *__restrict__ pos, const int32_t *__restrict__ seq,
+                     int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *__restrict__ partial,
+                     float *__restrict__ out, int64_t ld_out)
+{
+    constexpr int HD = 8 * G, SLOTS = ATT_THREADS / G;
+    __shared__ float sm_m[SLOTS], sm_l[SLOTS];
+    __shared__ float sm_acc[SLOTS][HD];
+    const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
+    const int slot = threadIdx.x / G, gl = threadIdx.x % G;
+    const int32_t p = pos[t], sq = seq[t];
+    const int32_t len = p < n_ctx ? p + 1 : n_ctx;
+    const int32_t chunk = (len + n_split - 1) / n_split;
+    const int32_t start = sp * chunk;
+    const int32_t end = start + chunk < len ? start + chunk : len;
+    const int kvh = h / (n_heads / n_kv_heads);
+    const float scale = 1.0f / sqrtf((float)HD);
+    float qv[8], acc[8];
+    const float *qt = q + (int64_t)t * ld_q + (int64_t)h * HD + gl * 8;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        qv[i] = qt[i];
+        acc[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    const int64_t base = ((int64_t)sq * n_kv_heads + kvh) * n_ctx * HD + gl * 8;
+    const KVT *kb = kc + base, *vb = vc + base;
+    /* the loop runs the same turns in every group of a warp (its shuffles
+     * need all lanes): jw is the warp's first slot, the group's position
+     * j0 = jw + its offset in the warp */
+    const int wslot0 = (threadIdx.x / GRETA_WARP) * (GRETA_WARP / G);
+    for (int32_t jw = start + wslot0; jw < end; jw += SLOTS * DEC_U) {
+        const int32_t j0 = jw + (slot - wslot0);
+        typename kv8<KVT>::raw kr[DEC_U], vr[DEC_U];
+#pragma unroll
+        for (int u = 0; u < DEC_U; u++) {
+            const int32_t j = j0 + u * SLOTS;
+            if (j < end) {
+                kr[u] = kv8<KVT>::load(kb + (int64_t)j * HD);
+                vr[u] = kv8<KVT>::load(vb + (int64_t)j * HD);
+            }
+        }
+        float s[DEC_U], mx = m;
+#pragma unroll
+        for (int u = 0; u < DEC_U; u++) {
+            float kv[8], d = 0.0f;
+            if (j0 + u * SLOTS < end) {
+                kv8<KVT>::unpack(kr[u], kv);
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    d += qv[i] * kv[i];
+            }
+            s[u] = group_sum<G>(d) * scale; /* every lane of the warp shuffles */
+            if (j0 + u * SLOTS < end)
+                mx = fmaxf(mx, s[u]);
+        }
+        const float corr = expf(m - mx);
+        l *= corr;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            acc[i] *= corr;
+#pragma unroll
+        for (int u = 0; u < DEC_U; u++) {
+            if (j0 + u * SLOTS < end) {
+                const float e = expf(s[u] - mx);
+                float vv[8];
+                kv8<KVT>::unpack(vr[u], vv);
+                l += e;
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                    acc[i] += e * vv[i];
+            }
+        }
+        m = mx;
+    }
+    if (gl == 0) {
+        sm_m[slot] = m;
+        sm_l[slot] = l;
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        sm_acc[slot][gl * 8 + i] = acc[i];
+    __syncthreads();
+    float mm = -INFINITY;
+    for (int w = 0; w < SLOTS; w++)
+        mm = fmaxf(mm, sm_m[w]);
+    float ll = 0.0f;
+    for (int w = 0; w < SLOTS; w++)
+        if (sm_m[w] > -INFINITY)
+            ll += sm_l[w] * expf(sm_m[w] - mm);
+    float *o;
+    if (n_split == 1) {
+        o = out + (int64_t)t * ld_out + (int64_t)h * HD;
+    } else {
+        float *pp = partial + (((int64_t)t * n_heads + h) * n_split + sp) * (HD + 2);
+        if (threadIdx.x == 0) {
+            pp[0] = mm;
+            pp[1] = ll;
+        }
+        o = pp + 2;
+    }
+    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
+        float a = 0.0f;
+        for (int w = 0; w < SLOTS; w++)
+            if (sm_m[w] > -INFINITY)
+                a += sm_acc[w][d] * expf(sm_m[w] - mm);
+        o[d] = n_split == 1 ? a / ll : a;
+    }
+}
+
+template <typename KVT>
+static void attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const float *q, int64_t ld_q,
+                             const void *kc, const void *vc, const int32_t *d_pos, const int32_t *d_seq,
+                             int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *partial,
+                             float *out, int64_t ld_out)
+{
+    const KVT *k = (const KVT *)kc, *v = (const KVT *)vc;
+#define DEC_CASE(G)                                                                                            \
+    case 8 * G:                                                                                                \
+        attention_dec_kernel<KVT, G><<<grid, ATT_THREADS, 0, st>>>(q, ld_q, k, v, d_pos, d_seq, n_heads,         \
+                                                                   n_kv_heads, n_ctx, n_split, partial, out, ld_out); \
+        break;
+    switch (head_dim) {
+        DEC_CASE(1)
+        DEC_CASE(2)
+        DEC_CASE(4)
+        DEC_CASE(8)
+        DEC_CASE(16)
+        DEC_CASE(32)
+    default: break;
+    }
+#undef DEC_CASE
+}
+
+extern "C" int greta_gpu_attention_decode_supported(int32_t head_dim)
+{
+    return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128 ||
+           head_dim == 256;
+}
+
+extern "C" int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
+                                          const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos,
+                                          const int32_t *d_seq, int32_t n_tok, int32_t n_heads, int32_t n_kv_heads,
+                                          int32_t head_dim, int32_t n_ctx, int32_t n_split, float *partial,
+                                          float *out, int64_t ld_out, greta_error *err)
+{
+    if (!greta_gpu_attention_decode_supported(head_dim))
+        return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
+                               "attention_decode: head_dim %d (8, 16, 32, 64, 128 or 256)", head_dim);
+    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || n_ctx <= 0 || n_split < 1 ||
+        n_split > 65535 || n_heads > 65535 || n_tok < 0 || n_tok > 65535 || ld_q < (int64_t)n_heads * head_dim ||
+        ld_q % 4 != 0 || ld_out < (int64_t)n_heads * head_dim || (n_split > 1 && !partial) ||
+        (kv != GRETA_GPU_KV_F16 && kv != GRETA_GPU_KV_F32))
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "attention_decode: bad shape (heads %d, kv heads %d, head_dim %d, n_ctx %d, split %d)",
+                               n_heads, n_kv_heads, head_dim, n_ctx, n_split);
+    if (n_tok == 0)
+        return 0;
+    const gpu_stream_t st = (gpu_stream_t)s;
+    const dim3 grid(n_heads, n_tok, n_split);
+    if (kv == GRETA_GPU_KV_F16)
+        attention_dec_go<uint16_t>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads, n_kv_heads,
+                                   n_ctx, n_split, partial, out, ld_out);
+    else
+        attention_dec_go<float>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads, n_kv_heads,
+                                n_ctx, n_split, partial, out, ld_out);
+    GPU_CHECK(gpu_last_error(), err);
+    if (n_split > 1) {
+        attention_merge_kernel<<<dim3(n_heads, n_tok), 128, 0, st>>>(partial, n_heads, head_dim, n_split, out,
+                                                                     ld_out);
+        GPU_CHECK(gpu_last_error(), err);
+    }
+    return 0;
+}
+
 extern "C" int64_t greta_gpu_attention_partial_floats(int32_t n_tok, int32_t n_heads, int32_t head_dim,
                                                       int32_t n_split)
 {

@@ -63,6 +63,46 @@ int greta_gpu_matvec_q8(greta_gpu_stream *s, const void *q8, int64_t k, int32_t 
 int greta_gpu_matvec_q8_glu(greta_gpu_stream *s, const void *q8, int64_t k, int32_t n_tok, const greta_gpu_mv_mat *gate,
                             const greta_gpu_mv_mat *up, float *out, int64_t ld_out, greta_error *err);
 
+/* ---- v3: fp32 activations (matvec_f32.cu) ----------------------------------
+ * The same fp32 arithmetic as greta_gpu_matvec (no activation rounding), R
+ * rows per warp, codes to floats by byte permutes, Q/K/V or gate/up in one
+ * launch. Q4_K and Q6_K at k % 256 == 0; the other types stay on
+ * greta_gpu_matvec. */
+int greta_gpu_matvec_f32_supported(uint32_t type, int64_t k);
+
+/* Fusions of greta_gpu_matvec_f32 (NULL: none).
+ *   norm_w  RMSNorm of each x[t] over its k values with these weights (as
+ *           greta_gpu_rmsnorm, eps) before the products: y = W (x*g) / rms
+ *   cs      the Q/K/V of a decode step (3 matrices: q, k, v): q and k are
+ *           rotated as greta_gpu_rope with the table cs [n_tok][rope_dim]
+ *           (heads of head_dim), and k and v are also written into
+ *           k_cache / v_cache as greta_gpu_kv_store does (d_pos, d_seq,
+ *           n_kv_heads, n_ctx, kv). */
+typedef struct greta_gpu_mv_fuse {
+    const float *norm_w;
+    float eps;
+    const float *cs;
+    int32_t rope_dim, head_dim, n_kv_heads, n_ctx;
+    const int32_t *d_pos, *d_seq;
+    void *k_cache, *v_cache;
+    greta_gpu_kv_type kv;
+} greta_gpu_mv_fuse;
+
+/* y_i[t] (+)= W_i x[t] for n_mat (1..3) matrices sharing the input x
+ * [n_tok][ld_x] (n_tok <= GRETA_GPU_MATVEC_MAX_TOK, ld_x % 4 == 0): one
+ * launch per 2 tokens, with the fusions of fuse (may be NULL). */
+int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                         const greta_gpu_mv_mat *m, int n_mat, int accumulate, const greta_gpu_mv_fuse *fuse,
+                         greta_error *err);
+
+/* out[t][r] = silu(g) * u, g = dot(gate row r, x[t]), u = dot(up row r,
+ * x[t]), silu(g) = g / (1 + expf(-g)) (as greta_gpu_swiglu); gate and up of
+ * one type and shape; their y fields are unused. norm_w: RMSNorm of x
+ * fused as in greta_gpu_mv_fuse (NULL: none). */
+int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                             const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, const float *norm_w, float eps,
+                             float *out, int64_t ld_out, greta_error *err);
+
 #ifdef __cplusplus
 }
 #endif

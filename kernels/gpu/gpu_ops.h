@@ -136,6 +136,14 @@ size_t greta_gpu_kv_elem_bytes(greta_gpu_kv_type kv);
 int greta_gpu_kv_store(greta_gpu_stream *s, const float *k, const float *v, int64_t ld, int32_t n_tok,
                        const int32_t *d_pos, const int32_t *d_seq, void *k_cache, void *v_cache,
                        greta_gpu_kv_type kv, int32_t n_kv_heads, int32_t head_dim, int32_t n_ctx, greta_error *err);
+/* kv_store.cu, decode (issue 7): greta_gpu_rope on q (n_heads) and on k
+ * (n_kv_heads), then greta_gpu_kv_store of the rotated k and of v, in one
+ * launch; the same arithmetic, so the same bits in q, k and the cache.
+ * q rows ld_q, k and v rows ld_kv. */
+int greta_gpu_rope_kv_store(greta_gpu_stream *s, float *q, int64_t ld_q, float *k, const float *v, int64_t ld_kv,
+                            int32_t n_tok, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t rope_dim,
+                            const float *cs, const int32_t *d_pos, const int32_t *d_seq, void *k_cache,
+                            void *v_cache, greta_gpu_kv_type kv, int32_t n_ctx, greta_error *err);
 
 /* attention.cu: causal grouped-query attention for prefill and decode.
  * Token t (query q[t], [n_heads * head_dim], rows ld_q) attends to positions
@@ -151,6 +159,16 @@ int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t ld_q, const
                         const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos, const int32_t *d_seq,
                         int32_t n_tok, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_ctx,
                         int32_t n_split, float *partial, float *out, int64_t ld_out, greta_error *err);
+/* attention.cu, decode (issue 7): the same result as greta_gpu_attention
+ * (another summation order) from a kernel cut for long contexts: a group
+ * of head_dim / 8 lanes per position, 16-byte K/V loads, per-group online
+ * softmax. head_dim 8, 16, 32, 64, 128 or 256 (else GRETA_ERR_UNSUPPORTED),
+ * ld_q % 4 == 0. */
+int greta_gpu_attention_decode_supported(int32_t head_dim);
+int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
+                               const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos, const int32_t *d_seq,
+                               int32_t n_tok, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_ctx,
+                               int32_t n_split, float *partial, float *out, int64_t ld_out, greta_error *err);
 
 /* swiglu.cu: gate[t][i] = silu(gate[t][i]) * up[t][i], silu(g) = g / (1 + expf(-g)),
  * i < n; gate and up rows of ld. */

@@ -5,6 +5,8 @@
 #                    against a CPU reference, fused KV store included
 #   test_gpu_prefill the backend's prefill paths (v1, mma, cublas) end to end
 #                    against the CPU backend, their kernels, the selector
+#   gemv-bench       (CUDA only, not a test) GB/s of the decode GEMV v3
+#                    launch-shape variants on the 7B shapes (issue 7)
 #   gemm-bench       (CUDA only, not a test) TFLOP/s of the 7B prefill shapes
 #                    against cuBLAS fp16 on the dequantized weights (cuBLAS
 #                    is also the optional prefill path: kernels/gpu/gemm_blas.cu)
@@ -22,4 +24,10 @@ if(GRETA_GPU STREQUAL "cuda")
   target_compile_options(gemm-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
     $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
   target_link_libraries(gemm-bench PRIVATE greta_kernels_gpu CUDA::cublas)
+  # gemv-bench (not a test): GB/s of the decode GEMV v3 launch shapes (issue 7)
+  add_executable(gemv-bench ${CMAKE_SOURCE_DIR}/tests/perf/gemv-bench.cu)
+  set_target_properties(gemv-bench PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON COMPILE_OPTIONS "")
+  target_compile_options(gemv-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
+    $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
+  target_include_directories(gemv-bench PRIVATE ${CMAKE_SOURCE_DIR})
 endif()

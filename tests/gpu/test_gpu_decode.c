@@ -14,10 +14,29 @@
  *                   matrices of mixed types per launch, 1..8 tokens, overwrite
  *                   and accumulate
  *   matvec_q8_glu   silu(g) * u within the bound that the g and u bounds give
+ *   matvec_f32      (v3, fp32 activations) |gpu - ref| <= 1e-5 * sum_i |w_i x_i|
+ *                   (fp32 sums in another order), same shapes as matvec_q8,
+ *                   rows not a multiple of the rows per warp
+ *   matvec_f32_glu  silu(g) * u within the bound that the g and u bounds give
+ *   f32 fusions     RMSNorm fused into matvec_f32 / matvec_f32_glu, and the
+ *                   Q/K/V fusion (RMSNorm + products + RoPE + KV cache, fp16
+ *                   and fp32 caches, GQA, partial rotation, 3 tokens) against
+ *                   the separate launches (greta_gpu_rmsnorm, the plain
+ *                   products, greta_gpu_rope_kv_store): every output and
+ *                   cache value within 1e-5 of the array's largest magnitude
+ *                   (fp16 cache: within one fp16 rounding, 2^-10 relative)
+ *   attention_decode  against greta_gpu_attention (another summation order):
+ *                   within 1e-5 of the output's largest magnitude; head_dim
+ *                   8..256, GQA, contexts 1..1500, 1 and several splits, fp16
+ *                   and fp32 caches; an unsupported head_dim refused
+ *   rope_kv_store   bit-identical q, k and cache to greta_gpu_rope (q, k) +
+ *                   greta_gpu_kv_store, fp16 and fp32 caches, GQA, partial
+ *                   rotation, several sequences; bad shapes refused
  *   backend         quant/gqa-Q4_K_M.gguf: greedy ids of gqa-greedy.json with
- *                   kernels v1/v2 x graph on/off; graph replay bit-identical to
- *                   launching; v2 logits differ from v1 (the option acts) by
- *                   < 5% of the logits' spread; GRETA_GPU_KERNELS /
+ *                   kernels v1/v2/v3 x graph on/off; graph replay bit-identical
+ *                   to launching; v2 logits differ from v1 (the option acts) by
+ *                   < 5% of the logits' spread, v3 differ from v1 (other
+ *                   kernels) by < 1e-4 of it; GRETA_GPU_KERNELS /
  *                   GRETA_GPU_GRAPH select the same as the options, bad values
  *                   fail create naming the variable
  */
@@ -254,6 +273,397 @@ static void test_matvec_q8_glu(void **state)
     }
 }
 
+/* fp32 reference and the fp32 bound of one row against token row x. */
+static void dot_ref_f32(const float *w, const float *x, int64_t k, double *ref, double *tol)
+{
+    double s = 0.0, mag = 0.0;
+    for (int64_t j = 0; j < k; j++) {
+        s += (double)w[j] * x[j];
+        mag += fabs((double)w[j] * x[j]);
+    }
+    *ref = s;
+    *tol = 1e-5 * mag + 1e-30;
+}
+
+static void check_matvec_f32(const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
+                             uint64_t seed)
+{
+    greta_error err = {0};
+    void *q[3], *d_w[3];
+    float *deq[3], *d_y[3], *y0[3];
+    greta_gpu_mv_mat m[3];
+    float *x = make_x(k, n_tok, seed);
+    float *d_x = dev_upload(x, sizeof(float) * (size_t)(k * n_tok));
+    for (int i = 0; i < n_mat; i++) {
+        make_weights(types[i], k, ns[i], seed + 100 * i, &q[i], &deq[i]);
+        d_w[i] = dev_upload(q[i], ggml_row_bytes(types[i], (uint64_t)k) * (size_t)ns[i]);
+        y0[i] = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
+        for (int64_t j = 0; j < ns[i] * n_tok; j++)
+            y0[i][j] = trng_f(&seed);
+        d_y[i] = dev_upload(y0[i], sizeof(float) * (size_t)(ns[i] * n_tok));
+        m[i] = (greta_gpu_mv_mat){.type = types[i], .w = d_w[i], .n = ns[i], .y = d_y[i], .ld_y = ns[i]};
+    }
+    for (int acc = 0; acc < 2; acc++) {
+        if (acc)
+            for (int i = 0; i < n_mat; i++)
+                EXPECT_OK(greta_gpu_copy(d_y[i], y0[i], sizeof(float) * (size_t)(ns[i] * n_tok), GRETA_GPU_H2D,
+                                         NULL, &err));
+        EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, NULL, &err));
+        for (int i = 0; i < n_mat; i++) {
+            float *y = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
+            dev_download(y, d_y[i], sizeof(float) * (size_t)(ns[i] * n_tok));
+            for (int32_t t = 0; t < n_tok; t++)
+                for (int64_t r = 0; r < ns[i]; r++) {
+                    double ref, tol;
+                    dot_ref_f32(deq[i] + r * k, x + t * k, k, &ref, &tol);
+                    const double base = acc ? y0[i][t * ns[i] + r] : 0.0;
+                    const double got = y[t * ns[i] + r];
+                    if (!(fabs(got - (base + ref)) <= tol + 1e-6 * fabs(base)))
+                        fail_msg("matvec_f32 %s (matrix %d of %d) k %lld tokens %d acc %d: y[%d][%lld] = %.9g, "
+                                 "ref %.9g, tol %.3g",
+                                 ggml_type_name(types[i]), i, n_mat, (long long)k, n_tok, acc, t, (long long)r, got,
+                                 base + ref, tol);
+                }
+            free(y);
+        }
+    }
+    for (int i = 0; i < n_mat; i++) {
+        greta_gpu_free(d_w[i]), greta_gpu_free(d_y[i]);
+        free(q[i]), free(deq[i]), free(y0[i]);
+    }
+    greta_gpu_free(d_x);
+    free(x);
+}
+
+static void test_matvec_f32(void **state)
+{
+    GPU_OR_SKIP();
+    const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const int64_t ks[] = {256, 768, 11008};
+    const int32_t toks[] = {1, 2, 3, 8};
+    for (int ti = 0; ti < 2; ti++)
+        for (int ki = 0; ki < 3; ki++)
+            for (int j = 0; j < 4; j++) {
+                const int64_t n[1] = {ks[ki] > 4096 ? 41 : (j == 0 ? 1 : 301)};
+                check_matvec_f32(&types[ti], 1, ks[ki], n, toks[j], 13 * ti + 3 * ki + j);
+            }
+    const uint32_t mix[3] = {GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const int64_t ns[3] = {256, 65, 67};
+    check_matvec_f32(mix, 3, 512, ns, 1, 79);
+    check_matvec_f32(mix, 3, 512, ns, 5, 80);
+}
+
+static void test_matvec_f32_glu(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    const int64_t k = 768, n = 301;
+    const uint32_t types[2] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (int ti = 0; ti < 2; ti++)
+        for (int32_t n_tok = 1; n_tok <= 5; n_tok += 2) {
+            const uint32_t ty = types[ti];
+            void *qg, *qu;
+            float *dg, *du;
+            make_weights(ty, k, n, 3 + ti, &qg, &dg);
+            make_weights(ty, k, n, 5 + ti, &qu, &du);
+            float *x = make_x(k, n_tok, 17 + n_tok);
+            float *d_x = dev_upload(x, sizeof(float) * (size_t)(k * n_tok));
+            void *d_g = dev_upload(qg, ggml_row_bytes(ty, k) * n), *d_u = dev_upload(qu, ggml_row_bytes(ty, k) * n);
+            float *d_o = dev_alloc(sizeof(float) * (size_t)(n * n_tok));
+            const greta_gpu_mv_mat g = {.type = ty, .w = d_g, .n = n}, u = {.type = ty, .w = d_u, .n = n};
+            EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, NULL, 0.0f, d_o, n, &err));
+            float *o = xmalloc(sizeof(float) * (size_t)(n * n_tok));
+            dev_download(o, d_o, sizeof(float) * (size_t)(n * n_tok));
+            for (int32_t t = 0; t < n_tok; t++)
+                for (int64_t r = 0; r < n; r++) {
+                    double gr, gt, ur, ut;
+                    dot_ref_f32(dg + r * k, x + t * k, k, &gr, &gt);
+                    dot_ref_f32(du + r * k, x + t * k, k, &ur, &ut);
+                    const double sg = gr / (1.0 + exp(-gr)), ref = sg * ur;
+                    const double tol =
+                        1.1 * gt * (fabs(ur) + ut) + (fabs(sg) + 1.1 * gt) * ut + 1e-5 * fabs(ref) + 1e-30;
+                    if (!(fabs(o[t * n + r] - ref) <= tol))
+                        fail_msg("matvec_f32_glu %s tokens %d: out[%d][%lld] = %.9g, ref %.9g, tol %.3g",
+                                 ggml_type_name(ty), n_tok, t, (long long)r, o[t * n + r], ref, tol);
+                }
+            greta_gpu_free(d_x), greta_gpu_free(d_g), greta_gpu_free(d_u), greta_gpu_free(d_o);
+            free(qg), free(qu), free(dg), free(du), free(x), free(o);
+        }
+}
+
+/* max |a - b| <= tol * max |a| over n values (what differs: the RMSNorm's
+ * rounding order) */
+static void expect_close(const float *a, const float *b, int64_t n, double tol, const char *what)
+{
+    double amax = 0.0, dmax = 0.0;
+    int64_t at = 0;
+    for (int64_t i = 0; i < n; i++) {
+        amax = fmax(amax, fabs(a[i]));
+        if (!(fabs((double)a[i] - b[i]) <= dmax)) {
+            dmax = fabs((double)a[i] - b[i]);
+            at = i;
+        }
+    }
+    if (!(dmax <= tol * amax + 1e-30))
+        fail_msg("%s: |d| %.3g at %lld (%.9g vs %.9g) > %.3g * max %.3g", what, dmax, (long long)at, a[at], b[at], tol,
+                 amax);
+}
+
+static void download_f(float *h, const void *d, int64_t n, greta_gpu_kv_type kv)
+{
+    if (kv == GRETA_GPU_KV_F32) {
+        dev_download(h, d, (size_t)n * 4);
+        return;
+    }
+    uint16_t *t = xmalloc((size_t)n * 2);
+    dev_download(t, d, (size_t)n * 2);
+    for (int64_t i = 0; i < n; i++)
+        h[i] = greta_fp16_to_f32(t[i]);
+    free(t);
+}
+
+static void test_matvec_f32_fusions(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    const int64_t dim = 512, hd = 64, n_heads = 8, n_kv = 2, n_ctx = 8, n_ff = 300;
+    const int32_t n_tok = 3, pos[3] = {0, 3, 7}, seq[3] = {0, 0, 0};
+    float *x = make_x(dim, n_tok, 5), *gam = xmalloc(sizeof(float) * dim);
+    uint64_t sd = 3;
+    for (int64_t i = 0; i < dim; i++)
+        gam[i] = 0.5f + trng_f(&sd);
+    float *d_x = dev_upload(x, sizeof(float) * (size_t)(dim * n_tok)), *d_g = dev_upload(gam, sizeof(float) * dim);
+    float *d_xn = dev_alloc(sizeof(float) * (size_t)(dim * n_tok));
+    int32_t *d_pos = dev_upload(pos, sizeof pos), *d_seq = dev_upload(seq, sizeof seq);
+    EXPECT_OK(greta_gpu_rmsnorm(NULL, d_x, dim, d_g, d_xn, dim, n_tok, dim, 1e-5f, &err));
+    /* Q/K/V: q Q4_K, k Q4_K, v Q6_K */
+    const uint32_t ty[3] = {GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const int64_t ns[3] = {n_heads * hd, n_kv * hd, n_kv * hd};
+    void *q[3], *d_w[3];
+    float *deq[3];
+    for (int i = 0; i < 3; i++) {
+        make_weights(ty[i], dim, ns[i], 40 + i, &q[i], &deq[i]);
+        d_w[i] = dev_upload(q[i], ggml_row_bytes(ty[i], (uint64_t)dim) * (size_t)ns[i]);
+    }
+    for (int ri = 0; ri < 2; ri++)
+        for (int kvt = 0; kvt < 2; kvt++) {
+            const int32_t rope_dim = ri ? 32 : 64;
+            const greta_gpu_kv_type kv = kvt ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16;
+            const int64_t cache_n = n_kv * n_ctx * hd;
+            float *cs = dev_alloc(sizeof(float) * (size_t)(n_tok * rope_dim));
+            EXPECT_OK(greta_gpu_rope_table(NULL, d_pos, n_tok, rope_dim, 10000.0f, 1.0f, cs, &err));
+            float *y[2][3];
+            void *kc[2], *vc[2];
+            for (int p = 0; p < 2; p++) {
+                for (int i = 0; i < 3; i++)
+                    y[p][i] = dev_alloc(sizeof(float) * (size_t)(ns[i] * n_tok));
+                kc[p] = dev_alloc((size_t)cache_n * greta_gpu_kv_elem_bytes(kv));
+                vc[p] = dev_alloc((size_t)cache_n * greta_gpu_kv_elem_bytes(kv));
+                EXPECT_OK(greta_gpu_memset(kc[p], 0, (size_t)cache_n * greta_gpu_kv_elem_bytes(kv), NULL, &err));
+                EXPECT_OK(greta_gpu_memset(vc[p], 0, (size_t)cache_n * greta_gpu_kv_elem_bytes(kv), NULL, &err));
+            }
+            greta_gpu_mv_mat m[2][3];
+            for (int p = 0; p < 2; p++)
+                for (int i = 0; i < 3; i++)
+                    m[p][i] = (greta_gpu_mv_mat){.type = ty[i], .w = d_w[i], .n = ns[i], .y = y[p][i], .ld_y = ns[i]};
+            /* separate: RMSNorm (above), products, RoPE + cache */
+            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_xn, dim, dim, n_tok, m[0], 3, 0, NULL, &err));
+            EXPECT_OK(greta_gpu_rope_kv_store(NULL, y[0][0], ns[0], y[0][1], y[0][2], ns[1], n_tok, n_heads, n_kv, hd,
+                                              rope_dim, cs, d_pos, d_seq, kc[0], vc[0], kv, n_ctx, &err));
+            /* fused */
+            const greta_gpu_mv_fuse f = {.norm_w = d_g, .eps = 1e-5f, .cs = cs, .rope_dim = rope_dim,
+                                         .head_dim = hd, .n_kv_heads = n_kv, .n_ctx = n_ctx, .d_pos = d_pos,
+                                         .d_seq = d_seq, .k_cache = kc[1], .v_cache = vc[1], .kv = kv};
+            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, dim, dim, n_tok, m[1], 3, 0, &f, &err));
+            for (int i = 0; i < 3; i++) {
+                float *a = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok)), *b = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
+                dev_download(a, y[0][i], sizeof(float) * (size_t)(ns[i] * n_tok));
+                dev_download(b, y[1][i], sizeof(float) * (size_t)(ns[i] * n_tok));
+                expect_close(a, b, ns[i] * n_tok, 1e-5, i == 0 ? "fused q" : i == 1 ? "fused k" : "fused v");
+                free(a), free(b);
+            }
+            for (int c = 0; c < 2; c++) {
+                float *a = xmalloc(sizeof(float) * (size_t)cache_n), *b = xmalloc(sizeof(float) * (size_t)cache_n);
+                download_f(a, c ? vc[0] : kc[0], cache_n, kv);
+                download_f(b, c ? vc[1] : kc[1], cache_n, kv);
+                expect_close(a, b, cache_n, kv == GRETA_GPU_KV_F32 ? 1e-5 : 1.0 / 1024, c ? "v cache" : "k cache");
+                int filled = 0;
+                for (int64_t i = 0; i < cache_n; i++)
+                    filled += b[i] != 0.0f;
+                assert_true(filled >= (int)(n_tok * n_kv * hd) - 2);
+                free(a), free(b);
+            }
+            for (int p = 0; p < 2; p++) {
+                for (int i = 0; i < 3; i++)
+                    greta_gpu_free(y[p][i]);
+                greta_gpu_free(kc[p]), greta_gpu_free(vc[p]);
+            }
+            greta_gpu_free(cs);
+        }
+    /* RMSNorm fused into a single product and into gate/up + SiLU */
+    void *qg, *qu;
+    float *dg, *du;
+    make_weights(GGML_TYPE_Q4_K, dim, n_ff, 50, &qg, &dg);
+    make_weights(GGML_TYPE_Q4_K, dim, n_ff, 51, &qu, &du);
+    void *d_wg = dev_upload(qg, ggml_row_bytes(GGML_TYPE_Q4_K, dim) * n_ff),
+         *d_wu = dev_upload(qu, ggml_row_bytes(GGML_TYPE_Q4_K, dim) * n_ff);
+    float *o[2] = {dev_alloc(sizeof(float) * (size_t)(n_ff * n_tok)), dev_alloc(sizeof(float) * (size_t)(n_ff * n_tok))};
+    const greta_gpu_mv_mat g = {.type = GGML_TYPE_Q4_K, .w = d_wg, .n = n_ff},
+                           u = {.type = GGML_TYPE_Q4_K, .w = d_wu, .n = n_ff};
+    float *a = xmalloc(sizeof(float) * (size_t)(n_ff * n_tok)), *b = xmalloc(sizeof(float) * (size_t)(n_ff * n_tok));
+    EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_xn, dim, dim, n_tok, &g, &u, NULL, 0.0f, o[0], n_ff, &err));
+    EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, dim, dim, n_tok, &g, &u, d_g, 1e-5f, o[1], n_ff, &err));
+    dev_download(a, o[0], sizeof(float) * (size_t)(n_ff * n_tok));
+    dev_download(b, o[1], sizeof(float) * (size_t)(n_ff * n_tok));
+    expect_close(a, b, n_ff * n_tok, 2e-5, "glu with fused RMSNorm");
+    const greta_gpu_mv_mat m0 = {.type = GGML_TYPE_Q4_K, .w = d_wg, .n = n_ff, .y = o[0], .ld_y = n_ff},
+                           m1 = {.type = GGML_TYPE_Q4_K, .w = d_wg, .n = n_ff, .y = o[1], .ld_y = n_ff};
+    const greta_gpu_mv_fuse fn = {.norm_w = d_g, .eps = 1e-5f};
+    EXPECT_OK(greta_gpu_matvec_f32(NULL, d_xn, dim, dim, n_tok, &m0, 1, 0, NULL, &err));
+    EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, dim, dim, n_tok, &m1, 1, 0, &fn, &err));
+    dev_download(a, o[0], sizeof(float) * (size_t)(n_ff * n_tok));
+    dev_download(b, o[1], sizeof(float) * (size_t)(n_ff * n_tok));
+    expect_close(a, b, n_ff * n_tok, 1e-5, "product with fused RMSNorm");
+    /* a Q/K/V fusion with matrices that do not fit the heads is refused */
+    const greta_gpu_mv_mat bad[3] = {m0, m0, m0};
+    const greta_gpu_mv_fuse fb = {.cs = (const float *)d_g, .rope_dim = 64, .head_dim = 64, .n_kv_heads = 2,
+                                  .n_ctx = 8, .d_pos = d_pos, .d_seq = d_seq, .k_cache = d_g, .v_cache = d_g};
+    assert_int_equal(greta_gpu_matvec_f32(NULL, d_x, dim, dim, 1, bad, 3, 0, &fb, &err), GRETA_ERR_INVALID);
+    free(a), free(b), free(qg), free(qu), free(dg), free(du);
+    greta_gpu_free(o[0]), greta_gpu_free(o[1]), greta_gpu_free(d_wg), greta_gpu_free(d_wu);
+    for (int i = 0; i < 3; i++)
+        greta_gpu_free(d_w[i]), free(q[i]), free(deq[i]);
+    greta_gpu_free(d_x), greta_gpu_free(d_g), greta_gpu_free(d_xn), greta_gpu_free(d_pos), greta_gpu_free(d_seq);
+    free(x), free(gam);
+}
+
+static void test_attention_decode(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    const struct {
+        int32_t hd, n_heads, n_kv, n_ctx, split;
+    } cs[] = {{128, 8, 8, 1500, 1}, {128, 8, 2, 1500, 7}, {64, 4, 1, 300, 3}, {8, 2, 2, 40, 1}, {256, 2, 1, 600, 5},
+              {32, 6, 3, 100, 2}, {16, 4, 4, 64, 1}};
+    for (size_t ci = 0; ci < sizeof cs / sizeof *cs; ci++)
+        for (int kvt = 0; kvt < 2; kvt++) {
+            const int32_t hd = cs[ci].hd, nh = cs[ci].n_heads, nkv = cs[ci].n_kv, n_ctx = cs[ci].n_ctx;
+            const greta_gpu_kv_type kv = kvt ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16;
+            const int32_t n_tok = 3, pos[3] = {0, n_ctx / 3, n_ctx - 1}, seq[3] = {0, 1, 0};
+            const int64_t cache_n = 2LL * nkv * n_ctx * hd, qn = (int64_t)n_tok * nh * hd;
+            uint64_t sd = 11 + ci;
+            float *q = xmalloc(sizeof(float) * (size_t)qn), *kc = xmalloc(sizeof(float) * (size_t)cache_n),
+                  *vc = xmalloc(sizeof(float) * (size_t)cache_n);
+            for (int64_t i = 0; i < qn; i++)
+                q[i] = 2.0f * trng_f(&sd);
+            for (int64_t i = 0; i < cache_n; i++)
+                kc[i] = trng_f(&sd), vc[i] = trng_f(&sd);
+            void *d_k, *d_v;
+            if (kv == GRETA_GPU_KV_F16) {
+                uint16_t *hk = xmalloc(2 * (size_t)cache_n), *hv = xmalloc(2 * (size_t)cache_n);
+                for (int64_t i = 0; i < cache_n; i++)
+                    hk[i] = greta_f32_to_fp16(kc[i]), hv[i] = greta_f32_to_fp16(vc[i]);
+                d_k = dev_upload(hk, 2 * (size_t)cache_n), d_v = dev_upload(hv, 2 * (size_t)cache_n);
+                free(hk), free(hv);
+            } else {
+                d_k = dev_upload(kc, 4 * (size_t)cache_n), d_v = dev_upload(vc, 4 * (size_t)cache_n);
+            }
+            float *d_q = dev_upload(q, sizeof(float) * (size_t)qn);
+            int32_t *d_pos = dev_upload(pos, sizeof pos), *d_seq = dev_upload(seq, sizeof seq);
+            const int32_t split = cs[ci].split;
+            float *d_part = dev_alloc(sizeof(float) * (size_t)(greta_gpu_attention_partial_floats(n_tok, nh, hd, split) + 1));
+            float *d_o[2] = {dev_alloc(sizeof(float) * (size_t)qn), dev_alloc(sizeof(float) * (size_t)qn)};
+            EXPECT_OK(greta_gpu_attention(NULL, d_q, nh * hd, d_k, d_v, kv, d_pos, d_seq, n_tok, nh, nkv, hd, n_ctx,
+                                          split, d_part, d_o[0], nh * hd, &err));
+            EXPECT_OK(greta_gpu_attention_decode(NULL, d_q, nh * hd, d_k, d_v, kv, d_pos, d_seq, n_tok, nh, nkv, hd,
+                                                 n_ctx, split, d_part, d_o[1], nh * hd, &err));
+            float *a = xmalloc(sizeof(float) * (size_t)qn), *b = xmalloc(sizeof(float) * (size_t)qn);
+            dev_download(a, d_o[0], sizeof(float) * (size_t)qn);
+            dev_download(b, d_o[1], sizeof(float) * (size_t)qn);
+            char what[96];
+            snprintf(what, sizeof what, "attention_decode hd %d heads %d/%d ctx %d split %d %s", hd, nh, nkv, n_ctx,
+                     split, kvt ? "f32" : "f16");
+            expect_close(a, b, qn, 1e-5, what);
+            free(a), free(b), free(q), free(kc), free(vc);
+            greta_gpu_free(d_k), greta_gpu_free(d_v), greta_gpu_free(d_q), greta_gpu_free(d_pos);
+            greta_gpu_free(d_seq), greta_gpu_free(d_part), greta_gpu_free(d_o[0]), greta_gpu_free(d_o[1]);
+        }
+    assert_false(greta_gpu_attention_decode_supported(96));
+    assert_int_equal(greta_gpu_attention_decode(NULL, NULL, 96, NULL, NULL, GRETA_GPU_KV_F16, NULL, NULL, 1, 1, 1, 96,
+                                                8, 1, NULL, NULL, 96, &err),
+                     GRETA_ERR_UNSUPPORTED);
+}
+
+static void test_rope_kv_store(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    const int32_t n_tok = 3, n_heads = 8, n_kv = 2, hd = 64, n_ctx = 16, n_seq = 2;
+    const int32_t pos[3] = {0, 5, 15}, seq[3] = {1, 0, 1};
+    const int32_t rope_dims[2] = {64, 32};
+    uint64_t sd = 99;
+    const int64_t qn = (int64_t)n_tok * n_heads * hd, kn = (int64_t)n_tok * n_kv * hd;
+    float *q = xmalloc(sizeof(float) * (size_t)qn), *k = xmalloc(sizeof(float) * (size_t)kn),
+          *v = xmalloc(sizeof(float) * (size_t)kn);
+    for (int64_t i = 0; i < qn; i++)
+        q[i] = trng_f(&sd);
+    for (int64_t i = 0; i < kn; i++)
+        k[i] = trng_f(&sd), v[i] = trng_f(&sd);
+    int32_t *d_pos = dev_upload(pos, sizeof pos), *d_seq = dev_upload(seq, sizeof seq);
+    for (int ri = 0; ri < 2; ri++)
+        for (int kvt = 0; kvt < 2; kvt++) {
+            const greta_gpu_kv_type kv = kvt ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16;
+            const size_t cache = (size_t)n_seq * n_kv * n_ctx * hd * greta_gpu_kv_elem_bytes(kv);
+            float *cs = dev_alloc(sizeof(float) * (size_t)(n_tok * rope_dims[ri]));
+            EXPECT_OK(greta_gpu_rope_table(NULL, d_pos, n_tok, rope_dims[ri], 10000.0f, 1.0f, cs, &err));
+            float *dq[2], *dk[2], *dv = dev_upload(v, sizeof(float) * (size_t)kn);
+            void *kc[2], *vc[2];
+            for (int w = 0; w < 2; w++) {
+                dq[w] = dev_upload(q, sizeof(float) * (size_t)qn);
+                dk[w] = dev_upload(k, sizeof(float) * (size_t)kn);
+                kc[w] = dev_alloc(cache), vc[w] = dev_alloc(cache);
+                EXPECT_OK(greta_gpu_memset(kc[w], 0, cache, NULL, &err));
+                EXPECT_OK(greta_gpu_memset(vc[w], 0, cache, NULL, &err));
+            }
+            EXPECT_OK(greta_gpu_rope(NULL, dq[0], n_heads * hd, n_tok, n_heads, hd, rope_dims[ri], cs, &err));
+            EXPECT_OK(greta_gpu_rope(NULL, dk[0], n_kv * hd, n_tok, n_kv, hd, rope_dims[ri], cs, &err));
+            EXPECT_OK(greta_gpu_kv_store(NULL, dk[0], dv, n_kv * hd, n_tok, d_pos, d_seq, kc[0], vc[0], kv, n_kv, hd,
+                                         n_ctx, &err));
+            EXPECT_OK(greta_gpu_rope_kv_store(NULL, dq[1], n_heads * hd, dk[1], dv, n_kv * hd, n_tok, n_heads, n_kv,
+                                              hd, rope_dims[ri], cs, d_pos, d_seq, kc[1], vc[1], kv, n_ctx, &err));
+            uint8_t *a = xmalloc(cache > (size_t)qn * 4 ? cache : (size_t)qn * 4),
+                    *b = xmalloc(cache > (size_t)qn * 4 ? cache : (size_t)qn * 4);
+            dev_download(a, dq[0], (size_t)qn * 4), dev_download(b, dq[1], (size_t)qn * 4);
+            assert_memory_equal(a, b, (size_t)qn * 4);
+            dev_download(a, dk[0], (size_t)kn * 4), dev_download(b, dk[1], (size_t)kn * 4);
+            assert_memory_equal(a, b, (size_t)kn * 4);
+            dev_download(a, kc[0], cache), dev_download(b, kc[1], cache);
+            assert_memory_equal(a, b, cache);
+            int nonzero = 0;
+            for (size_t i = 0; i < cache; i++)
+                nonzero += a[i] != 0;
+            assert_true(nonzero > 0);
+            dev_download(a, vc[0], cache), dev_download(b, vc[1], cache);
+            assert_memory_equal(a, b, cache);
+            free(a), free(b);
+            for (int w = 0; w < 2; w++)
+                greta_gpu_free(dq[w]), greta_gpu_free(dk[w]), greta_gpu_free(kc[w]), greta_gpu_free(vc[w]);
+            greta_gpu_free(dv), greta_gpu_free(cs);
+        }
+    /* rope_dim above head_dim; k rows shorter than the kv heads; an unknown cache type */
+    assert_int_equal(greta_gpu_rope_kv_store(NULL, q, 8, k, v, 8, 1, 1, 1, 8, 10, q, d_pos, d_seq, q, q,
+                                             GRETA_GPU_KV_F16, 4, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_rope_kv_store(NULL, q, 16, k, v, 8, 1, 2, 2, 8, 8, q, d_pos, d_seq, q, q,
+                                             GRETA_GPU_KV_F16, 4, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_rope_kv_store(NULL, q, 8, k, v, 8, 1, 1, 1, 8, 8, q, d_pos, d_seq, q, q,
+                                             (greta_gpu_kv_type)7, 4, &err),
+                     GRETA_ERR_INVALID);
+    greta_gpu_free(d_pos), greta_gpu_free(d_seq);
+    free(q), free(k), free(v);
+}
+
 static void test_bad_arguments(void **state)
 {
     GPU_OR_SKIP();
@@ -262,6 +672,9 @@ static void test_bad_arguments(void **state)
     assert_false(greta_gpu_matvec_q8_supported(GGML_TYPE_Q8_0, 256));
     assert_false(greta_gpu_matvec_q8_supported(GGML_TYPE_Q4_K, 100));
     assert_true(greta_gpu_matvec_q8_supported(GGML_TYPE_Q6_K, 512));
+    assert_false(greta_gpu_matvec_f32_supported(GGML_TYPE_Q8_0, 256));
+    assert_false(greta_gpu_matvec_f32_supported(GGML_TYPE_Q4_K, 100));
+    assert_true(greta_gpu_matvec_f32_supported(GGML_TYPE_Q6_K, 512));
     greta_gpu_mv_mat m[4] = {{.type = GGML_TYPE_Q4_K, .w = d, .n = 4, .y = d, .ld_y = 4}};
     m[1] = m[2] = m[3] = m[0];
     assert_int_equal(greta_gpu_quantize_q8(NULL, d, 100, 1, 100, d, &err), GRETA_ERR_INVALID);
@@ -347,23 +760,28 @@ static void test_backend_settings(void **state)
     unsetenv("GRETA_GPU_KERNELS");
     unsetenv("GRETA_GPU_GRAPH");
     greta_error err = {0};
-    run_out r[4];
-    for (int i = 0; i < 4; i++) {
+    run_out r[6];
+    for (int i = 0; i < 6; i++) {
         const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 1 + i / 2, .graph = 1 + i % 2};
         EXPECT_OK(greedy_run(model_path, prompt, &o, &r[i], &err));
     }
     const int vocab = 512;
-    double lo = 1e30, hi = -1e30, maxd = 0.0;
+    double lo = 1e30, hi = -1e30, maxd = 0.0, maxd3 = 0.0;
     for (int v = 0; v < vocab; v++) {
         lo = fmin(lo, r[0].last[v]), hi = fmax(hi, r[0].last[v]);
         maxd = fmax(maxd, fabs((double)r[0].last[v] - r[2].last[v]));
+        maxd3 = fmax(maxd3, fabs((double)r[0].last[v] - r[4].last[v]));
     }
     /* graph replay = the same kernels launched one by one */
     assert_memory_equal(r[0].last, r[1].last, sizeof(float) * vocab);
     assert_memory_equal(r[2].last, r[3].last, sizeof(float) * vocab);
+    assert_memory_equal(r[4].last, r[5].last, sizeof(float) * vocab);
     print_message("v1 vs v2 (int8 activations): max |d logit| %.3g, logit range %.3g\n", maxd, hi - lo);
+    print_message("v1 vs v3 (fp32, other kernels): max |d logit| %.3g\n", maxd3);
     assert_true(maxd > 0.0);
     assert_true(maxd < 0.05 * (hi - lo));
+    assert_true(maxd3 > 0.0);
+    assert_true(maxd3 < 1e-4 * (hi - lo));
     /* the variables select the same as the options */
     setenv("GRETA_GPU_KERNELS", "v1", 1);
     setenv("GRETA_GPU_GRAPH", "0", 1);
@@ -373,6 +791,15 @@ static void test_backend_settings(void **state)
     assert_memory_equal(e.last, r[1].last, sizeof(float) * vocab);
     free(e.last);
     setenv("GRETA_GPU_KERNELS", "v3", 1);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
+    assert_memory_equal(e.last, r[5].last, sizeof(float) * vocab);
+    free(e.last);
+    unsetenv("GRETA_GPU_KERNELS");
+    unsetenv("GRETA_GPU_GRAPH");
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v3, graph on */
+    assert_memory_equal(e.last, r[4].last, sizeof(float) * vocab);
+    free(e.last);
+    setenv("GRETA_GPU_KERNELS", "v4", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
     unsetenv("GRETA_GPU_KERNELS");
@@ -380,9 +807,9 @@ static void test_backend_settings(void **state)
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_GRAPH"));
     unsetenv("GRETA_GPU_GRAPH");
-    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 3};
+    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 4};
     assert_int_equal(greedy_run(model_path, prompt, &bad, &e, &err), GRETA_ERR_INVALID);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 6; i++)
         free(r[i].last);
     cJSON_Delete(j);
 }
@@ -391,7 +818,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_q8),   cmocka_unit_test(test_matvec_q8),
-        cmocka_unit_test(test_matvec_q8_glu), cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_matvec_q8_glu), cmocka_unit_test(test_matvec_f32),
+        cmocka_unit_test(test_matvec_f32_glu), cmocka_unit_test(test_matvec_f32_fusions),
+        cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_attention_decode),
+        cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_backend_settings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

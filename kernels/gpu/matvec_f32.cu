@@ -1,0 +1,180 @@
+/* matvec_f32.cu - the decode GEMV "v3" (decode_ops.h): the kernels are in
+ * matvec_f32.cuh; here the library's instances, argument checks and
+ * launches. */
+#include "decode_ops.h"
+#include "matvec_f32.cuh"
+
+/* ---- host side -------------------------------------------------------------------- */
+
+extern "C" int greta_gpu_matvec_f32_supported(uint32_t type, int64_t k)
+{
+    return (type == GGML_TYPE_Q4_K || type == GGML_TYPE_Q6_K) && k > 0 && k % QK_K == 0;
+}
+
+static int mv3_check_x(const float *x, int64_t ld_x, int64_t k, int32_t n_tok, greta_error *err)
+{
+    if (!x || k <= 0 || k % QK_K != 0 || ld_x < k || ld_x % 4 != 0 || n_tok < 0 || n_tok > GRETA_GPU_MATVEC_MAX_TOK)
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "matvec_f32: bad input (k %lld must be a multiple of 256, ld_x %lld a multiple of 4 "
+                               ">= k, tokens %d in 0..%d)",
+                               (long long)k, (long long)ld_x, n_tok, GRETA_GPU_MATVEC_MAX_TOK);
+    return 0;
+}
+
+static int mv3_check_mat(const greta_gpu_mv_mat *m, int64_t k, int32_t n_tok, int need_y, greta_error *err)
+{
+    if (!greta_gpu_matvec_f32_supported(m->type, k))
+        return greta_error_set(err, GRETA_ERR_UNSUPPORTED, "matvec_f32: no kernel for %s at row length %lld",
+                               ggml_type_name(m->type), (long long)k);
+    if (!m->w || m->n <= 0 || (need_y && (!m->y || (n_tok > 1 && m->ld_y < m->n))))
+        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: bad matrix (%lld rows, ld_y %lld)",
+                               (long long)m->n, (long long)m->ld_y);
+    return 0;
+}
+
+
+/* The fusion arguments of one call; 0 or a GRETA_ERR_INVALID naming what
+ * is wrong. */
+static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m, int n_mat, greta_error *err)
+{
+    if (!f || !f->cs)
+        return 0;
+    const int64_t kv_n = (int64_t)f->n_kv_heads * f->head_dim;
+    if (n_mat != 3 || f->head_dim <= 0 || f->head_dim % 2 != 0 || f->rope_dim <= 0 || f->rope_dim % 2 != 0 ||
+        f->rope_dim > f->head_dim || f->n_kv_heads <= 0 || f->n_ctx <= 0 || m[0].n % f->head_dim != 0 ||
+        m[1].n != kv_n || m[2].n != kv_n || !f->d_pos || !f->d_seq || !f->k_cache || !f->v_cache ||
+        (f->kv != GRETA_GPU_KV_F16 && f->kv != GRETA_GPU_KV_F32))
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "matvec_f32: bad Q/K/V fusion (%d matrices of %lld, %lld, %lld rows; head_dim %d, "
+                               "rope_dim %d, kv heads %d, n_ctx %d)",
+                               n_mat, (long long)m[0].n, (long long)(n_mat > 1 ? m[1].n : 0),
+                               (long long)(n_mat > 2 ? m[2].n : 0), f->head_dim, f->rope_dim, f->n_kv_heads,
+                               f->n_ctx);
+    return 0;
+}
+
+/* register budget: 4 blocks per SM for one token; two tokens need more
+ * registers (at 4 blocks they spill) */
+#define MV3_MINB(nt) ((nt) == 1 ? MV3_MIN_BLOCKS : 2)
+
+template <int NT>
+static void mv3_go(gpu_stream_t st, unsigned blocks, const mv3_args &A, const float *x, int64_t ld_x, int64_t k,
+                   int accumulate)
+{
+    if (A.cs && A.gamma)
+        mv3_kernel<NT, true, true, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+    else if (A.cs)
+        mv3_kernel<NT, false, true, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+    else if (A.gamma)
+        mv3_kernel<NT, true, false, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+    else
+        mv3_kernel<NT, false, false, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+}
+
+extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                                    const greta_gpu_mv_mat *m, int n_mat, int accumulate,
+                                    const greta_gpu_mv_fuse *fuse, greta_error *err)
+{
+    int rc = mv3_check_x(x, ld_x, k, n_tok, err);
+    if (rc)
+        return rc;
+    if (!m || n_mat < 1 || n_mat > MV3_MAX_MATS)
+        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: %d matrices (1..%d)", n_mat, MV3_MAX_MATS);
+    mv3_args A;
+    memset(&A, 0, sizeof A);
+    int64_t end = 0;
+    for (int i = 0; i < n_mat; i++) {
+        if ((rc = mv3_check_mat(&m[i], k, n_tok, 1, err)))
+            return rc;
+        A.w[i] = (const uint8_t *)m[i].w;
+        A.y[i] = m[i].y;
+        A.n[i] = m[i].n;
+        A.ld_y[i] = m[i].ld_y;
+        A.type[i] = m[i].type;
+        A.row_bytes[i] = (int64_t)ggml_row_bytes(m[i].type, (uint64_t)k);
+        end += (m[i].n + MV3_ROWS - 1) / MV3_ROWS;
+        A.end[i] = end;
+    }
+    for (int i = n_mat; i < MV3_MAX_MATS; i++)
+        A.end[i] = end;
+    if ((rc = mv3_check_fuse(fuse, m, n_mat, err)))
+        return rc;
+    if (fuse && fuse->norm_w) {
+        A.gamma = fuse->norm_w;
+        A.eps = fuse->eps;
+    }
+    if (fuse && fuse->cs) {
+        A.cs = fuse->cs;
+        A.pos = fuse->d_pos;
+        A.seq = fuse->d_seq;
+        A.rope[0] = A.rope[1] = 1;
+        A.cache[1] = fuse->k_cache;
+        A.cache[2] = fuse->v_cache;
+        A.head_dim = fuse->head_dim;
+        A.rope_dim = fuse->rope_dim;
+        A.n_kv_heads = fuse->n_kv_heads;
+        A.n_ctx = fuse->n_ctx;
+        A.kv_f32 = fuse->kv == GRETA_GPU_KV_F32;
+    }
+    const unsigned blocks = (unsigned)end;
+    const gpu_stream_t st = (gpu_stream_t)s;
+    for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
+        mv3_args At = A;
+        for (int i = 0; i < n_mat; i++)
+            At.y[i] = A.y[i] + t0 * A.ld_y[i];
+        if (A.cs) {
+            At.cs = A.cs + (int64_t)t0 * A.rope_dim;
+            At.pos = A.pos + t0;
+            At.seq = A.seq + t0;
+        }
+        const float *xt = x + t0 * ld_x;
+        if (n_tok - t0 == 1)
+            mv3_go<1>(st, blocks, At, xt, ld_x, k, accumulate);
+        else
+            mv3_go<2>(st, blocks, At, xt, ld_x, k, accumulate);
+    }
+    GPU_CHECK(gpu_last_error(), err);
+    return 0;
+}
+
+template <int NT>
+static void glu_go(gpu_stream_t st, uint32_t type, const uint8_t *wg, const uint8_t *wu, int64_t rb, int64_t n,
+                   const float *x, int64_t ld_x, int64_t k, const float *g, float eps, float *out, int64_t ld_out)
+{
+    const unsigned blocks = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
+    if (g)
+        mv3_glu_kernel<NT, true, MV3_GLU_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps, out, ld_out);
+    else
+        mv3_glu_kernel<NT, false, MV3_GLU_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps, out, ld_out);
+}
+
+extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                                        const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up,
+                                        const float *norm_w, float eps, float *out, int64_t ld_out, greta_error *err)
+{
+    int rc = mv3_check_x(x, ld_x, k, n_tok, err);
+    if (rc)
+        return rc;
+    if (!gate || !up || !out)
+        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: missing gate, up or output");
+    if ((rc = mv3_check_mat(gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(up, k, n_tok, 0, err)))
+        return rc;
+    if (gate->type != up->type || gate->n != up->n || (n_tok > 1 && ld_out < gate->n))
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "matvec_f32_glu: gate (%s, %lld rows) and up (%s, %lld rows) must match, ld_out %lld",
+                               ggml_type_name(gate->type), (long long)gate->n, ggml_type_name(up->type),
+                               (long long)up->n, (long long)ld_out);
+    const int64_t rb = (int64_t)ggml_row_bytes(gate->type, (uint64_t)k);
+    const gpu_stream_t st = (gpu_stream_t)s;
+    for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
+        const uint8_t *wg = (const uint8_t *)gate->w, *wu = (const uint8_t *)up->w;
+        if (n_tok - t0 == 1)
+            glu_go<1>(st, gate->type, wg, wu, rb, gate->n, x + t0 * ld_x, ld_x, k, norm_w, eps, out + t0 * ld_out,
+                      ld_out);
+        else
+            glu_go<2>(st, gate->type, wg, wu, rb, gate->n, x + t0 * ld_x, ld_x, k, norm_w, eps, out + t0 * ld_out,
+                      ld_out);
+    }
+    GPU_CHECK(gpu_last_error(), err);
+    return 0;
+}

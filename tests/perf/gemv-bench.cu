@@ -1,0 +1,161 @@
+/* gemv-bench.cu - GB/s of the decode GEMV "v3" (kernels/gpu/matvec_f32.cuh)
+ * on the Llama-2-7B Q4_K_M decode shapes, for launch-shape variants (rows
+ * per block R, register budget MINB blocks per SM). Not a test: it prints
+ * numbers for choosing the library's MV3_ROWS / MV3_GLU_ROWS /
+ * MV3_MIN_BLOCKS.
+ *
+ *   gemv-bench [ITERS]      (default 200 launches per shape and variant)
+ *
+ * Weights are random bytes with small fp16 scales (speed does not depend
+ * on the values); every shape's weights together exceed the L2 cache, and
+ * the shapes rotate through 8 copies so each launch reads from DRAM. Time
+ * per launch from GPU events around ITERS back-to-back launches.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gpu/matvec_f32.cuh"
+
+#define CK(call)                                                                        \
+    do {                                                                                \
+        cudaError_t e_ = (call);                                                        \
+        if (e_ != cudaSuccess) {                                                        \
+            fprintf(stderr, "gemv-bench: %s: %s\n", #call, cudaGetErrorString(e_));     \
+            return 1;                                                                   \
+        }                                                                               \
+    } while (0)
+
+#define COPIES 8
+
+typedef struct shape {
+    const char *name;
+    uint32_t type;
+    int64_t k, n;
+    int glu; /* gate + up of n rows each */
+} shape;
+
+static void fill(uint8_t *h, size_t bytes, uint32_t type, uint64_t *seed)
+{
+    for (size_t i = 0; i < bytes; i++) {
+        *seed = *seed * 6364136223846793005ull + 1442695040888963407ull;
+        h[i] = (uint8_t)(*seed >> 56);
+    }
+    /* fp16 scales of about 1e-3 (no NaN/Inf) */
+    const size_t bs = type == GGML_TYPE_Q6_K ? sizeof(block_q6_K) : sizeof(block_q4_K);
+    for (size_t b = 0; b + bs <= bytes; b += bs) {
+        if (type == GGML_TYPE_Q6_K) {
+            h[b + 208] = 0x10, h[b + 209] = 0x14;
+        } else {
+            h[b + 0] = 0x10, h[b + 1] = 0x14, h[b + 2] = 0x10, h[b + 3] = 0x14;
+        }
+    }
+}
+
+typedef void (*launch_fn)(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y);
+
+template <int R, int MINB> static void launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x,
+                                                 float *y)
+{
+    if (s->glu) {
+        const unsigned blocks = (unsigned)((s->n + R - 1) / R);
+        mv3_glu_kernel<1, false, R, MINB><<<blocks, MV3_BLOCK>>>(
+            s->type, w, w2, (int64_t)ggml_row_bytes(s->type, s->k), s->n, x, s->k, s->k, nullptr, 0.0f, y, s->n);
+        return;
+    }
+    mv3_args A;
+    memset(&A, 0, sizeof A);
+    A.w[0] = w;
+    A.y[0] = y;
+    A.n[0] = s->n;
+    A.ld_y[0] = s->n;
+    A.type[0] = s->type;
+    A.row_bytes[0] = (int64_t)ggml_row_bytes(s->type, s->k);
+    A.end[0] = A.end[1] = A.end[2] = (s->n + R - 1) / R;
+    mv3_kernel<1, false, false, R, MINB><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, x, s->k, s->k, 0);
+}
+
+typedef struct variant {
+    const char *name;
+    launch_fn fn;
+} variant;
+
+int main(int argc, char **argv)
+{
+    const int iters = argc > 1 ? atoi(argv[1]) : 200;
+    if (iters < 1) {
+        fprintf(stderr, "usage: gemv-bench [ITERS >= 1]\n");
+        return 2;
+    }
+    const shape shapes[] = {
+        {"qkv 12288x4096 Q4_K", GGML_TYPE_Q4_K, 4096, 12288, 0},
+        {"wo 4096x4096 Q4_K", GGML_TYPE_Q4_K, 4096, 4096, 0},
+        {"gate+up 2x11008x4096 Q4_K", GGML_TYPE_Q4_K, 4096, 11008, 1},
+        {"down 4096x11008 Q4_K", GGML_TYPE_Q4_K, 11008, 4096, 0},
+        {"down 4096x11008 Q6_K", GGML_TYPE_Q6_K, 11008, 4096, 0},
+        {"lm_head 32000x4096 Q6_K", GGML_TYPE_Q6_K, 4096, 32000, 0},
+    };
+    const variant variants[] = {
+        {"R4 minB1", launch_mv<4, 1>}, {"R4 minB4", launch_mv<4, 4>}, {"R4 minB6", launch_mv<4, 6>},
+        {"R4 minB8", launch_mv<4, 8>}, {"R2 minB8", launch_mv<2, 8>}, {"R8 minB2", launch_mv<8, 2>},
+        {"R8 minB4", launch_mv<8, 4>}, {"R2 minB12", launch_mv<2, 12>},
+    };
+    cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("gemv-bench: %s, %d SMs, %d launches per shape and variant\n", prop.name, prop.multiProcessorCount, iters);
+    float *x, *y;
+    CK(cudaMalloc(&x, 16384 * sizeof(float)));
+    CK(cudaMalloc(&y, 2 * 32000 * sizeof(float)));
+    {
+        float hx[16384];
+        uint64_t sd = 7;
+        for (int i = 0; i < 16384; i++) {
+            sd = sd * 6364136223846793005ull + 1442695040888963407ull;
+            hx[i] = (float)((int)(sd >> 40) % 2001 - 1000) * 1e-3f;
+        }
+        CK(cudaMemcpy(x, hx, sizeof hx, cudaMemcpyHostToDevice));
+    }
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    printf("| shape | MB |");
+    for (size_t v = 0; v < sizeof variants / sizeof *variants; v++)
+        printf(" %s us (GB/s) |", variants[v].name);
+    printf("\n");
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const shape *s = &shapes[si];
+        const size_t bytes = ggml_row_bytes(s->type, s->k) * (size_t)s->n;
+        const int nm = s->glu ? 2 : 1;
+        uint8_t *w[COPIES][2];
+        uint8_t *h = (uint8_t *)malloc(bytes);
+        uint64_t seed = 1 + si;
+        for (int c = 0; c < COPIES; c++)
+            for (int m = 0; m < nm; m++) {
+                CK(cudaMalloc(&w[c][m], bytes));
+                fill(h, bytes, s->type, &seed);
+                CK(cudaMemcpy(w[c][m], h, bytes, cudaMemcpyHostToDevice));
+            }
+        free(h);
+        printf("| %s | %.1f |", s->name, (double)bytes * nm / 1e6);
+        for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
+            for (int i = 0; i < 8; i++) /* warm-up */
+                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y);
+            CK(cudaEventRecord(e0));
+            for (int i = 0; i < iters; i++)
+                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y);
+            CK(cudaEventRecord(e1));
+            CK(cudaEventSynchronize(e1));
+            CK(cudaGetLastError());
+            float ms = 0;
+            CK(cudaEventElapsedTime(&ms, e0, e1));
+            const double us = ms * 1e3 / iters;
+            printf(" %.1f (%.0f) |", us, (double)bytes * nm / (us * 1e-6) / 1e9);
+        }
+        printf("\n");
+        fflush(stdout);
+        for (int c = 0; c < COPIES; c++)
+            for (int m = 0; m < nm; m++)
+                CK(cudaFree(w[c][m]));
+    }
+    return 0;
+}
