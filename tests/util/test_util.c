@@ -66,12 +66,24 @@ char *greta_read_file(const char *path, size_t *size)
 
 const char *greta_test_tmpdir(const char *test_name)
 {
-    static char dir[4096];
-    snprintf(dir, sizeof dir, "%s/tmp", GRETA_TEST_BINARY_DIR);
-    mkdir(dir, 0700);
-    snprintf(dir, sizeof dir, "%s/tmp/%s", GRETA_TEST_BINARY_DIR, test_name);
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    static char dir[4200];
+    /* the build tree's tmp/, or /tmp/greta-tests-UID where the build tree is
+     * not there (a test program copied to the GPU machine) */
+    struct stat st;
+    char base[4096];
+    if (stat(GRETA_TEST_BINARY_DIR, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(base, sizeof base, "%s/tmp", GRETA_TEST_BINARY_DIR);
+    else
+        snprintf(base, sizeof base, "/tmp/greta-tests-%u", (unsigned)getuid());
+    if (mkdir(base, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "test tmpdir: cannot create %s: %s\n", base, strerror(errno));
         return NULL;
+    }
+    snprintf(dir, sizeof dir, "%s/%s", base, test_name);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "test tmpdir: cannot create %s: %s\n", dir, strerror(errno));
+        return NULL;
+    }
     return dir;
 }
 

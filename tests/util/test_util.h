@@ -43,7 +43,8 @@ const char *greta_testdata_find(const char *name);
 char *greta_read_file(const char *path, size_t *size);
 
 /* A fresh directory under the build tree for files a test writes
- * (removed by nothing: the build tree is disposable). */
+ * (removed by nothing: the build tree is disposable); /tmp/greta-tests-UID
+ * where the build tree is not there (a test copied to the GPU machine). */
 const char *greta_test_tmpdir(const char *test_name);
 
 /* Runs the shell command CMD with its stdout captured in DIR/out.txt and its
