@@ -23,6 +23,42 @@
 #define ATT_NP (ATT_MAX_HEAD_DIM / (2 * GRETA_WARP))      /* dim pairs per lane */
 #define ATT_MAX_WARPS (ATT_THREADS / GRETA_WARP)
 
+/* The end of an attention block, after a barrier: n_slots running softmax
+ * states in shared memory (max m, sum l, acc rows of `stride` floats; m =
+ * -inf for a slot that saw no position) combined into the block's output:
+ * the normalized row of token t, head h (n_split 1), else the split's
+ * partial (m, l, acc) for attention_merge_kernel. */
+__device__ inline void att_merge_slots(int n_slots, const float *sm_m, const float *sm_l, const float *sm_acc,
+                                       int stride, int head_dim, int t, int h, int sp, int32_t n_heads,
+                                       int32_t n_split, float *partial, float *out, int64_t ld_out)
+{
+    float mm = -INFINITY;
+    for (int w = 0; w < n_slots; w++)
+        mm = fmaxf(mm, sm_m[w]);
+    float ll = 0.0f;
+    for (int w = 0; w < n_slots; w++)
+        if (sm_m[w] > -INFINITY)
+            ll += sm_l[w] * expf(sm_m[w] - mm);
+    float *o;
+    if (n_split == 1) {
+        o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
+    } else {
+        float *pp = partial + (((int64_t)t * n_heads + h) * n_split + sp) * (head_dim + 2);
+        if (threadIdx.x == 0) {
+            pp[0] = mm;
+            pp[1] = ll;
+        }
+        o = pp + 2;
+    }
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float a = 0.0f;
+        for (int w = 0; w < n_slots; w++)
+            if (sm_m[w] > -INFINITY)
+                a += sm_acc[w * stride + d] * expf(sm_m[w] - mm);
+        o[d] = n_split == 1 ? a / ll : a;
+    }
+}
+
 template <typename KVT>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restrict__ kc, const KVT *__restrict__ vc,
@@ -123,31 +159,8 @@ attention_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restric
         }
     }
     __syncthreads();
-    float mm = -INFINITY;
-    for (int w = 0; w < n_warps; w++)
-        mm = fmaxf(mm, sm_m[w]);
-    float ll = 0.0f;
-    for (int w = 0; w < n_warps; w++)
-        if (sm_m[w] > -INFINITY)
-            ll += sm_l[w] * expf(sm_m[w] - mm);
-    float *o;
-    if (n_split == 1) {
-        o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
-    } else {
-        float *pp = partial + (((int64_t)t * n_heads + h) * n_split + sp) * (head_dim + 2);
-        if (threadIdx.x == 0) {
-            pp[0] = mm;
-            pp[1] = ll;
-        }
-        o = pp + 2;
-    }
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float a = 0.0f;
-        for (int w = 0; w < n_warps; w++)
-            if (sm_m[w] > -INFINITY)
-                a += sm_acc[w][d] * expf(sm_m[w] - mm);
-        o[d] = n_split == 1 ? a / ll : a;
-    }
+    att_merge_slots(n_warps, sm_m, sm_l, &sm_acc[0][0], ATT_MAX_HEAD_DIM, head_dim, t, h, sp, n_heads, n_split, partial,
+                    out, ld_out);
 }
 
 /* grid (n_heads, n_tok), block 128 */
@@ -316,31 +329,7 @@ attention_dec_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__res
     for (int i = 0; i < 8; i++)
         sm_acc[slot][gl * 8 + i] = acc[i];
     __syncthreads();
-    float mm = -INFINITY;
-    for (int w = 0; w < SLOTS; w++)
-        mm = fmaxf(mm, sm_m[w]);
-    float ll = 0.0f;
-    for (int w = 0; w < SLOTS; w++)
-        if (sm_m[w] > -INFINITY)
-            ll += sm_l[w] * expf(sm_m[w] - mm);
-    float *o;
-    if (n_split == 1) {
-        o = out + (int64_t)t * ld_out + (int64_t)h * HD;
-    } else {
-        float *pp = partial + (((int64_t)t * n_heads + h) * n_split + sp) * (HD + 2);
-        if (threadIdx.x == 0) {
-            pp[0] = mm;
-            pp[1] = ll;
-        }
-        o = pp + 2;
-    }
-    for (int d = threadIdx.x; d < HD; d += blockDim.x) {
-        float a = 0.0f;
-        for (int w = 0; w < SLOTS; w++)
-            if (sm_m[w] > -INFINITY)
-                a += sm_acc[w][d] * expf(sm_m[w] - mm);
-        o[d] = n_split == 1 ? a / ll : a;
-    }
+    att_merge_slots(SLOTS, sm_m, sm_l, &sm_acc[0][0], HD, HD, t, h, sp, n_heads, n_split, partial, out, ld_out);
 }
 
 template <typename KVT>

@@ -4,6 +4,7 @@
  * rounded to nearest even. */
 #include "gpu_ops.h"
 #include "kv_io.cuh"
+#include "rope.cuh"
 
 /* grid (n_tok), block 256 */
 template <typename KVT>
@@ -53,17 +54,6 @@ extern "C" int greta_gpu_kv_store(greta_gpu_stream *s, const float *k, const flo
     return 0;
 }
 
-/* One rotated pair (as rope.cu's rope_kernel: greta_cpu_rope's rounding). */
-__device__ inline void rope_pair(float *p, const float *c, int i)
-{
-    const float co = c[2 * i], si = c[2 * i + 1];
-    const float x0 = p[0], x1 = p[1];
-    const float a = gpu_mul_rn(x0, co), b = gpu_mul_rn(x1, si);
-    const float e = gpu_mul_rn(x0, si), f = gpu_mul_rn(x1, co);
-    p[0] = gpu_sub_rn(a, b);
-    p[1] = gpu_add_rn(e, f);
-}
-
 /* grid (n_tok), block 1024: thread j takes pairs j, j + 1024, ... of q's
  * heads, then of k's heads (rotated, stored, cached) and v's (cached); the
  * buffers do not overlap (__restrict__), so the loads of all iterations can
@@ -82,7 +72,7 @@ __global__ void __launch_bounds__(1024) rope_kv_kernel(float *__restrict__ q, in
     float *qt = q + (int64_t)blockIdx.x * ld_q;
     for (int j = threadIdx.x; j < n_heads * half_rope; j += blockDim.x) {
         const int h = j / half_rope, i = j % half_rope;
-        rope_pair(qt + (int64_t)h * head_dim + 2 * i, c, i);
+        gpu_rope_pair(qt + (int64_t)h * head_dim + 2 * i, c, i);
     }
     float *kt = k + (int64_t)blockIdx.x * ld_kv;
     const float *vt = v + (int64_t)blockIdx.x * ld_kv;
@@ -91,7 +81,7 @@ __global__ void __launch_bounds__(1024) rope_kv_kernel(float *__restrict__ q, in
         const int h = j / half_dim, i = j % half_dim;
         float *kp = kt + (int64_t)h * head_dim + 2 * i;
         if (i < half_rope)
-            rope_pair(kp, c, i);
+            gpu_rope_pair(kp, c, i);
         if (store) {
             const int64_t off = (((int64_t)sq * n_kv_heads + h) * n_ctx + p) * head_dim + 2 * i;
             kc[off] = kv_io<KVT>::from_float(kp[0]);

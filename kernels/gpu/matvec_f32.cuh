@@ -33,6 +33,7 @@
 
 #include "gpu_port.h"
 #include "kernels/quant.h"
+#include "vdot.cuh" /* vdot_load16_a2w */
 
 #define MV3_BLOCK 128
 #define MV3_NT 2 /* most tokens of one launch; more run as several launches (registers) */
@@ -84,22 +85,6 @@ __device__ inline void q4k_pair(uint32_t s0, uint32_t s1, uint32_t s2, int c, fl
     sb = small_f(ps >> 8);
     ma = small_f(pm & 0xffu);
     mb = small_f(pm >> 8);
-}
-
-/* 16 bytes at a 2-byte aligned p, as 4 little-endian words (5 aligned loads
- * and a funnel shift; the bytes up to p + 18 lie inside the Q6_K block). */
-__device__ inline void ld16_a2(const uint8_t *p, uint32_t w[4])
-{
-    const uintptr_t a = (uintptr_t)p;
-    const uint32_t *base = (const uint32_t *)(a & ~(uintptr_t)3);
-    const int sh = (int)(a & 3) * 8;
-    uint32_t v[5];
-#pragma unroll
-    for (int j = 0; j < 5; j++)
-        v[j] = base[j];
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-        w[j] = (uint32_t)((((uint64_t)v[j + 1] << 32) | v[j]) >> sh);
 }
 
 /* 16 activations at ea and at eb (two float4 x 4) and their sums. With
@@ -198,8 +183,8 @@ __device__ inline void units_q6k(const uint8_t *const (&wr)[RR], int64_t k, cons
         for (int r = 0; r < RR; r++) {
             const block_q6_K *b = (const block_q6_K *)(wr[r] + blk * sizeof(block_q6_K));
             uint32_t ql[4], qh[4];
-            ld16_a2(b->ql + 64 * h + 32 * s + 16 * g, ql);
-            ld16_a2(b->qh + 32 * h + 16 * g, qh);
+            vdot_load16_a2w(b->ql + 64 * h + 32 * s + 16 * g, ql);
+            vdot_load16_a2w(b->qh + 32 * h + 16 * g, qh);
             const float d = gpu_half_to_float(*(const uint16_t *)&b->d);
             da[r] = d * (float)b->scales[8 * h + g + 2 * s];
             db[r] = d * (float)b->scales[8 * h + g + 2 * s + 4];

@@ -116,22 +116,6 @@ __global__ void __launch_bounds__(256) rmsnorm_q8_kernel(const float *__restrict
     }
 }
 
-/* 16 bytes at a 2-byte aligned p as 4 little-endian words: 5 aligned loads
- * and a funnel shift (the bytes up to p + 18 are inside the block). */
-__device__ inline void load16_a2(const uint8_t *p, uint32_t w[4])
-{
-    const uintptr_t a = (uintptr_t)p;
-    const uint32_t *base = (const uint32_t *)(a & ~(uintptr_t)3);
-    const int sh = (int)(a & 3) * 8;
-    uint32_t v[5];
-#pragma unroll
-    for (int j = 0; j < 5; j++)
-        v[j] = base[j];
-#pragma unroll
-    for (int j = 0; j < 4; j++)
-        w[j] = (uint32_t)((((uint64_t)v[j + 1] << 32) | v[j]) >> sh);
-}
-
 struct q8_view {
     const uint8_t *base;
     int64_t stride, k;
@@ -181,9 +165,9 @@ __device__ inline void q6k_unit(const uint8_t *row, int64_t u, const q8_view &x,
     const block_q6_K *b = (const block_q6_K *)(row + (u >> 2) * sizeof(block_q6_K));
     const int h = (int)(u >> 1) & 1, g = (int)u & 1;
     uint32_t la[4], lb[4], qh[4];
-    load16_a2(b->ql + 64 * h + 16 * g, la);
-    load16_a2(b->ql + 64 * h + 32 + 16 * g, lb);
-    load16_a2(b->qh + 32 * h + 16 * g, qh);
+    vdot_load16_a2w(b->ql + 64 * h + 16 * g, la);
+    vdot_load16_a2w(b->ql + 64 * h + 32 + 16 * g, lb);
+    vdot_load16_a2w(b->qh + 32 * h + 16 * g, qh);
     const float d = gpu_half_to_float(*(const uint16_t *)&b->d);
     float ds[4];
 #pragma unroll

@@ -7,6 +7,7 @@
  * on this op. */
 #include "gpu_ops.h"
 #include "gpu_port.h"
+#include "rope.cuh"
 
 /* grid (n_tok), block 128 */
 __global__ void rope_table_kernel(const int32_t *__restrict__ pos, int32_t rope_dim, float freq_base,
@@ -31,13 +32,7 @@ __global__ void rope_kernel(float *x, int64_t ld_x, int32_t n_heads, int32_t hea
     const int half = rope_dim / 2;
     for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
         const int h = j / half, i = j % half;
-        float *p = xt + (int64_t)h * head_dim + 2 * i;
-        const float co = c[2 * i], si = c[2 * i + 1];
-        const float x0 = p[0], x1 = p[1];
-        const float a = gpu_mul_rn(x0, co), b = gpu_mul_rn(x1, si);
-        const float e = gpu_mul_rn(x0, si), f = gpu_mul_rn(x1, co);
-        p[0] = gpu_sub_rn(a, b);
-        p[1] = gpu_add_rn(e, f);
+        gpu_rope_pair(xt + (int64_t)h * head_dim + 2 * i, c, i);
     }
 }
 

@@ -147,6 +147,24 @@ __device__ inline void vdot_load16_a2(const uint8_t *p, uint32_t w[4])
         w[j] = (uint32_t)h[2 * j] | ((uint32_t)h[2 * j + 1] << 16);
 }
 
+/* The same 16 bytes as 4 little-endian words from 5 aligned 32-bit loads
+ * and a funnel shift (fewer load instructions; the bytes up to p + 18 must
+ * be readable: inside a Q6_K block for its ql/qh runs). Used by the v2/v3
+ * decode GEMVs (matvec_q8.cu, matvec_f32.cuh). */
+__device__ inline void vdot_load16_a2w(const uint8_t *p, uint32_t w[4])
+{
+    const uintptr_t a = (uintptr_t)p;
+    const uint32_t *base = (const uint32_t *)(a & ~(uintptr_t)3);
+    const int sh = (int)(a & 3) * 8;
+    uint32_t v[5];
+#pragma unroll
+    for (int j = 0; j < 5; j++)
+        v[j] = base[j];
+#pragma unroll
+    for (int j = 0; j < 4; j++)
+        w[j] = (uint32_t)((((uint64_t)v[j + 1] << 32) | v[j]) >> sh);
+}
+
 template <> struct gpu_vdot<GGML_TYPE_Q6_K> {
     static constexpr bool available = true;
     static constexpr int UNIT = 64;

@@ -499,6 +499,29 @@ static void test_bench_gpu(void **state)
     const double free_after = cJSON_GetObjectItem(g, "free_mem_after_load_bytes")->valuedouble;
     assert_true(total >= 1e9 && free_after > 0 && free_after < total);
     cJSON_Delete(j);
+    /* --profile: one more tg per depth with GPU events per block */
+    unlink(json);
+    fmt(args, sizeof args, "bench -m '%s' --backend gpu -p 0 -n 8 -r 1 --profile --json '%s'", model, json);
+    r = run(NULL, args);
+    if (r.rc != 0)
+        fail_msg("bench --profile failed:\n%s", r.err);
+    ASSERT_CONTAINS(r.out, "profile tg8 @ d0");
+    ASSERT_CONTAINS(r.out, "| ffn_w1w3 |");
+    result_free(&r);
+    j = load_json(json);
+    const cJSON *prof = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "profile"), 0);
+    assert_non_null(prof);
+    assert_true(cJSON_GetObjectItem(prof, "steps")->valuedouble >= 8);
+    assert_true(cJSON_GetObjectItem(prof, "tokens_per_s_profile_off")->valuedouble > 0);
+    assert_true(cJSON_GetObjectItem(prof, "tokens_per_s_profile_on")->valuedouble > 0);
+    const cJSON *blocks = cJSON_GetObjectItem(prof, "blocks");
+    assert_int_equal(cJSON_GetArraySize(blocks), 7);
+    double ms = 0.0;
+    for (int i = 0; i < 7; i++)
+        ms += cJSON_GetObjectItem(cJSON_GetArrayItem(blocks, i), "ms_per_token")->valuedouble;
+    assert_true(ms > 0.0);
+    assert_true(cJSON_GetObjectItem(cJSON_GetArrayItem(blocks, 1), "gb_per_s")->valuedouble > 0.0); /* qkv */
+    cJSON_Delete(j);
 }
 
 static void test_bench_bad_arguments(void **state)
@@ -520,6 +543,8 @@ static void test_bench_bad_arguments(void **state)
         {"--cpu-isa sse9", 2, "sse9"},
         {"--json", 2, "--json needs a value"},
         {"--bogus 1", 2, "unknown option '--bogus'"},
+        {"--profile", 2, "--profile times the GPU decode step"},
+        {"--profile --backend gpu -n 0", 2, "--profile times the GPU decode step"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[8192];
