@@ -218,13 +218,13 @@ static void run_one(batch_job *job, greta_client *c, greta_batch_req *r)
         }
         return;
     }
-    if (n + 1 >= n_ctx) {
+    if (n > n_ctx) {
         greta_batch_req_refuse(r, "prompt_too_long", "the prompt is %zu tokens; the context holds %u", n, n_ctx);
         finish_refused(job, r);
         free(ids);
         return;
     }
-    uint32_t room = n_ctx - (uint32_t)n;
+    uint32_t room = n_ctx - (uint32_t)n + 1; /* the last position's logits still give a token */
     greta_client_bias bias[GRETA_BATCH_MAX_BIAS];
     for (size_t i = 0; i < r->n_bias; i++)
         bias[i] = (greta_client_bias){r->bias[i].token, r->bias[i].bias};

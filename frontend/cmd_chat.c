@@ -242,7 +242,7 @@ static int ask(chat *ch, const char *user, size_t len)
     free(roles);
     free(contents);
     uint32_t n_ctx = greta_instance_n_ctx(ch->inst);
-    if (rc == 0 && n_ids + 1 >= n_ctx)
+    if (rc == 0 && n_ids >= n_ctx)
         rc = greta_error_set(&err, GRETA_ERR_LIMIT,
                              "the conversation is %zu tokens and fills the context of %u: /reset starts over", n_ids,
                              n_ctx);
@@ -252,7 +252,7 @@ static int ask(chat *ch, const char *user, size_t len)
         pop_msg(ch);
         return -1;
     }
-    uint32_t room = n_ctx - (uint32_t)n_ids;
+    uint32_t room = n_ctx - (uint32_t)n_ids + 1; /* the last position's logits still give a token */
     greta_client_request q = {
         .prompt = ids,
         .n_prompt = n_ids,

@@ -150,8 +150,8 @@ static int submit(worker *w, uint64_t rid, const Greta__Submit *s, int *slot_out
         return GRETA_OK;
     }
     *existing = 0;
-    if (s->n_prompt >= h->n_ctx)
-        return greta_error_set(err, GRETA_ERR_LIMIT, "submit.prompt: %zu tokens leave no room in a context of %u",
+    if (s->n_prompt > h->n_ctx)
+        return greta_error_set(err, GRETA_ERR_LIMIT, "submit.prompt: %zu tokens do not fit a context of %u",
                                s->n_prompt, h->n_ctx);
     for (size_t k = 0; k < s->n_prompt; k++)
         if (s->prompt[k] >= w->n_vocab)
@@ -560,7 +560,7 @@ static int step(worker *w)
             gen++;
             if (gen >= sl->max_tokens)
                 finish(w, i, GRETA__FINISH_REASON__FINISH_LENGTH);
-            else if (n + 1 >= h->n_ctx)
+            else if (n >= h->n_ctx) /* sampled at the last position: nowhere to feed it, as in process */
                 finish(w, i, GRETA__FINISH_REASON__FINISH_CONTEXT);
         }
         send_event(w, i, gen ? gen - 1 : 0, tok, atomic_load(&sl->state) != GRETA_SLOT_ACTIVE);

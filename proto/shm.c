@@ -96,7 +96,7 @@ int greta_shm_layout_compute(const greta_shm_geometry *g, greta_shm_layout *out,
     bad |= align_u64(&off, GRETA_SHM_ALIGN);
 
     out->tokens_off = off;
-    out->tokens_stride = (uint64_t)g->n_ctx * sizeof(int32_t);
+    out->tokens_stride = ((uint64_t)g->n_ctx + 1) * sizeof(int32_t); /* + the token sampled at the last position */
     bad |= align_u64(&out->tokens_stride, GRETA_SHM_ALIGN);
     bad |= __builtin_mul_overflow(out->tokens_stride, (uint64_t)g->n_slots, &t);
     bad |= add_u64(&off, t);

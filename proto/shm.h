@@ -12,7 +12,9 @@
  *   [0, header_size)            greta_shm_header
  *   [stages_off, +stage_count*64)   greta_shm_stage[GRETA_STAGE_COUNT]
  *   [slots_off, +n_slots*slot_size) greta_shm_slot[n_slots]
- *   [tokens_off, +n_slots*tokens_stride)  int32 token history [slot][n_ctx]
+ *   [tokens_off, +n_slots*tokens_stride)  int32 token history [slot][n_ctx + 1]
+ *                                  (a full context and the token sampled from
+ *                                  its last position, as in process)
  *   [logits_off, +n_slots*logits_stride)  fp32 logits [slot][n_vocab]
  *   [topk_off, +n_slots*topk_stride)      greta_shm_topk [slot][topk_max]
  *   total_size = end of the last region, rounded up to 4096
@@ -53,7 +55,7 @@
 #include "common/error.h"
 
 #define GRETA_SHM_MAGIC "GRETASHM" /* 8 bytes, no NUL */
-#define GRETA_SHM_LAYOUT_VERSION 2u /* 2: penalties and logit bias in the slot */
+#define GRETA_SHM_LAYOUT_VERSION 3u /* 2: penalties and logit bias in the slot; 3: n_ctx + 1 tokens a slot */
 #define GRETA_SHM_ALIGN 64
 
 /* Limits on the geometry (checked before anything is created). */
@@ -190,7 +192,7 @@ typedef struct greta_shm_header {
     char instance[40];             /* instance name, NUL-terminated */
     /* geometry */
     uint32_t n_slots;              /* sequences */
-    uint32_t n_ctx;                /* token history capacity per slot */
+    uint32_t n_ctx;                /* context positions per slot (token history: n_ctx + 1) */
     uint32_t n_vocab;              /* logits per row */
     uint32_t topk_max;             /* entries per top-k row */
     /* region offsets and strides, bytes */
@@ -248,7 +250,7 @@ int greta_shm_unlink(const char *name, greta_error *err);
 greta_shm_header *greta_shm_hdr(greta_shm *shm);
 greta_shm_stage *greta_shm_stage_at(greta_shm *shm, int stage);
 greta_shm_slot *greta_shm_slot_at(greta_shm *shm, uint32_t slot);
-int32_t *greta_shm_tokens(greta_shm *shm, uint32_t slot);     /* [n_ctx] */
+int32_t *greta_shm_tokens(greta_shm *shm, uint32_t slot);     /* [n_ctx + 1] */
 float *greta_shm_logits(greta_shm *shm, uint32_t slot);       /* [n_vocab] */
 greta_shm_topk *greta_shm_topk_row(greta_shm *shm, uint32_t slot); /* [topk_max] */
 

@@ -186,10 +186,13 @@ static void test_lines(void **state)
     path_of(in, sizeof in, "in.jsonl");
     path_of(out, sizeof out, "out.jsonl");
     path_of(err, sizeof err, "err.txt");
-    char long_prompt[600] = "[";
+    char long_prompt[600] = "[", full_prompt[600] = "[";
     for (int i = 0; i < 70; i++)
         strcat(long_prompt, i ? ",1" : "1");
     strcat(long_prompt, "]");
+    for (int i = 0; i < 64; i++) /* exactly the context: the last position's logits still give a token */
+        strcat(full_prompt, i ? ",1" : "1");
+    strcat(full_prompt, "]");
     /* the first token of the greedy answer, to ban with logit_bias */
     char greedy[4096];
     int32_t t0 = -1;
@@ -229,14 +232,16 @@ static void test_lines(void **state)
         "{\"custom_id\":\"bias\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":"
         "\"Once upon a time\",\"max_tokens\":12,\"temperature\":0,\"logit_bias\":{\"%d\":-100}}}\n"
         "{\"custom_id\":\"badbias\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":"
-        "\"x\",\"logit_bias\":{\"x\":1}}}\n",
-        long_prompt, (int)t0);
+        "\"x\",\"logit_bias\":{\"x\":1}}}\n"
+        "{\"custom_id\":\"full\",\"method\":\"POST\",\"url\":\"/v1/completions\",\"body\":{\"prompt\":%s,"
+        "\"temperature\":0}}\n",
+        long_prompt, (int)t0, full_prompt);
     write_text(in, input);
     assert_int_equal(
         fe_run("%s batch %s -o %s --instance %s --concurrency 4 2>%s", GRETA_BIN, in, out, g_instance, err), 0);
     int n = 0;
     cJSON *lines = read_lines(out, &n);
-    assert_int_equal(n, 17); /* one per non-blank input line */
+    assert_int_equal(n, 18); /* one per non-blank input line */
     char ref[4096];
     uint32_t nref = 0;
     assert_int_equal(fe_reference(g_instance, NULL, "Once upon a time", 0, 12, 0, 0, 0, 0, 0, ref, sizeof ref, &nref),
@@ -293,9 +298,14 @@ static void test_lines(void **state)
     expect_answer(cJSON_GetArrayItem(lines, 15), "bias", "text_completion", ref);
     assert_string_not_equal(ref, greedy);
     expect_error(cJSON_GetArrayItem(lines, 16), "badbias", "invalid_request", "body.logit_bias: key \"x\"", 18);
+    /* a prompt of exactly the 64 positions: one token, from the last position's logits */
+    l = cJSON_GetArrayItem(lines, 17);
+    assert_int_equal(usage_of(l, "prompt_tokens"), 64);
+    assert_int_equal(usage_of(l, "completion_tokens"), 1);
+    assert_string_equal(finish_of(l), "length");
     cJSON_Delete(lines);
     char *e = read_text(err);
-    assert_non_null(strstr(e, "17 requests: 7 answered, 10 errors"));
+    assert_non_null(strstr(e, "18 requests: 8 answered, 10 errors"));
     assert_null(strstr(e, "ETA")); /* no progress bar when stderr is a file */
     free(e);
     char journal[4300];

@@ -426,7 +426,9 @@ static void test_basic(void **state)
     greta_down();
 
     /* --ctx and --slots size the segment: a 32-position context ends the
-     * request early, with the reference's first 31 tokens */
+     * request early, with the reference's first 32 tokens: BOS and 31
+     * generated tokens fill the 32 positions, and the last position's logits
+     * give one more token, as in process (greta run -c 32) */
     assert_int_equal(greta_up("--ctx 32 --slots 2"), 0);
     shm = attach();
     assert_int_equal(greta_shm_hdr(shm)->n_ctx, 32);
@@ -435,8 +437,8 @@ static void test_basic(void **state)
     gen_job c;
     gen_run(&c, "", N_GEN, 0.0f, 0);
     assert_int_equal(c.res.finish_reason, GRETA__FINISH_REASON__FINISH_CONTEXT);
-    assert_int_equal(c.n_ids, 31);
-    assert_memory_equal(c.ids, g_greedy_ref.ids, 31 * sizeof c.ids[0]);
+    assert_int_equal(c.n_ids, 32);
+    assert_memory_equal(c.ids, g_greedy_ref.ids, 32 * sizeof c.ids[0]);
     greta_down();
     assert_int_equal(count_in_log("gpu-worker", "n_batch 32,"), 1); /* the default, capped at --ctx */
 

@@ -42,11 +42,11 @@ static void test_layout(void **state)
         assert_int_equal(offs[i] % 64, 0);
     assert_true(l.stages_off >= sizeof(greta_shm_header));
     assert_true(l.slots_off >= l.stages_off + GRETA_STAGE_COUNT * 64);
-    assert_int_equal(l.tokens_stride, 1024);
+    assert_int_equal(l.tokens_stride, 1088); /* 257 tokens (n_ctx + 1) padded to 64 bytes */
     assert_int_equal(l.logits_stride, 2048);
     assert_int_equal(l.topk_stride, 320);
     assert_true(l.tokens_off >= l.slots_off + 4 * l.slot_size);
-    assert_int_equal(l.logits_off, l.tokens_off + 4 * 1024);
+    assert_int_equal(l.logits_off, l.tokens_off + 4 * 1088);
     assert_int_equal(l.topk_off, l.logits_off + 4 * 2048);
     assert_int_equal(l.total_size % 4096, 0);
     assert_true(l.total_size >= l.topk_off + 4 * 320);
