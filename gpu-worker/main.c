@@ -13,8 +13,10 @@
  * (history[seq_len .. n_tokens), a prefill chunk or the last token), up to
  * n_batch in all (the engine's default, as in process: the backend's
  * prefill chunk, GRETA_PREFILL_CHUNK when set, capped at n_ctx and at least
- * the slot count; the startup log line gives it); the logits of each slot
- * whose history is complete go to the segment; step_ready and its doorbell; wait for the sampler (step_done
+ * the slot count; the startup log line gives it), the generating slots
+ * first (one token each), then the prompts' chunks in what is left; the
+ * logits of each slot whose history is complete go to the segment;
+ * step_ready and its doorbell; wait for the sampler (step_done
  * and its doorbell; StepReady sent every 500 ms meanwhile); append each slot's token
  * (history first, then n_tokens, release); finish on EOS (not appended),
  * max_tokens, a full context, the tokenizer's stop_hit, or Cancel.
@@ -82,6 +84,7 @@ typedef struct worker {
     uint32_t max_batch;
     uint64_t batch_hist[MAX_BATCH_HIST];
     uint64_t rows_full, rows_reduced;
+    uint64_t mixed_steps; /* steps with a prompt chunk and generating slots' tokens */
     uint64_t handoffs;   /* round trips timed; the last ones are in the ring */
     uint32_t handoff_ring[GRETA_MSG_MAX_HANDOFF_SAMPLES]; /* ns, [handoffs % size] is the oldest when full */
     uint32_t handoff_out[GRETA_MSG_MAX_HANDOFF_SAMPLES];  /* Stats scratch: oldest first */
@@ -298,6 +301,7 @@ static void handle_rpc(worker *w, greta_zmsg *m)
         st.rows_full = w->rows_full;
         st.rows_reduced = w->rows_reduced;
         st.handoffs = w->handoffs;
+        st.mixed_steps = w->mixed_steps;
         const uint64_t cap = GRETA_MSG_MAX_HANDOFF_SAMPLES;
         const uint64_t nh = w->handoffs < cap ? w->handoffs : cap;
         for (uint64_t k = 0; k < nh; k++)
@@ -439,55 +443,67 @@ static int step(worker *w)
 {
     greta_shm *shm = w->c.shm;
     greta_shm_header *h = greta_shm_hdr(shm);
-    int32_t nt = 0, rows = 0, batch_slots = 0, prefill = 0;
+    int32_t nt = 0, rows = 0, batch_slots = 0, prefill = 0, decode_tokens = 0;
     int32_t slots[GRETA_SHM_MAX_SLOTS];
-    for (uint32_t i = 0; i < n_slots(w) && nt < w->n_batch; i++) {
-        greta_shm_slot *sl = slot_at(w, i);
-        if (atomic_load_explicit(&sl->state, memory_order_acquire) != GRETA_SLOT_ACTIVE)
-            continue;
-        if (atomic_load(&sl->stop_hit)) {
-            finish(w, i, GRETA__FINISH_REASON__FINISH_STOP);
-            continue;
+    /* Two passes: first every slot that decodes (one token each), then the
+     * prompts in chunks with what is left of n_batch, so a long prompt never
+     * holds back the sequences that are generating (chunked prefill). */
+    for (int pass = 0; pass < 2; pass++)
+        for (uint32_t i = 0; i < n_slots(w) && nt < w->n_batch; i++) {
+            greta_shm_slot *sl = slot_at(w, i);
+            if (atomic_load_explicit(&sl->state, memory_order_acquire) != GRETA_SLOT_ACTIVE)
+                continue;
+            int32_t n = (int32_t)atomic_load(&sl->n_tokens);
+            int32_t cached = greta_engine_seq_len(w->eng, (int32_t)i);
+            /* Feed the prompt in chunks and each generated token on its own,
+             * also when a restarted worker rebuilds the KV cache from the
+             * history: the rebuild then repeats the original computation
+             * step for step, so the GPU backend (whose prefill and decode
+             * kernels round differently) gives the same logits as before
+             * the restart. */
+            int32_t prompt = (int32_t)sl->prompt_len;
+            if (prompt <= 0 || prompt > n)
+                prompt = n;
+            const int decoding = cached < n && cached >= prompt;
+            if (decoding != (pass == 0))
+                continue; /* the other pass's slot (each slot is looked at once a step) */
+            if (atomic_load(&sl->stop_hit)) {
+                finish(w, i, GRETA__FINISH_REASON__FINISH_STOP);
+                continue;
+            }
+            if (cached >= n) { /* no logits for the last token: feed it again */
+                greta_engine_seq_clear(w->eng, (int32_t)i, NULL);
+                cached = 0;
+            }
+            int32_t need = cached < prompt ? prompt - cached : 1;
+            int32_t take = need < w->n_batch - nt ? need : w->n_batch - nt;
+            const int32_t *hist = greta_shm_tokens(shm, i);
+            for (int32_t k = 0; k < take; k++) {
+                w->tokens[nt] = hist[cached + k];
+                w->pos[nt] = cached + k;
+                w->seq[nt] = (int32_t)i;
+                w->want[nt] = 0;
+                nt++;
+            }
+            if (take > 1)
+                prefill = 1;
+            if (decoding)
+                decode_tokens += take;
+            if (cached + take == n) {
+                w->want[nt - 1] = 1;
+                w->row_slot[rows++] = (int32_t)i;
+            }
+            slots[batch_slots++] = (int32_t)i;
+            if (w->queued_ns[i]) {
+                GRETA_TRACE_END(w->c.trace, "queue_wait", w->queued_ns[i], atomic_load(&sl->request_id), "slot", i);
+                w->queued_ns[i] = 0;
+            }
         }
-        int32_t n = (int32_t)atomic_load(&sl->n_tokens);
-        int32_t cached = greta_engine_seq_len(w->eng, (int32_t)i);
-        if (cached >= n) { /* no logits for the last token: feed it again */
-            greta_engine_seq_clear(w->eng, (int32_t)i, NULL);
-            cached = 0;
-        }
-        /* Feed the prompt in chunks and each generated token on its own, also
-         * when a restarted worker rebuilds the KV cache from the history: the
-         * rebuild then repeats the original computation step for step, so the
-         * GPU backend (whose prefill and decode kernels round differently)
-         * gives the same logits as before the restart. */
-        int32_t prompt = (int32_t)sl->prompt_len;
-        if (prompt <= 0 || prompt > n)
-            prompt = n;
-        int32_t need = cached < prompt ? prompt - cached : 1;
-        int32_t take = need < w->n_batch - nt ? need : w->n_batch - nt;
-        const int32_t *hist = greta_shm_tokens(shm, i);
-        for (int32_t k = 0; k < take; k++) {
-            w->tokens[nt] = hist[cached + k];
-            w->pos[nt] = cached + k;
-            w->seq[nt] = (int32_t)i;
-            w->want[nt] = 0;
-            nt++;
-        }
-        if (take > 1)
-            prefill = 1;
-        if (cached + take == n) {
-            w->want[nt - 1] = 1;
-            w->row_slot[rows++] = (int32_t)i;
-        }
-        slots[batch_slots++] = (int32_t)i;
-        if (w->queued_ns[i]) {
-            GRETA_TRACE_END(w->c.trace, "queue_wait", w->queued_ns[i], atomic_load(&sl->request_id), "slot", i);
-            w->queued_ns[i] = 0;
-        }
-    }
     if (nt == 0)
         return 0;
     w->step++;
+    if (prefill && decode_tokens > 0)
+        w->mixed_steps++;
     /* how each row goes to the sampler; the backend reduces when it can do
      * it for every row */
     int32_t kmax = 0, all_reduced = rows > 0;

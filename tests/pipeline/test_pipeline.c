@@ -57,6 +57,10 @@ typedef struct gen_job {
     char text[16384];
     size_t len;
     int in_order;           /* every delta had the next index */
+    _Atomic size_t progress; /* tokens received so far (read by other threads) */
+    struct gen_job *watch;   /* if set: its progress when this job's submit returned and at its first token */
+    size_t watch_at_submit, watch_at_first;
+    int slot;                /* the worker's slot for it */
     greta_client_result res;
     int rc;
     char err[GRETA_ERROR_MSG_MAX];
@@ -72,6 +76,9 @@ static int on_delta(void *ctx, uint32_t index, int32_t token, const char *text, 
             j->in_order = 0;
         else
             j->ids[j->n_ids++] = token;
+        atomic_store(&j->progress, j->n_ids);
+        if (j->watch && j->n_ids == 1)
+            j->watch_at_first = atomic_load(&j->watch->progress);
     }
     if (len && j->len + len < sizeof j->text) {
         memcpy(j->text + j->len, text, len);
@@ -103,7 +110,9 @@ static void *gen_main(void *arg)
         req.seed = j->seed;
         req.stop = stops;
         req.n_stop = j->stop ? 1 : 0;
-        j->rc = greta_client_submit(c, j->rid, &req, NULL, &err);
+        j->rc = greta_client_submit(c, j->rid, &req, &j->slot, &err);
+        if (j->watch)
+            j->watch_at_submit = atomic_load(&j->watch->progress);
     }
     if (j->rc == 0)
         j->rc = greta_client_stream(c, j->rid, 0, on_delta, j, &j->res, &err);
@@ -464,6 +473,61 @@ static void test_basic(void **state)
         const uint64_t prompt = pc.res.prompt_tokens;
         /* ceil(prompt / 3) prefill steps (the last one gives the first token), 19 decode steps */
         assert_int_equal(steps, (prompt + 2) / 3 + 19);
+    }
+    greta_down();
+    setenv("GRETA_PREFILL_CHUNK", "3", 1);
+    const int up2_rc = greta_up("--slots 2"); /* both slots free: the first request takes slot 0 */
+    unsetenv("GRETA_PREFILL_CHUNK");
+    assert_int_equal(up2_rc, 0);
+    {
+        /* chunked prefill: a long prompt in slot 0 does not hold back the
+         * generation in slot 1: generating slots go first in a step (1 of
+         * the 3 tokens), the prompt takes the other 2, so the generation
+         * gets a token at every step of that prefill */
+        gen_job first, a, b;
+        gen_start(&first, "", N_GEN, 0.0f, 0);
+        assert_true(WAIT_FOR(atomic_load(&first.progress) >= 1, 10000));
+        gen_start(&a, "", N_GEN, 0.0f, 0);
+        assert_true(WAIT_FOR(atomic_load(&a.progress) >= 1, 10000));
+        assert_int_equal(first.slot, 0);
+        assert_int_equal(a.slot, 1);
+        {
+            greta_error cerr = {0};
+            greta_client *cc = NULL;
+            assert_int_equal(greta_client_open(g_instance, &cc, &cerr), 0);
+            assert_int_equal(greta_client_cancel(cc, first.rid, &cerr), 0);
+            greta_client_close(&cc);
+        }
+        gen_join(&first); /* slot 0 free again */
+        memset(&b, 0, sizeof b);
+        b.watch = &a;
+        b.prompt = "Once upon a time there was a little girl named Lily. She loved to play outside in the park "
+                   "with her friends and her big red ball. One day she saw a bird in a tree.";
+        b.n = 2;
+        b.rid = greta_client_request_id();
+        assert_int_equal(pthread_create(&b.th, NULL, gen_main, &b), 0);
+        gen_join(&b);
+        assert_int_equal(b.slot, 0); /* before the generation's slot in the worker's scan */
+        const int a_done = atomic_load(&a.done);
+        gen_join(&a);
+        assert_int_equal(b.n_ids, 2);
+        const uint64_t chunks = (b.res.prompt_tokens + 1) / 2;
+        greta_error err = {0};
+        greta_client *cl = NULL;
+        greta_client_worker_stats *ws = calloc(1, sizeof *ws);
+        assert_non_null(ws);
+        assert_int_equal(greta_client_open(g_instance, &cl, &err), 0);
+        assert_int_equal(greta_client_worker_stats_get(cl, ws, &err), 0);
+        greta_client_close(&cl);
+        print_message("chunked prefill: %llu prompt tokens; %llu steps carried a chunk of it and the other "
+                      "generation's token\n",
+                      (unsigned long long)b.res.prompt_tokens, (unsigned long long)ws->mixed_steps);
+        if (a_done && b.watch_at_first >= N_GEN)
+            print_message("(the generation ended before the prompt was in: nothing to compare)\n");
+        else
+            assert_true(ws->mixed_steps >= chunks / 2);
+        free(ws);
+        same_output(&a, &g_greedy_ref);
     }
     greta_down();
 #ifndef GRETA_HAVE_GPU
