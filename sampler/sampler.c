@@ -371,12 +371,111 @@ static size_t find_bad(const float *x, size_t n)
     return n;
 }
 
+/* ---- the vocabulary-wide loops, plain and AVX2 --------------------------------
+ *
+ * The loops over the whole vocabulary (weights, top-p buckets, sums) are
+ * compiled twice from one body: for the build's baseline and, on x86-64, for
+ * AVX2 (picked at run time when the CPU has it; greta_sampler_set_simd).
+ * Both run the same IEEE float/double operations per element in the same
+ * order (no FMA: the project builds with -ffp-contract=off), so they give
+ * the same bits; tests/sampler checks it. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SAMPLER_HAVE_AVX2 1
+#define SAMPLER_AVX2 __attribute__((target("avx2")))
+#else
+#define SAMPLER_HAVE_AVX2 0
+#endif
+#define SAMPLER_BODY static inline __attribute__((always_inline))
+
+static int g_simd = 1; /* greta_sampler_set_simd */
+
+void greta_sampler_set_simd(int on) { g_simd = on != 0; }
+
+int greta_sampler_simd_active(void)
+{
+#if SAMPLER_HAVE_AVX2
+    static int have = -1;
+    if (have < 0)
+        have = __builtin_cpu_supports("avx2") ? 1 : 0;
+    return g_simd && have;
+#else
+    return 0;
+#endif
+}
+
 /* w[i] = exp((l[i] - max) * inv_t), i < n; inv_t = 1 / temperature, at most
  * FLT_MAX (so 0 * inv_t = 0: temperatures below 1 / FLT_MAX act as that). */
-static void weights(const float *restrict l, float *restrict w, size_t n, float max, float inv_t)
+SAMPLER_BODY void weights_body(const float *restrict l, float *restrict w, size_t n, float max, float inv_t)
 {
     for (size_t i = 0; i < n; i++)
         w[i] = greta_det_exp((l[i] - max) * inv_t);
+}
+
+/* bucket[i] = min((max - l[i]) * scale, last) truncated, w[i] = exp(l[i] - max) */
+SAMPLER_BODY void buckets_body(const float *restrict l, int32_t *restrict bucket, float *restrict w, size_t n,
+                               float max, float scale, float last)
+{
+    for (size_t i = 0; i < n; i++) {
+        float d = (max - l[i]) * scale; /* >= 0, +inf for -inf logits */
+        bucket[i] = (int32_t)(d < last ? d : last);
+        w[i] = greta_det_exp(l[i] - max);
+    }
+}
+
+static void weights_plain(const float *restrict l, float *restrict w, size_t n, float max, float inv_t)
+{
+    weights_body(l, w, n, max, inv_t);
+}
+static void buckets_plain(const float *restrict l, int32_t *restrict bucket, float *restrict w, size_t n, float max,
+                          float scale, float last)
+{
+    buckets_body(l, bucket, w, n, max, scale, last);
+}
+static double sum_plain(const float *w, size_t n) { return greta_det_sum(w, n); }
+#if SAMPLER_HAVE_AVX2
+SAMPLER_AVX2 static void weights_avx2(const float *restrict l, float *restrict w, size_t n, float max, float inv_t)
+{
+    weights_body(l, w, n, max, inv_t);
+}
+SAMPLER_AVX2 static void buckets_avx2(const float *restrict l, int32_t *restrict bucket, float *restrict w, size_t n,
+                                      float max, float scale, float last)
+{
+    buckets_body(l, bucket, w, n, max, scale, last);
+}
+SAMPLER_AVX2 static double sum_avx2(const float *w, size_t n) { return greta_det_sum(w, n); }
+#endif
+
+static void weights(const float *restrict l, float *restrict w, size_t n, float max, float inv_t)
+{
+#if SAMPLER_HAVE_AVX2
+    if (greta_sampler_simd_active()) {
+        weights_avx2(l, w, n, max, inv_t);
+        return;
+    }
+#endif
+    weights_plain(l, w, n, max, inv_t);
+}
+
+static void buckets(const float *restrict l, int32_t *restrict bucket, float *restrict w, size_t n, float max,
+                    float scale, float last)
+{
+#if SAMPLER_HAVE_AVX2
+    if (greta_sampler_simd_active()) {
+        buckets_avx2(l, bucket, w, n, max, scale, last);
+        return;
+    }
+#endif
+    buckets_plain(l, bucket, w, n, max, scale, last);
+}
+
+/* greta_det_sum (detmath.h), compiled for the active ISA */
+static double wsum(const float *w, size_t n)
+{
+#if SAMPLER_HAVE_AVX2
+    if (greta_sampler_simd_active())
+        return sum_avx2(w, n);
+#endif
+    return sum_plain(w, n);
 }
 
 /* ---- steps 6-10 --------------------------------------------------------- */
@@ -390,7 +489,7 @@ static size_t draw_index(const float *w, size_t n, double *bsum, double u)
     double total = 0.0;
     for (size_t b = 0; b < nb; b++) {
         size_t lo = b * DRAW_BLOCK;
-        bsum[b] = greta_det_sum(w + lo, n - lo < DRAW_BLOCK ? n - lo : DRAW_BLOCK);
+        bsum[b] = wsum(w + lo, n - lo < DRAW_BLOCK ? n - lo : DRAW_BLOCK);
         total += bsum[b];
     }
     const double target = u * total;
@@ -422,7 +521,7 @@ static size_t top_p_sorted(greta_sampler *s, const float *l, size_t n, double to
 {
     float *w = s->w;
     weights(l, w, n, max, 1.0f);
-    const double target = top_p * greta_det_sum(w, n);
+    const double target = top_p * wsum(w, n);
     double cum = 0.0;
     for (size_t i = 0; i < n; i++) {
         cum += (double)w[i];
@@ -445,11 +544,7 @@ static size_t top_p_unsorted(greta_sampler *s, const float *l, const int32_t *id
     float *w = s->w, *out_l = s->logit;
     int32_t *bucket = s->bucket, *out_id = s->id;
     const float scale = (float)TOP_P_BUCKETS / TOP_P_RANGE, last = (float)(TOP_P_BUCKETS - 1);
-    for (size_t i = 0; i < n; i++) {
-        float d = (max - l[i]) * scale; /* >= 0, +inf for -inf logits */
-        bucket[i] = (int32_t)(d < last ? d : last);
-        w[i] = greta_det_exp(l[i] - max);
-    }
+    buckets(l, bucket, w, n, max, scale, last);
     /* Bucket weights and counts; 4 interleaved histograms (i mod 4) so that
      * neighbours in the same bucket do not wait on each other. */
     double mass4[4][TOP_P_BUCKETS];
@@ -649,7 +744,7 @@ int greta_sampler_sample(greta_sampler *s, greta_sampler_state *st, const float 
     double lse = 0.0;
     if (logprob) {
         weights(l, s->w, n, max, 1.0f);
-        lse = (double)max + log(greta_det_sum(s->w, n));
+        lse = (double)max + log(wsum(s->w, n));
     }
     int32_t tok;
     float tok_logit;

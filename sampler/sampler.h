@@ -106,6 +106,13 @@ typedef struct greta_sampler_state {
 
 typedef struct greta_sampler greta_sampler;
 
+/* The vocabulary-wide loops run as AVX2 code where the CPU has it (x86-64)
+ * and as the build's baseline code otherwise; both give the same bits.
+ * greta_sampler_set_simd(0) forces the baseline code for the whole process
+ * (tests, benchmarks); greta_sampler_simd_active says which one runs. */
+void greta_sampler_set_simd(int on);
+int greta_sampler_simd_active(void);
+
 /* Neutral parameters: temperature 1, top_k 0, top_p 1, min_p 0, repeat 1,
  * frequency 0, presence 0, penalty_last_n 64, seed 0, no bias. */
 void greta_sampler_params_default(greta_sampler_params *p);

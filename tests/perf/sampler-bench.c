@@ -4,7 +4,9 @@
  * cycled so one vector is not learned by the branch predictor. History: 256
  * random tokens. Each case: 200 warm-up samples, then 5 runs of 2000 samples;
  * prints the mean and the min/max of the per-run means. Wall clock
- * (CLOCK_MONOTONIC). Usage: sampler-bench (no arguments).
+ * (CLOCK_MONOTONIC). Every case runs with the vocabulary-wide loops as AVX2
+ * code (where the CPU has it) and as baseline code (greta_sampler_set_simd):
+ * the checksums of the two must match. Usage: sampler-bench (no arguments).
  */
 #include <math.h>
 #include <stdio.h>
@@ -105,8 +107,8 @@ static int run_case(greta_sampler *s, const bench_case *bc)
         lo = means[r] < lo ? means[r] : lo;
         hi = means[r] > hi ? means[r] : hi;
     }
-    printf("%-44s %8.2f us/sample  (runs %.2f..%.2f)  [checksum %ld]\n", bc->name, mean, lo,
-           hi, sink);
+    printf("%-44s %-8s %8.2f us/sample  (runs %.2f..%.2f)  [checksum %ld]\n", bc->name,
+           greta_sampler_simd_active() ? "avx2" : "baseline", mean, lo, hi, sink);
     return 0;
 }
 
@@ -158,8 +160,13 @@ int main(void)
     printf("sampler-bench: vocab %d, logits N(0, 3^2), %d samples x %d runs\n", VOCAB, ITERS,
            RUNS);
     int rc = 0;
-    for (int i = 0; i < 5 && !rc; i++)
+    for (int i = 0; i < 5 && !rc; i++) {
+        greta_sampler_set_simd(1);
         rc = run_case(s, &cases[i]);
+        greta_sampler_set_simd(0);
+        if (!rc)
+            rc = run_case(s, &cases[i]);
+    }
     greta_sampler_destroy(&s);
     for (int v = 0; v < NVEC; v++)
         free(logits[v]);

@@ -755,6 +755,70 @@ static void test_reduced_equals_full(void **unused)
     greta_sampler_destroy(&s);
 }
 
+/* The AVX2 and baseline builds of the vocabulary-wide loops give the same
+ * bits: tokens and log-probabilities over many draws, every sampling mode
+ * that reads the whole vocabulary, a vocabulary that is not a multiple of
+ * the vector width, -inf logits. */
+static void test_simd_equals_baseline(void **unused)
+{
+    (void)unused;
+    const int32_t vocabs[2] = {32000, 1001};
+    for (int vi = 0; vi < 2; vi++) {
+        const int32_t V = vocabs[vi];
+        greta_sampler *s = make_sampler(V);
+        float *l = malloc(sizeof(float) * (size_t)V);
+        assert_non_null(l);
+        int32_t hist[64];
+        for (int i = 0; i < 64; i++)
+            hist[i] = (int32_t)(lcg_unit() * V);
+        greta_sampler_params ps[4];
+        for (int c = 0; c < 4; c++)
+            greta_sampler_params_default(&ps[c]);
+        ps[0].temperature = 0.8f; /* full draw */
+        ps[1].temperature = 0.7f, ps[1].top_p = 0.9f; /* top-p without top-k */
+        ps[2].temperature = 1.3f, ps[2].min_p = 0.01f, ps[2].repeat_penalty = 1.2f, ps[2].frequency_penalty = 0.3f;
+        ps[3].temperature = 1.0f, ps[3].top_p = 0.5f, ps[3].presence_penalty = -0.5f, ps[3].penalty_last_n = -1;
+        int differ_from_greedy = 0;
+        for (int c = 0; c < 4; c++)
+            for (int draw = 0; draw < 40; draw++) {
+                for (int32_t i = 0; i < V; i++)
+                    l[i] = (float)(6.0 * lcg_unit() - 3.0);
+                l[draw % V] = -INFINITY;
+                int32_t tok[2];
+                float lp[2];
+                for (int mode = 0; mode < 2; mode++) {
+                    greta_sampler_set_simd(mode);
+                    greta_sampler_state st;
+                    greta_sampler_state_init(&st, &ps[c], 3);
+                    st.step = (uint64_t)draw;
+                    greta_error err = {0};
+                    assert_int_equal(greta_sampler_sample(s, &st, l, hist, 64, &tok[mode], &lp[mode], &err), 0);
+                }
+                if (tok[0] != tok[1] || memcmp(&lp[0], &lp[1], sizeof lp[0]))
+                    fail_msg("vocab %d case %d draw %d: baseline token %d (logprob %.9g), simd token %d (%.9g)", V,
+                             c, draw, tok[0], lp[0], tok[1], lp[1]);
+                int32_t best = 0;
+                for (int32_t i = 1; i < V; i++)
+                    best = l[i] > l[best] ? i : best;
+                differ_from_greedy += tok[0] != best;
+            }
+        assert_true(differ_from_greedy > 0); /* the draws sample, not argmax */
+        greta_sampler_set_simd(1);
+        free(l);
+        greta_sampler_destroy(&s);
+    }
+    /* the switch acts: baseline when off, AVX2 when on and the CPU has it */
+    greta_sampler_set_simd(0);
+    assert_false(greta_sampler_simd_active());
+    greta_sampler_set_simd(1);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    assert_int_equal(greta_sampler_simd_active(), __builtin_cpu_supports("avx2") ? 1 : 0);
+#else
+    assert_false(greta_sampler_simd_active());
+#endif
+    print_message("simd active here: %d\n", greta_sampler_simd_active());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -771,6 +835,7 @@ int main(void)
         cmocka_unit_test(test_bad_logits),
         cmocka_unit_test(test_needs_full_logits),
         cmocka_unit_test(test_reduced_equals_full),
+        cmocka_unit_test(test_simd_equals_baseline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
