@@ -15,6 +15,13 @@
  * {id, logit} entries of the slot's top-k row and topk_lse
  * (greta_sampler_sample_reduced); both give the same token.
  *
+ * Rows in parallel: a step with at least PARALLEL_MIN_ROWS full rows (the
+ * expensive ones: a draw over the whole vocabulary) is sampled by a pool of
+ * threads, one greta_sampler context each (at most MAX_LANES, no more than
+ * the CPUs this process may use); each row's token depends only on the row,
+ * so the tokens are those of one thread. The results are published by the
+ * main thread in slot order, as before.
+ *
  * Restart rules: the sampler keeps no state of its own. The RNG counter of a
  * draw is the number of tokens the sequence generated so far (n_tokens -
  * prompt_len), so sampling a step again (after a worker or sampler restart)
@@ -22,6 +29,9 @@
  * it looks at step_ready > step_done in the segment, so a StepReady lost with
  * a dead sampler is not needed.
  */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,25 +44,57 @@
 
 #define IDLE_WAIT_US 50000 /* longest sleep on the doorbell between looks at the socket */
 
-typedef struct sampler_stage {
-    greta_stage_ctx c;
+#define MAX_LANES 8
+#define PARALLEL_MIN_ROWS 4 /* full rows in a step before the pool is used */
+
+struct sampler_stage;
+
+/* What one thread samples with: its own work buffers. */
+typedef struct lane {
     greta_sampler *smp;
-    void *in;   /* PULL: StepReady */
-    void *out;  /* PUSH: StepDone */
     int32_t *tk_ids; /* [topk_max] a reduced row, as the sampler library takes it */
     float *tk_vals;  /* [topk_max] */
-    uint64_t steps, tokens, reduced;
+    uint64_t reduced;
+    struct sampler_stage *s;
+    pthread_t th;
+} lane;
+
+/* One row of a step. */
+typedef struct row_job {
+    uint32_t slot, n_tokens;
+    uint64_t counter; /* the RNG counter: tokens generated so far */
+    int32_t tok;
+    int rc;
+    uint64_t t0, t1; /* trace span */
+    greta_error err;
+} row_job;
+
+typedef struct sampler_stage {
+    greta_stage_ctx c;
+    void *in;  /* PULL: StepReady */
+    void *out; /* PUSH: StepDone */
+    lane lanes[MAX_LANES];
+    int n_lanes;    /* lanes[0] is the main thread's */
+    row_job *jobs;  /* [n_slots] */
+    size_t n_jobs;
+    _Atomic size_t next_job;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t round; /* bumped for every parallel step */
+    int busy;       /* pool threads still working on the round */
+    int quit;
+    uint64_t steps, tokens, parallel_steps;
 } sampler_stage;
 
 /* Samples one slot from its full or reduced row. */
-static int sample_slot(sampler_stage *s, uint32_t i, greta_shm_slot *sl, greta_sampler_state *st, uint32_t n_tokens,
+static int sample_slot(lane *ln, uint32_t i, greta_shm_slot *sl, greta_sampler_state *st, uint32_t n_tokens,
                        int32_t *tok, greta_error *err)
 {
-    greta_shm *shm = s->c.shm;
+    greta_shm *shm = ln->s->c.shm;
     greta_shm_header *h = greta_shm_hdr(shm);
     const uint32_t mode = atomic_load(&sl->logits_mode);
     if (mode == GRETA_LOGITS_FULL)
-        return greta_sampler_sample(s->smp, st, greta_shm_logits(shm, i), greta_shm_tokens(shm, i), n_tokens, tok,
+        return greta_sampler_sample(ln->smp, st, greta_shm_logits(shm, i), greta_shm_tokens(shm, i), n_tokens, tok,
                                     NULL, err);
     if (mode != GRETA_LOGITS_TOPK && mode != GRETA_LOGITS_TOP1)
         return greta_error_set(err, GRETA_ERR_FORMAT, "slot %u: logits_mode %u is not full, top-k or top-1", i, mode);
@@ -61,11 +103,11 @@ static int sample_slot(sampler_stage *s, uint32_t i, greta_shm_slot *sl, greta_s
         return greta_error_set(err, GRETA_ERR_FORMAT, "slot %u: n_topk %u outside 1..%u", i, n, h->topk_max);
     const greta_shm_topk *tk = greta_shm_topk_row(shm, i);
     for (uint32_t j = 0; j < n; j++) {
-        s->tk_ids[j] = tk[j].id;
-        s->tk_vals[j] = tk[j].logit;
+        ln->tk_ids[j] = tk[j].id;
+        ln->tk_vals[j] = tk[j].logit;
     }
-    s->reduced++;
-    return greta_sampler_sample_reduced(s->smp, st, s->tk_ids, s->tk_vals, n, sl->topk_lse, tok, NULL, err);
+    ln->reduced++;
+    return greta_sampler_sample_reduced(ln->smp, st, ln->tk_ids, ln->tk_vals, n, sl->topk_lse, tok, NULL, err);
 }
 
 static void send_done(sampler_stage *s, uint64_t step, const int32_t *slots, const int32_t *toks, size_t n)
@@ -85,48 +127,185 @@ static void send_done(sampler_stage *s, uint64_t step, const int32_t *slots, con
         greta_stage_log(&s->c, "StepDone %llu not sent: %s", (unsigned long long)step, err.msg);
 }
 
+/* Samples one row of the step with ln's buffers. */
+static void run_job(lane *ln, row_job *j)
+{
+    sampler_stage *s = ln->s;
+    greta_shm *shm = s->c.shm;
+    greta_shm_slot *sl = greta_shm_slot_at(shm, j->slot);
+    j->t0 = GRETA_TRACE_BEGIN(s->c.trace);
+    greta_sampler_params p;
+    greta_handoff_load_params(sl, &p);
+    greta_sampler_state st;
+    greta_sampler_state_init(&st, &p, 0);
+    st.step = j->counter;
+    j->tok = -1;
+    if (j->n_tokens == 0 || j->n_tokens > greta_shm_hdr(shm)->n_ctx)
+        j->rc = greta_error_set(&j->err, GRETA_ERR_STATE, "slot %u: n_tokens %u outside 1..%u", j->slot, j->n_tokens,
+                                greta_shm_hdr(shm)->n_ctx);
+    else
+        j->rc = sample_slot(ln, j->slot, sl, &st, j->n_tokens, &j->tok, &j->err);
+    j->t1 = s->c.trace ? greta_trace_now_ns() : 0;
+}
+
+/* Takes the round's rows until none is left. */
+static void run_jobs(lane *ln)
+{
+    sampler_stage *s = ln->s;
+    for (;;) {
+        const size_t k = atomic_fetch_add(&s->next_job, 1);
+        if (k >= s->n_jobs)
+            return;
+        run_job(ln, &s->jobs[k]);
+    }
+}
+
+static void *lane_main(void *arg)
+{
+    lane *ln = arg;
+    sampler_stage *s = ln->s;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->quit && s->round == seen)
+            pthread_cond_wait(&s->go, &s->mu);
+        if (s->quit)
+            break;
+        seen = s->round;
+        pthread_mutex_unlock(&s->mu);
+        run_jobs(ln);
+        pthread_mutex_lock(&s->mu);
+        if (--s->busy == 0)
+            pthread_cond_signal(&s->done);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
 /* Samples step `step` for every slot whose logits belong to it. */
 static void sample_step(sampler_stage *s, uint64_t step)
 {
     greta_shm *shm = s->c.shm;
     greta_shm_header *h = greta_shm_hdr(shm);
-    size_t n = 0;
+    size_t n = 0, full = 0;
     for (uint32_t i = 0; i < h->n_slots; i++) {
         greta_shm_slot *sl = greta_shm_slot_at(shm, i);
         if (atomic_load_explicit(&sl->state, memory_order_acquire) != GRETA_SLOT_ACTIVE ||
             atomic_load(&sl->logits_step) != step)
             continue;
-        uint64_t t0 = GRETA_TRACE_BEGIN(s->c.trace);
-        uint32_t n_tokens = atomic_load_explicit(&sl->n_tokens, memory_order_acquire);
-        greta_sampler_params p;
-        greta_handoff_load_params(sl, &p);
-        greta_sampler_state st;
-        greta_sampler_state_init(&st, &p, 0);
-        st.step = n_tokens >= sl->prompt_len ? n_tokens - sl->prompt_len : 0;
-        uint64_t counter = st.step;
-        int32_t tok = -1;
-        greta_error err = {0};
-        int rc;
-        if (n_tokens == 0 || n_tokens > h->n_ctx)
-            rc = greta_error_set(&err, GRETA_ERR_STATE, "slot %u: n_tokens %u outside 1..%u", i, n_tokens, h->n_ctx);
-        else
-            rc = sample_slot(s, i, sl, &st, n_tokens, &tok, &err);
-        if (rc < 0) {
-            greta_stage_log(&s->c, "slot %u request %016llx: sampling failed: %s", i,
-                            (unsigned long long)atomic_load(&sl->request_id), err.msg);
-            tok = -1;
+        row_job *j = &s->jobs[n++];
+        memset(j, 0, sizeof *j);
+        j->slot = i;
+        j->n_tokens = atomic_load_explicit(&sl->n_tokens, memory_order_acquire);
+        j->counter = j->n_tokens >= sl->prompt_len ? j->n_tokens - sl->prompt_len : 0;
+        full += atomic_load(&sl->logits_mode) == GRETA_LOGITS_FULL;
+    }
+    s->n_jobs = n;
+    atomic_store(&s->next_job, 0);
+    if (s->n_lanes > 1 && full >= PARALLEL_MIN_ROWS) {
+        pthread_mutex_lock(&s->mu);
+        s->busy = s->n_lanes - 1;
+        s->round++;
+        pthread_cond_broadcast(&s->go);
+        pthread_mutex_unlock(&s->mu);
+        run_jobs(&s->lanes[0]);
+        pthread_mutex_lock(&s->mu);
+        while (s->busy > 0)
+            pthread_cond_wait(&s->done, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        s->parallel_steps++;
+    } else {
+        run_jobs(&s->lanes[0]);
+    }
+    for (size_t k = 0; k < n; k++) { /* publish, in slot order */
+        row_job *j = &s->jobs[k];
+        greta_shm_slot *sl = greta_shm_slot_at(shm, j->slot);
+        if (j->rc < 0) {
+            greta_stage_log(&s->c, "slot %u request %016llx: sampling failed: %s", j->slot,
+                            (unsigned long long)atomic_load(&sl->request_id), j->err.msg);
+            j->tok = -1;
         }
-        atomic_store(&sl->sampled_token, tok);
-        atomic_store(&sl->sampled_len, n_tokens);
-        atomic_store(&sl->rng_counter, counter);
+        atomic_store(&sl->sampled_token, j->tok);
+        atomic_store(&sl->sampled_len, j->n_tokens);
+        atomic_store(&sl->rng_counter, j->counter);
         atomic_store_explicit(&sl->sampled_step, step, memory_order_release);
-        GRETA_TRACE_END(s->c.trace, "sample", t0, atomic_load(&sl->request_id), "step", (int64_t)step);
-        n++;
+        if (s->c.trace)
+            greta_trace_span(s->c.trace, "sample", j->t0, j->t1, atomic_load(&sl->request_id), "step",
+                             (int64_t)step);
     }
     atomic_store_explicit(&h->step_done, step, memory_order_release);
     greta_shm_ring(&h->done_bell, (uint32_t)step);
     s->steps++;
     s->tokens += n;
+}
+
+/* CPUs this process may run on (at least 1). */
+static int cpus_allowed(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        const int n = CPU_COUNT(&set);
+        return n > 0 ? n : 1;
+    }
+    return 1;
+}
+
+/* The lanes: buffers for each, threads for lanes 1.. */
+static int lanes_start(sampler_stage *s, greta_error *err)
+{
+    greta_shm_header *h = greta_shm_hdr(s->c.shm);
+    const int cpus = cpus_allowed();
+    s->n_lanes = cpus < MAX_LANES ? cpus : MAX_LANES;
+    if ((uint32_t)s->n_lanes > h->n_slots)
+        s->n_lanes = (int)h->n_slots;
+    if (s->n_lanes < 1)
+        s->n_lanes = 1;
+    s->jobs = calloc(h->n_slots ? h->n_slots : 1, sizeof *s->jobs);
+    if (!s->jobs)
+        return greta_error_set(err, GRETA_ERR_NOMEM, "sampler: out of memory");
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->go, NULL);
+    pthread_cond_init(&s->done, NULL);
+    const uint32_t tkm = h->topk_max ? h->topk_max : 1;
+    for (int k = 0; k < s->n_lanes; k++) {
+        lane *ln = &s->lanes[k];
+        ln->s = s;
+        int rc = greta_sampler_create((int32_t)h->n_vocab, &ln->smp, err);
+        if (rc)
+            return rc;
+        ln->tk_ids = calloc(tkm, sizeof *ln->tk_ids);
+        ln->tk_vals = calloc(tkm, sizeof *ln->tk_vals);
+        if (!ln->tk_ids || !ln->tk_vals)
+            return greta_error_set(err, GRETA_ERR_NOMEM, "sampler: out of memory");
+    }
+    for (int k = 1; k < s->n_lanes; k++)
+        if (pthread_create(&s->lanes[k].th, NULL, lane_main, &s->lanes[k]) != 0) {
+            s->n_lanes = k; /* the threads started so far */
+            return greta_error_set(err, GRETA_ERR_NOMEM, "sampler: cannot start thread %d", k);
+        }
+    return GRETA_OK;
+}
+
+static void lanes_stop(sampler_stage *s)
+{
+    if (!s->jobs)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->quit = 1;
+    pthread_cond_broadcast(&s->go);
+    pthread_mutex_unlock(&s->mu);
+    for (int k = 1; k < s->n_lanes; k++)
+        pthread_join(s->lanes[k].th, NULL);
+    for (int k = 0; k < MAX_LANES; k++) {
+        greta_sampler_destroy(&s->lanes[k].smp);
+        free(s->lanes[k].tk_ids);
+        free(s->lanes[k].tk_vals);
+    }
+    pthread_cond_destroy(&s->go);
+    pthread_cond_destroy(&s->done);
+    pthread_mutex_destroy(&s->mu);
+    free(s->jobs);
+    s->jobs = NULL;
 }
 
 /* Samples the pending step, if any. */
@@ -150,14 +329,7 @@ int main(int argc, char **argv)
         if (argv[i])
             rc = greta_error_set(&err, GRETA_ERR_INVALID, "unknown argument '%s'", argv[i]);
     if (rc == 0)
-        rc = greta_sampler_create((int32_t)greta_shm_hdr(s.c.shm)->n_vocab, &s.smp, &err);
-    if (rc == 0) {
-        const uint32_t tkm = greta_shm_hdr(s.c.shm)->topk_max;
-        s.tk_ids = calloc(tkm ? tkm : 1, sizeof *s.tk_ids);
-        s.tk_vals = calloc(tkm ? tkm : 1, sizeof *s.tk_vals);
-        if (!s.tk_ids || !s.tk_vals)
-            rc = greta_error_set(&err, GRETA_ERR_NOMEM, "sampler: out of memory");
-    }
+        rc = lanes_start(&s, &err);
     if (rc == 0)
         rc = greta_stage_endpoint(&s.c, GRETA_EP_STEP_READY, in_path, sizeof in_path, &err);
     if (rc == 0)
@@ -174,14 +346,14 @@ int main(int argc, char **argv)
         rc = greta_zsock_connect(s.out, out_path, &err);
     if (rc < 0) {
         fprintf(stderr, "greta-sampler: %s\n", err.msg);
-        free(s.tk_ids);
-        free(s.tk_vals);
+        lanes_stop(&s);
         greta_zsock_close(&s.in);
         greta_zsock_close(&s.out);
-        greta_sampler_destroy(&s.smp);
         greta_stage_fini(&s.c);
         return 1;
     }
+    greta_stage_log(&s.c, "sampling threads: %d (a step with %d or more full-vocabulary rows is shared out)",
+                    s.n_lanes, PARALLEL_MIN_ROWS);
 
     greta_heartbeat_ready(s.c.hb);
     greta_shm_header *hdr = greta_shm_hdr(s.c.shm);
@@ -221,14 +393,17 @@ int main(int argc, char **argv)
         if (r < 0)
             greta_stage_log(&s.c, "receive: %s", err.msg);
     }
-    greta_stage_log(&s.c, "stopping: %llu steps, %llu tokens (%llu from reduced rows), %llu rejected",
-                    (unsigned long long)s.steps, (unsigned long long)s.tokens, (unsigned long long)s.reduced,
-                    (unsigned long long)s.c.rejected);
-    free(s.tk_ids);
-    free(s.tk_vals);
+    uint64_t reduced = 0;
+    for (int k = 0; k < s.n_lanes; k++)
+        reduced += s.lanes[k].reduced;
+    greta_stage_log(&s.c,
+                    "stopping: %llu steps (%llu sampled by %d threads), %llu tokens (%llu from reduced rows), "
+                    "%llu rejected",
+                    (unsigned long long)s.steps, (unsigned long long)s.parallel_steps, s.n_lanes,
+                    (unsigned long long)s.tokens, (unsigned long long)reduced, (unsigned long long)s.c.rejected);
+    lanes_stop(&s);
     greta_zsock_close(&s.in);
     greta_zsock_close(&s.out);
-    greta_sampler_destroy(&s.smp);
     greta_stage_fini(&s.c);
     return 0;
 }

@@ -15,9 +15,14 @@
  *             bad GRETA_HANDOFF value stops the worker from starting.
  *   bench     `greta bench --pipeline`: same tokens in and out of process,
  *             the JSON fields, an existing instance via --instance.
+ *   parallel  six seeded temperature requests at once (full-vocabulary rows):
+ *             each equals its in-process run, and where this process may
+ *             use two or more CPUs the sampler shared steps out to its
+ *             threads (its "stopping" log line counts them).
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -586,6 +591,92 @@ static void test_bench(void **state)
     cJSON_Delete(gref);
 }
 
+/* ---- parallel: rows of one step sampled by several threads ------------------------ */
+
+#define PAR_N 6
+
+typedef struct par_job {
+    greta_client_request req;
+    gen_out out;
+    int rc;
+    char err[GRETA_ERROR_MSG_MAX];
+    pthread_barrier_t *start;
+    pthread_t th;
+} par_job;
+
+static void *par_main(void *arg)
+{
+    par_job *j = arg;
+    greta_error err = {0};
+    greta_client *c = NULL;
+    j->rc = greta_client_open(g_instance, &c, &err);
+    pthread_barrier_wait(j->start);
+    if (j->rc == 0)
+        j->rc = pipe_generate(c, &j->req, &j->out, &err);
+    snprintf(j->err, sizeof j->err, "%s", err.msg);
+    greta_client_close(&c);
+    return NULL;
+}
+
+static void test_parallel(void **state)
+{
+    (void)state;
+    GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
+    (void)model_path;
+    assert_int_equal(greta_up("--slots 6"), 0);
+    greta_error err = {0};
+    greta_client *c = NULL;
+    assert_int_equal(greta_client_open(g_instance, &c, &err), 0);
+    size_t n_prompt = 0;
+    int32_t *prompt = encode(c, "Once upon a time", &n_prompt);
+    greta_client_close(&c);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, PAR_N);
+    par_job jobs[PAR_N];
+    memset(jobs, 0, sizeof jobs);
+    for (int k = 0; k < PAR_N; k++) {
+        jobs[k].req = (greta_client_request){.prompt = prompt,
+                                             .n_prompt = n_prompt,
+                                             .max_tokens = 48,
+                                             .temperature = 0.9f,
+                                             .seed = 100 + (uint64_t)k};
+        jobs[k].start = &start;
+        assert_int_equal(pthread_create(&jobs[k].th, NULL, par_main, &jobs[k]), 0);
+    }
+    for (int k = 0; k < PAR_N; k++)
+        pthread_join(jobs[k].th, NULL);
+    pthread_barrier_destroy(&start);
+    int distinct = 0;
+    for (int k = 0; k < PAR_N; k++) {
+        if (jobs[k].rc < 0)
+            fail_msg("request %d: %s", k, jobs[k].err);
+        greta_sampler_params p;
+        request_params(&jobs[k].req, &p);
+        gen_out ref;
+        inproc_generate(prompt, n_prompt, jobs[k].req.max_tokens, &p, &ref);
+        if (!same_ids(&jobs[k].out, &ref)) {
+            print_ids("pipeline", &jobs[k].out);
+            print_ids("in-process", &ref);
+            fail_msg("request %d (seed %llu): the pipeline's tokens differ from the in-process ones", k,
+                     (unsigned long long)jobs[k].req.seed);
+        }
+        distinct += k > 0 && !same_ids(&jobs[k].out, &jobs[0].out);
+    }
+    assert_true(distinct > 0); /* the seeds give different samples */
+    free(prompt);
+    greta_down();
+    const int threads_line = count_in_log("sampler", "sampling threads: ");
+    assert_int_equal(threads_line, 1);
+    if (count_in_log("sampler", "sampling threads: 1 ") == 1) {
+        fprintf(stderr, "one CPU for this process: the sampler has one thread, nothing to share out\n");
+    } else {
+        /* some step had four or more full rows: "(N sampled by T threads)" with N > 0 */
+        assert_int_equal(count_in_log("sampler", "(0 sampled by"), 0);
+        assert_int_equal(count_in_log("sampler", " sampled by "), 1);
+    }
+    inproc_close();
+}
+
 int main(int argc, char **argv)
 {
     g_group = argc > 1 ? argv[1] : "sampling";
@@ -597,6 +688,8 @@ int main(int argc, char **argv)
         t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_handoff, pipeline_setup, pipeline_teardown);
     else if (!strcmp(g_group, "bench"))
         t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_bench, pipeline_setup, pipeline_teardown);
+    else if (!strcmp(g_group, "parallel"))
+        t = (struct CMUnitTest)cmocka_unit_test_setup_teardown(test_parallel, pipeline_setup, pipeline_teardown);
     else {
         fprintf(stderr, "unknown group '%s'\n", g_group);
         return 2;
