@@ -569,7 +569,8 @@ int main(int argc, char **argv)
         return 2;
     }
     greta_bin = argv[1];
-    const char *d = greta_test_tmpdir("engine_cli");
+    /* the GPU entry runs beside the others under ctest -j: its own directory */
+    const char *d = greta_test_tmpdir(argc > 2 ? "engine_cli_gpu" : "engine_cli");
     if (!d)
         return 1;
     fmt(tmp, sizeof tmp, "%s", d);
