@@ -10,7 +10,9 @@
  *
  * Two modes, same text for the same flags:
  *   pipeline (default)  the request goes to instance NAME (default "default")
- *       when it is up; else a temporary instance with this command's model,
+ *       when it is up; else a temporary instance with this command's model
+ *       (named default-PID when no --instance was given, so concurrent
+ *       commands each have their own),
  *       backend, context (-c) and threads (-t) is started and stopped again at
  *       the end, also on Ctrl-C / SIGTERM (frontend/instance.h; its watchdog
  *       covers kill -9). The prompt is encoded by the tokenizer stage, the
@@ -59,7 +61,8 @@ static void usage(FILE *out)
             "                 [--repeat-penalty R] [--seed S] [-t THREADS] [--backend cpu|gpu]\n"
             "  Generates text from PROMPT (default: empty, i.e. BOS alone) and streams it,\n"
             "  through the pipeline instance NAME (default 'default') when it is up, else\n"
-            "  through a temporary instance started for this command and stopped after it.\n"
+            "  through a temporary instance started for this command and stopped after it\n"
+            "  (without --instance: its own, default-PID, never shared with another command).\n"
             "  -m MODEL          GGUF model (default: %s from $GRETA_MODEL_DIR, default\n"
             "                    ~/.cache/greta/models, or the test data folder)\n"
             "  -p PROMPT         prompt text; -f FILE reads it from a file\n"
@@ -548,7 +551,7 @@ static int run_pipeline(run_opts *o, const char *text, size_t text_len)
         }
     }
     greta_instance_opts io = {
-        .name = name,
+        .name = o->instance, /* NULL: "default" if up, else a private temporary one */
         .model = model_arg,
         .slots = 1,
         .log = stderr,
@@ -592,6 +595,7 @@ static int run_pipeline(run_opts *o, const char *text, size_t text_len)
     print_sampling(&o->sp);
 
     /* the model's encode flags, as in process: BOS / EOS from its tokenizer keys */
+    name = greta_instance_name(in);
     if (greta_tokenizer_create_from_gguf(m->file, &tok, &err) < 0 || greta_client_open(name, &c, &err) < 0) {
         fprintf(stderr, "greta run: %s\n", err.msg);
         goto done;

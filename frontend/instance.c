@@ -133,7 +133,7 @@ static int start_watchdog(greta_instance *in, const char *self, greta_error *err
     return GRETA_OK;
 }
 
-static int start_temporary(greta_instance *in, const greta_instance_opts *o, greta_error *err)
+static int start_temporary(greta_instance *in, const char *wanted, const greta_instance_opts *o, greta_error *err)
 {
     char self[4096];
     ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -173,9 +173,9 @@ static int start_temporary(greta_instance *in, const greta_instance_opts *o, gre
     argv[a] = NULL;
     if (o->log)
         fprintf(o->log,
-                "greta: instance %s is not up: starting a temporary one (model %s); it stops when this "
+                "greta: instance %s is not up: starting a temporary one, %s (model %s); it stops when this "
                 "command ends\n",
-                in->name, o->model ? o->model : "default");
+                wanted, in->name, o->model ? o->model : "default");
     int rc = start_watchdog(in, self, err);
     if (rc < 0)
         return rc;
@@ -243,7 +243,9 @@ int greta_instance_open(const greta_instance_opts *o, greta_instance **out, gret
             free(want);
         }
     } else if (rc == 0) {
-        rc = start_temporary(in, o, err);
+        if (!o->name) /* nobody named it: a private name, so another command never takes (or stops) it */
+            snprintf(in->name, sizeof in->name, "default-%d", (int)getpid());
+        rc = start_temporary(in, name, o, err);
     }
     if (rc < 0) {
         greta_instance_close(&in);

@@ -33,7 +33,8 @@
 typedef struct greta_instance greta_instance;
 
 typedef struct greta_instance_opts {
-    const char *name;  /* instance name (NULL: "default") */
+    const char *name;  /* instance name; NULL: "default" when it is up, else a temporary instance of
+                          this command's own, "default-PID" (concurrent commands do not share it) */
     const char *model; /* model path, or NULL: any for a running instance, the default for a temporary one */
     int slots;         /* slots of a temporary instance (0: greta up's default) */
     FILE *log;         /* one line when a temporary instance is started (NULL: quiet) */

@@ -215,6 +215,60 @@ static void test_run_sampling_flags(void **state)
         free(all[i]);
 }
 
+/* Two `greta run` at once with no --instance and no running "default": each
+ * starts a temporary instance of its own (default-PID), so neither takes
+ * the other's slot or stops the other's instance under it. */
+static void test_run_concurrent_temporary(void **state)
+{
+    NEED_MODEL();
+    result st = run(NULL, "status");
+    const int default_up = st.rc == 0;
+    result_free(&st);
+    if (default_up) {
+        fprintf(stderr, "SKIPPED: an instance 'default' is running on this machine\n");
+        skip();
+        return;
+    }
+    char *want = run_out("--temp 0");
+    char cmd[16384];
+    fmt(cmd, sizeof cmd,
+        "env GRETA_HEARTBEAT_MS=50 sh -c '\"$0\" run -m \"$1\" -n 60 --temp 0 >\"$2/a.out\" 2>\"$2/a.err\" & "
+        "\"$0\" run -m \"$1\" -n 60 --temp 0 >\"$2/b.out\" 2>\"$2/b.err\"; rb=$?; wait $!; ra=$?; "
+        "echo \"$ra $rb\"' '%s' '%s' '%s' < /dev/null",
+        greta_bin, model, tmp);
+    char *out = NULL, *err = NULL;
+    const int rc = greta_test_run_cmd(cmd, tmp, &out, &err);
+    assert_int_equal(rc, 0);
+    assert_string_equal(out, "0 0\n"); /* both succeeded */
+    char path[4200];
+    const char *names[2] = {"a", "b"};
+    char inst[2][64];
+    for (int k = 0; k < 2; k++) {
+        fmt(path, sizeof path, "%s/%s.out", tmp, names[k]);
+        char *o = greta_read_file(path, NULL);
+        assert_non_null(o);
+        assert_string_equal(o, want); /* the in-process text */
+        free(o);
+        fmt(path, sizeof path, "%s/%s.err", tmp, names[k]);
+        char *e = greta_read_file(path, NULL);
+        assert_non_null(e);
+        const char *p = strstr(e, "starting a temporary one, default-");
+        if (!p)
+            fail_msg("%s.err has no private temporary instance:\n%s", names[k], e);
+        const char *name = strchr(p, ',') + 2; /* "default-PID (model ..." */
+        size_t n = 0;
+        while (name[n] && name[n] != ' ' && n + 1 < sizeof inst[k])
+            n++;
+        memcpy(inst[k], name, n);
+        inst[k][n] = '\0';
+        free(e);
+    }
+    assert_string_not_equal(inst[0], inst[1]);
+    free(out);
+    free(err);
+    free(want);
+}
+
 static void test_run_lengths(void **state)
 {
     NEED_MODEL();
@@ -577,6 +631,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_run_greedy_default_model),
         cmocka_unit_test(test_run_default_model_lookup),
+        cmocka_unit_test(test_run_concurrent_temporary),
         cmocka_unit_test(test_run_threads_and_prompt),
         cmocka_unit_test(test_run_sampling_flags),
         cmocka_unit_test(test_run_lengths),
