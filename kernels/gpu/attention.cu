@@ -190,6 +190,33 @@ __global__ void attention_merge_kernel(const float *__restrict__ partial, int32_
     }
 }
 
+/* The shape checks both attention entry points share. */
+static int att_check(const char *what, int32_t n_tok, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
+                     int32_t n_ctx, int32_t n_split, int64_t ld_q, int64_t ld_out, const float *partial,
+                     greta_gpu_kv_type kv, greta_error *err)
+{
+    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || head_dim <= 0 || head_dim % 2 != 0 ||
+        head_dim > ATT_MAX_HEAD_DIM || n_ctx <= 0 || n_split < 1 || n_split > 65535 || n_heads > 65535 ||
+        n_tok < 0 || n_tok > 65535 || ld_q < (int64_t)n_heads * head_dim || ld_out < (int64_t)n_heads * head_dim ||
+        (n_split > 1 && !partial) || (kv != GRETA_GPU_KV_F16 && kv != GRETA_GPU_KV_F32))
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "%s: bad shape (heads %d, kv heads %d, head_dim %d, n_ctx %d, split %d)", what,
+                               n_heads, n_kv_heads, head_dim, n_ctx, n_split);
+    return 0;
+}
+
+/* With several splits: their partials combined into out. */
+static int att_merge(gpu_stream_t st, const float *partial, int32_t n_tok, int32_t n_heads, int32_t head_dim,
+                     int32_t n_split, float *out, int64_t ld_out, greta_error *err)
+{
+    if (n_split > 1) {
+        attention_merge_kernel<<<dim3(n_heads, n_tok), 128, 0, st>>>(partial, n_heads, head_dim, n_split, out,
+                                                                     ld_out);
+        GPU_CHECK(gpu_last_error(), err);
+    }
+    return 0;
+}
+
 /* ---- decode attention (issue 7, the v3 decode path) -----------------------------------
  *
  * attention_dec_kernel: the same blocks (head, token, split), chunks and
@@ -371,13 +398,13 @@ extern "C" int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, i
     if (!greta_gpu_attention_decode_supported(head_dim))
         return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
                                "attention_decode: head_dim %d (8, 16, 32, 64, 128 or 256)", head_dim);
-    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || n_ctx <= 0 || n_split < 1 ||
-        n_split > 65535 || n_heads > 65535 || n_tok < 0 || n_tok > 65535 || ld_q < (int64_t)n_heads * head_dim ||
-        ld_q % 4 != 0 || ld_out < (int64_t)n_heads * head_dim || (n_split > 1 && !partial) ||
-        (kv != GRETA_GPU_KV_F16 && kv != GRETA_GPU_KV_F32))
-        return greta_error_set(err, GRETA_ERR_INVALID,
-                               "attention_decode: bad shape (heads %d, kv heads %d, head_dim %d, n_ctx %d, split %d)",
-                               n_heads, n_kv_heads, head_dim, n_ctx, n_split);
+    int rc = att_check("attention_decode", n_tok, n_heads, n_kv_heads, head_dim, n_ctx, n_split, ld_q, ld_out,
+                       partial, kv, err);
+    if (rc)
+        return rc;
+    if (ld_q % 4 != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "attention_decode: ld_q %lld is not a multiple of 4",
+                               (long long)ld_q);
     if (n_tok == 0)
         return 0;
     const gpu_stream_t st = (gpu_stream_t)s;
@@ -389,12 +416,7 @@ extern "C" int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, i
         attention_dec_go<float>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads, n_kv_heads,
                                 n_ctx, n_split, partial, out, ld_out);
     GPU_CHECK(gpu_last_error(), err);
-    if (n_split > 1) {
-        attention_merge_kernel<<<dim3(n_heads, n_tok), 128, 0, st>>>(partial, n_heads, head_dim, n_split, out,
-                                                                     ld_out);
-        GPU_CHECK(gpu_last_error(), err);
-    }
-    return 0;
+    return att_merge(st, partial, n_tok, n_heads, head_dim, n_split, out, ld_out, err);
 }
 
 extern "C" int64_t greta_gpu_attention_partial_floats(int32_t n_tok, int32_t n_heads, int32_t head_dim,
@@ -409,13 +431,10 @@ extern "C" int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t 
                                    int32_t head_dim, int32_t n_ctx, int32_t n_split, float *partial, float *out,
                                    int64_t ld_out, greta_error *err)
 {
-    if (n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads != 0 || head_dim <= 0 || head_dim % 2 != 0 ||
-        head_dim > ATT_MAX_HEAD_DIM || n_ctx <= 0 || n_split < 1 || n_split > 65535 || n_heads > 65535 ||
-        n_tok < 0 || n_tok > 65535 || ld_q < (int64_t)n_heads * head_dim || ld_out < (int64_t)n_heads * head_dim ||
-        (n_split > 1 && !partial) || (kv != GRETA_GPU_KV_F16 && kv != GRETA_GPU_KV_F32))
-        return greta_error_set(err, GRETA_ERR_INVALID,
-                               "attention: bad shape (heads %d, kv heads %d, head_dim %d, n_ctx %d, split %d)",
-                               n_heads, n_kv_heads, head_dim, n_ctx, n_split);
+    const int rc = att_check("attention", n_tok, n_heads, n_kv_heads, head_dim, n_ctx, n_split, ld_q, ld_out,
+                             partial, kv, err);
+    if (rc)
+        return rc;
     if (n_tok == 0)
         return 0;
     const gpu_stream_t st = (gpu_stream_t)s;
@@ -430,10 +449,5 @@ extern "C" int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t 
                                                              n_kv_heads, head_dim, n_ctx, n_split, partial, out,
                                                              ld_out);
     GPU_CHECK(gpu_last_error(), err);
-    if (n_split > 1) {
-        attention_merge_kernel<<<dim3(n_heads, n_tok), 128, 0, st>>>(partial, n_heads, head_dim, n_split, out,
-                                                                     ld_out);
-        GPU_CHECK(gpu_last_error(), err);
-    }
-    return 0;
+    return att_merge(st, partial, n_tok, n_heads, head_dim, n_split, out, ld_out, err);
 }
