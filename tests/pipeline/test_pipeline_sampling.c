@@ -22,7 +22,6 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -595,29 +594,6 @@ static void test_bench(void **state)
 
 #define PAR_N 6
 
-typedef struct par_job {
-    greta_client_request req;
-    gen_out out;
-    int rc;
-    char err[GRETA_ERROR_MSG_MAX];
-    pthread_barrier_t *start;
-    pthread_t th;
-} par_job;
-
-static void *par_main(void *arg)
-{
-    par_job *j = arg;
-    greta_error err = {0};
-    greta_client *c = NULL;
-    j->rc = greta_client_open(g_instance, &c, &err);
-    pthread_barrier_wait(j->start);
-    if (j->rc == 0)
-        j->rc = pipe_generate(c, &j->req, &j->out, &err);
-    snprintf(j->err, sizeof j->err, "%s", err.msg);
-    greta_client_close(&c);
-    return NULL;
-}
-
 static void test_parallel(void **state)
 {
     (void)state;
@@ -629,38 +605,45 @@ static void test_parallel(void **state)
     assert_int_equal(greta_client_open(g_instance, &c, &err), 0);
     size_t n_prompt = 0;
     int32_t *prompt = encode(c, "Once upon a time", &n_prompt);
-    greta_client_close(&c);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, PAR_N);
-    par_job jobs[PAR_N];
-    memset(jobs, 0, sizeof jobs);
+    /* all six submitted back to back (one client, no waiting for tokens),
+     * so the worker runs them side by side; then each is streamed from its
+     * first token (the tokenizer keeps a request until it is released) */
+    greta_client_request reqs[PAR_N];
+    uint64_t rids[PAR_N];
+    gen_out outs[PAR_N];
     for (int k = 0; k < PAR_N; k++) {
-        jobs[k].req = (greta_client_request){.prompt = prompt,
-                                             .n_prompt = n_prompt,
-                                             .max_tokens = 48,
-                                             .temperature = 0.9f,
-                                             .seed = 100 + (uint64_t)k};
-        jobs[k].start = &start;
-        assert_int_equal(pthread_create(&jobs[k].th, NULL, par_main, &jobs[k]), 0);
+        reqs[k] = (greta_client_request){.prompt = prompt,
+                                         .n_prompt = n_prompt,
+                                         .max_tokens = 90,
+                                         .temperature = 0.9f,
+                                         .seed = 100 + (uint64_t)k};
+        rids[k] = greta_client_request_id();
+        if (greta_client_submit(c, rids[k], &reqs[k], NULL, &err) < 0)
+            fail_msg("submit %d: %s", k, err.msg);
     }
-    for (int k = 0; k < PAR_N; k++)
-        pthread_join(jobs[k].th, NULL);
-    pthread_barrier_destroy(&start);
+    for (int k = 0; k < PAR_N; k++) {
+        memset(&outs[k], 0, sizeof outs[k]);
+        greta_client_result res;
+        if (greta_client_stream(c, rids[k], 0, on_delta, &outs[k], &res, &err) < 0 ||
+            greta_client_release(c, rids[k], &err) < 0)
+            fail_msg("request %d: %s", k, err.msg);
+        assert_int_equal(res.completion_tokens, outs[k].n);
+        outs[k].eos = res.finish_reason == GRETA__FINISH_REASON__FINISH_EOS;
+    }
+    greta_client_close(&c);
     int distinct = 0;
     for (int k = 0; k < PAR_N; k++) {
-        if (jobs[k].rc < 0)
-            fail_msg("request %d: %s", k, jobs[k].err);
         greta_sampler_params p;
-        request_params(&jobs[k].req, &p);
+        request_params(&reqs[k], &p);
         gen_out ref;
-        inproc_generate(prompt, n_prompt, jobs[k].req.max_tokens, &p, &ref);
-        if (!same_ids(&jobs[k].out, &ref)) {
-            print_ids("pipeline", &jobs[k].out);
+        inproc_generate(prompt, n_prompt, reqs[k].max_tokens, &p, &ref);
+        if (!same_ids(&outs[k], &ref)) {
+            print_ids("pipeline", &outs[k]);
             print_ids("in-process", &ref);
             fail_msg("request %d (seed %llu): the pipeline's tokens differ from the in-process ones", k,
-                     (unsigned long long)jobs[k].req.seed);
+                     (unsigned long long)reqs[k].seed);
         }
-        distinct += k > 0 && !same_ids(&jobs[k].out, &jobs[0].out);
+        distinct += k > 0 && !same_ids(&outs[k], &outs[0]);
     }
     assert_true(distinct > 0); /* the seeds give different samples */
     free(prompt);
