@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "cpu_backend.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/threads.h"
 #ifdef GRETA_HAVE_GPU
 #include "gpu_backend.h"
 #endif
@@ -63,18 +63,6 @@ static int find_kind(const char *name, const greta_backend_kind **out, greta_err
     return greta_error_set(err, GRETA_ERR_INVALID, "backend '%s' is not one of cpu, gpu", name);
 }
 
-static int cpus_available(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
-        if (n > 0)
-            return n;
-    }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 int greta_engine_prefill_chunk(const char *backend, int32_t *chunk, greta_error *err)
 {
     *chunk = backend && !strcmp(backend, "gpu") ? GRETA_GPU_PREFILL_CHUNK : GRETA_DEFAULT_BATCH;
@@ -118,7 +106,7 @@ static int resolve_params(const greta_model *m, const greta_engine_params *p, gr
         if (bp->n_batch < bp->n_seq) /* room for one decode token of every sequence */
             bp->n_batch = bp->n_seq;
     }
-    bp->n_threads = p->n_threads ? p->n_threads : cpus_available();
+    bp->n_threads = p->n_threads ? p->n_threads : greta_threads_available();
     bp->cpu_isa = p->cpu_isa;
     return GRETA_OK;
 }

@@ -16,9 +16,9 @@
  * (greta_sampler_sample_reduced); both give the same token.
  *
  * Rows in parallel: a step with at least PARALLEL_MIN_ROWS full rows (the
- * expensive ones: a draw over the whole vocabulary) is sampled by a pool of
- * threads, one greta_sampler context each (at most MAX_LANES, no more than
- * the CPUs this process may use); each row's token depends only on the row,
+ * expensive ones: a draw over the whole vocabulary) is sampled on the thread
+ * pool of kernels/cpu/threads.h, one greta_sampler context ("lane") per pool
+ * thread (at most MAX_LANES, no more than the CPUs this process may use); each row's token depends only on the row,
  * so the tokens are those of one thread. The results are published by the
  * main thread in slot order, as before.
  *
@@ -29,13 +29,11 @@
  * it looks at step_ready > step_done in the segment, so a StepReady lost with
  * a dead sampler is not needed.
  */
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/cpu/threads.h"
 #include "proto/handoff.h"
 #include "proto/msg.h"
 #include "proto/stage.h"
@@ -56,7 +54,6 @@ typedef struct lane {
     float *tk_vals;  /* [topk_max] */
     uint64_t reduced;
     struct sampler_stage *s;
-    pthread_t th;
 } lane;
 
 /* One row of a step. */
@@ -73,16 +70,10 @@ typedef struct sampler_stage {
     greta_stage_ctx c;
     void *in;  /* PULL: StepReady */
     void *out; /* PUSH: StepDone */
-    lane lanes[MAX_LANES];
-    int n_lanes;    /* lanes[0] is the main thread's */
-    row_job *jobs;  /* [n_slots] */
-    size_t n_jobs;
-    _Atomic size_t next_job;
-    pthread_mutex_t mu;
-    pthread_cond_t go, done;
-    uint64_t round; /* bumped for every parallel step */
-    int busy;       /* pool threads still working on the round */
-    int quit;
+    lane lanes[MAX_LANES]; /* lanes[t]: pool thread t's (0: the main thread) */
+    int n_lanes;
+    greta_threadpool *pool; /* n_lanes threads */
+    row_job *jobs;          /* [n_slots] */
     uint64_t steps, tokens, parallel_steps;
 } sampler_stage;
 
@@ -148,38 +139,12 @@ static void run_job(lane *ln, row_job *j)
     j->t1 = s->c.trace ? greta_trace_now_ns() : 0;
 }
 
-/* Takes the round's rows until none is left. */
-static void run_jobs(lane *ln)
+/* greta_task_fn: rows [begin, end) of the step with pool thread t's lane. */
+static void run_rows(void *ctx, int64_t begin, int64_t end, int t)
 {
-    sampler_stage *s = ln->s;
-    for (;;) {
-        const size_t k = atomic_fetch_add(&s->next_job, 1);
-        if (k >= s->n_jobs)
-            return;
-        run_job(ln, &s->jobs[k]);
-    }
-}
-
-static void *lane_main(void *arg)
-{
-    lane *ln = arg;
-    sampler_stage *s = ln->s;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->quit && s->round == seen)
-            pthread_cond_wait(&s->go, &s->mu);
-        if (s->quit)
-            break;
-        seen = s->round;
-        pthread_mutex_unlock(&s->mu);
-        run_jobs(ln);
-        pthread_mutex_lock(&s->mu);
-        if (--s->busy == 0)
-            pthread_cond_signal(&s->done);
-    }
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
+    sampler_stage *s = ctx;
+    for (int64_t k = begin; k < end; k++)
+        run_job(&s->lanes[t], &s->jobs[k]);
 }
 
 /* Samples step `step` for every slot whose logits belong to it. */
@@ -200,22 +165,11 @@ static void sample_step(sampler_stage *s, uint64_t step)
         j->counter = j->n_tokens >= sl->prompt_len ? j->n_tokens - sl->prompt_len : 0;
         full += atomic_load(&sl->logits_mode) == GRETA_LOGITS_FULL;
     }
-    s->n_jobs = n;
-    atomic_store(&s->next_job, 0);
     if (s->n_lanes > 1 && full >= PARALLEL_MIN_ROWS) {
-        pthread_mutex_lock(&s->mu);
-        s->busy = s->n_lanes - 1;
-        s->round++;
-        pthread_cond_broadcast(&s->go);
-        pthread_mutex_unlock(&s->mu);
-        run_jobs(&s->lanes[0]);
-        pthread_mutex_lock(&s->mu);
-        while (s->busy > 0)
-            pthread_cond_wait(&s->done, &s->mu);
-        pthread_mutex_unlock(&s->mu);
+        greta_threadpool_run(s->pool, (int64_t)n, run_rows, s);
         s->parallel_steps++;
     } else {
-        run_jobs(&s->lanes[0]);
+        run_rows(s, 0, (int64_t)n, 0);
     }
     for (size_t k = 0; k < n; k++) { /* publish, in slot order */
         row_job *j = &s->jobs[k];
@@ -239,22 +193,11 @@ static void sample_step(sampler_stage *s, uint64_t step)
     s->tokens += n;
 }
 
-/* CPUs this process may run on (at least 1). */
-static int cpus_allowed(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        const int n = CPU_COUNT(&set);
-        return n > 0 ? n : 1;
-    }
-    return 1;
-}
-
-/* The lanes: buffers for each, threads for lanes 1.. */
+/* The lanes (a sampler context and buffers each) and the pool. */
 static int lanes_start(sampler_stage *s, greta_error *err)
 {
     greta_shm_header *h = greta_shm_hdr(s->c.shm);
-    const int cpus = cpus_allowed();
+    const int cpus = greta_threads_available();
     s->n_lanes = cpus < MAX_LANES ? cpus : MAX_LANES;
     if ((uint32_t)s->n_lanes > h->n_slots)
         s->n_lanes = (int)h->n_slots;
@@ -263,9 +206,6 @@ static int lanes_start(sampler_stage *s, greta_error *err)
     s->jobs = calloc(h->n_slots ? h->n_slots : 1, sizeof *s->jobs);
     if (!s->jobs)
         return greta_error_set(err, GRETA_ERR_NOMEM, "sampler: out of memory");
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->go, NULL);
-    pthread_cond_init(&s->done, NULL);
     const uint32_t tkm = h->topk_max ? h->topk_max : 1;
     for (int k = 0; k < s->n_lanes; k++) {
         lane *ln = &s->lanes[k];
@@ -278,32 +218,17 @@ static int lanes_start(sampler_stage *s, greta_error *err)
         if (!ln->tk_ids || !ln->tk_vals)
             return greta_error_set(err, GRETA_ERR_NOMEM, "sampler: out of memory");
     }
-    for (int k = 1; k < s->n_lanes; k++)
-        if (pthread_create(&s->lanes[k].th, NULL, lane_main, &s->lanes[k]) != 0) {
-            s->n_lanes = k; /* the threads started so far */
-            return greta_error_set(err, GRETA_ERR_NOMEM, "sampler: cannot start thread %d", k);
-        }
-    return GRETA_OK;
+    return greta_threadpool_create(s->n_lanes, &s->pool, err);
 }
 
 static void lanes_stop(sampler_stage *s)
 {
-    if (!s->jobs)
-        return;
-    pthread_mutex_lock(&s->mu);
-    s->quit = 1;
-    pthread_cond_broadcast(&s->go);
-    pthread_mutex_unlock(&s->mu);
-    for (int k = 1; k < s->n_lanes; k++)
-        pthread_join(s->lanes[k].th, NULL);
+    greta_threadpool_destroy(&s->pool);
     for (int k = 0; k < MAX_LANES; k++) {
         greta_sampler_destroy(&s->lanes[k].smp);
         free(s->lanes[k].tk_ids);
         free(s->lanes[k].tk_vals);
     }
-    pthread_cond_destroy(&s->go);
-    pthread_cond_destroy(&s->done);
-    pthread_mutex_destroy(&s->mu);
     free(s->jobs);
     s->jobs = NULL;
 }

@@ -27,6 +27,9 @@ typedef struct greta_threadpool greta_threadpool;
 /* n_threads in 1..GRETA_THREADS_MAX (1 starts no worker). */
 int greta_threadpool_create(int n_threads, greta_threadpool **out, greta_error *err);
 void greta_threadpool_destroy(greta_threadpool **pool);
+/* CPUs this process may run on (its affinity mask; else the online CPUs;
+ * at least 1). */
+int greta_threads_available(void);
 /* Threads that run a job (1 for a NULL pool). */
 int greta_threadpool_size(const greta_threadpool *pool);
 /* Runs fn over n items as described above. Not reentrant: one job at a time. */
