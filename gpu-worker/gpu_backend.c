@@ -441,6 +441,28 @@ static int v3_ok(const gpu_backend *b, const gpu_weight *w)
     return b->kernels == 3 && greta_gpu_matvec_f32_supported(w->type, w->n_in);
 }
 
+/* RoPE of b->q and b->k, then k and v into layer l's cache: one launch for
+ * v3, issue 5's three otherwise. */
+static int rope_and_cache(gpu_backend *b, int64_t l, int64_t T, const int32_t *d_pos, const int32_t *d_seq,
+                          greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    const int32_t t = (int32_t)T;
+    greta_gpu_stream *s = b->stream;
+    int rc;
+    if (b->kernels == 3)
+        return greta_gpu_rope_kv_store(s, b->q, c->q_dim, b->k, b->v, c->kv_dim, t, (int32_t)c->n_heads,
+                                       (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim, b->rope,
+                                       d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv, (int32_t)b->n_ctx, err);
+    if ((rc = greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim,
+                             b->rope, err)) ||
+        (rc = greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
+                             (int32_t)c->rope_dim, b->rope, err)))
+        return rc;
+    return greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, t, d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv,
+                              (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err);
+}
+
 /* The attention inputs of layer l: RMSNorm, q, k, v, RoPE of q and k, k
  * and v into the cache. v3: RMSNorm, then one launch (matvec_f32 with its
  * Q/K/V fusion); else RMSNorm, the products, then RoPE + cache (one launch
@@ -475,17 +497,7 @@ static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, con
     float *const y[3] = {b->q, b->k, b->v};
     if ((rc = mv_group(b, w, y, 3, b->xn, T, 0, err)))
         return rc;
-    if (b->kernels == 3)
-        return greta_gpu_rope_kv_store(s, b->q, c->q_dim, b->k, b->v, c->kv_dim, t, (int32_t)c->n_heads,
-                                       (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim, b->rope,
-                                       d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv, (int32_t)b->n_ctx, err);
-    if ((rc = greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim,
-                             b->rope, err)) ||
-        (rc = greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
-                             (int32_t)c->rope_dim, b->rope, err)))
-        return rc;
-    return greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, t, d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv,
-                              (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err);
+    return rope_and_cache(b, l, T, d_pos, d_seq, err);
 }
 
 /* The FFN input half: b->gate = silu(W_gate xn) * (W_up xn), xn the FFN
@@ -549,12 +561,7 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
             const greta_gpu_mv_mat qkv[3] = {mv_of(&L->wq, b->q), mv_of(&L->wk, b->k), mv_of(&L->wv, b->v)};
             TRY(greta_gpu_rmsnorm_q8(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, t, c->dim, c->eps, b->q8, err));
             TRY(greta_gpu_matvec_q8(s, b->q8, c->dim, t, qkv, 3, 0, err));
-            TRY(greta_gpu_rope(s, b->q, c->q_dim, t, (int32_t)c->n_heads, (int32_t)c->head_dim,
-                               (int32_t)c->rope_dim, b->rope, err));
-            TRY(greta_gpu_rope(s, b->k, c->kv_dim, t, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
-                               (int32_t)c->rope_dim, b->rope, err));
-            TRY(greta_gpu_kv_store(s, b->k, b->v, c->kv_dim, t, d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv,
-                                   (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)b->n_ctx, err));
+            TRY(rope_and_cache(b, l, T, d_pos, d_seq, err));
         } else {
             TRY(attn_in(b, L, l, T, d_pos, d_seq, err));
         }

@@ -89,7 +89,7 @@ attention_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restric
         acc[ni] = make_float2(0.0f, 0.0f);
     }
     float m = -INFINITY, l = 0.0f;
-    const int64_t base = ((int64_t)sq * n_kv_heads + kvh) * n_ctx * head_dim;
+    const int64_t base = kv_offset(sq, kvh, 0, 0, n_kv_heads, n_ctx, head_dim);
     const KVT *kb = kc + base, *vb = vc + base;
     for (int32_t j0 = start + warp * ATT_P; j0 < end; j0 += n_warps * ATT_P) {
         float s[ATT_P];
@@ -298,7 +298,7 @@ attention_dec_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__res
         acc[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    const int64_t base = ((int64_t)sq * n_kv_heads + kvh) * n_ctx * HD + gl * 8;
+    const int64_t base = kv_offset(sq, kvh, 0, gl * 8, n_kv_heads, n_ctx, HD);
     const KVT *kb = kc + base, *vb = vc + base;
     /* the loop runs the same turns in every group of a warp (its shuffles
      * need all lanes): jw is the warp's first slot, the group's position

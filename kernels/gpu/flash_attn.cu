@@ -29,6 +29,7 @@
  */
 #include "gemm_mma.cuh"
 #include "gpu_ops.h"
+#include "kv_io.cuh" /* kv_offset */
 #include "prefill_ops.h"
 
 #define FA_MAX_HEAD_DIM 256
@@ -88,7 +89,7 @@ fa_tiled_kernel(const float *__restrict__ q, int64_t ld_q, const float *kn, cons
     const int h = blockIdx.y, group = n_heads / n_kv_heads, kvh = h / group;
     const int32_t rows = min(FAT_BQ, n_tok - q0);
     const int32_t n_keys = p0 + q0 + rows; /* keys 0 .. last query position */
-    const int64_t base = ((int64_t)seq * n_kv_heads + kvh) * n_ctx * D;
+    const int64_t base = kv_offset(seq, kvh, 0, 0, n_kv_heads, n_ctx, D);
     const float scale = 1.0f / sqrtf((float)D);
 
     if (kn && h % group == 0)
@@ -202,7 +203,7 @@ fa_mma_kernel(const float *__restrict__ q, int64_t ld_q, const float *kn, const 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane >> 2, qd = lane & 3;
     const int32_t rows = min(FAM_BQ, n_tok - q0);
     const int32_t n_keys = p0 + q0 + rows;
-    const int64_t base = ((int64_t)seq * n_kv_heads + kvh) * n_ctx * D;
+    const int64_t base = kv_offset(seq, kvh, 0, 0, n_kv_heads, n_ctx, D);
     const float sl2 = FA_LOG2E / sqrtf((float)D); /* scores in log2 units */
 
     if (kn && h % group == 0)

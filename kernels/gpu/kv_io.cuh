@@ -6,6 +6,15 @@
 
 #include "gpu_port.h"
 
+/* Element (seq, head, pos, d) of one layer's K or V cache, laid out
+ * [n_seq][n_kv_heads][n_ctx][head_dim] (gpu_ops.h): a head's positions are
+ * one contiguous run. */
+__host__ __device__ inline int64_t kv_offset(int64_t seq, int64_t head, int64_t pos, int64_t d, int64_t n_kv_heads,
+                                             int64_t n_ctx, int64_t head_dim)
+{
+    return ((seq * n_kv_heads + head) * n_ctx + pos) * head_dim + d;
+}
+
 template <typename KVT> struct kv_io;
 
 template <> struct kv_io<uint16_t> {

@@ -21,7 +21,7 @@ __global__ void kv_store_kernel(const float *__restrict__ k, const float *__rest
     const int n = n_kv_heads * head_dim;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         const int h = i / head_dim, d = i % head_dim;
-        const int64_t off = (((int64_t)sq * n_kv_heads + h) * n_ctx + p) * head_dim + d;
+        const int64_t off = kv_offset(sq, h, p, d, n_kv_heads, n_ctx, head_dim);
         kc[off] = kv_io<KVT>::from_float(kt[i]);
         vc[off] = kv_io<KVT>::from_float(vt[i]);
     }
@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(1024) rope_kv_kernel(float *__restrict__ q, in
         if (i < half_rope)
             gpu_rope_pair(kp, c, i);
         if (store) {
-            const int64_t off = (((int64_t)sq * n_kv_heads + h) * n_ctx + p) * head_dim + 2 * i;
+            const int64_t off = kv_offset(sq, h, p, 2 * i, n_kv_heads, n_ctx, head_dim);
             kc[off] = kv_io<KVT>::from_float(kp[0]);
             kc[off + 1] = kv_io<KVT>::from_float(kp[1]);
             vc[off] = kv_io<KVT>::from_float(vt[(int64_t)h * head_dim + 2 * i]);

@@ -33,7 +33,8 @@
 
 #include "gpu_port.h"
 #include "kernels/quant.h"
-#include "vdot.cuh" /* vdot_load16_a2w */
+#include "kv_io.cuh" /* kv_offset */
+#include "vdot.cuh"   /* vdot_load16_a2w */
 
 #define MV3_BLOCK 128
 #define MV3_NT 2 /* most tokens of one launch; more run as several launches (registers) */
@@ -339,7 +340,7 @@ mv3_kernel(const mv3_args A, const float *__restrict__ x, int64_t ld_x, int64_t 
             void *cache = m == 0 ? A.cache[0] : m == 1 ? A.cache[1] : A.cache[2];
             const int32_t p = A.pos[t], sq = A.seq[t];
             if (cache && p >= 0 && p < A.n_ctx && sq >= 0) {
-                const int64_t off = (((int64_t)sq * A.n_kv_heads + row / A.head_dim) * A.n_ctx + p) * A.head_dim + d;
+                const int64_t off = kv_offset(sq, row / A.head_dim, p, d, A.n_kv_heads, A.n_ctx, A.head_dim);
                 if (A.kv_f32)
                     ((float *)cache)[off] = v;
                 else
