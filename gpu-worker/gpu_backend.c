@@ -84,7 +84,8 @@ typedef struct gpu_backend {
 
     /* decode (n_tok <= GRETA_GPU_MATVEC_MAX_TOK), issue 7: see decode_settings */
     int kernels;       /* 1: fp32 GEMV (matvec.cu) of issue 5; 2: int8 activations (matvec_q8.cu) and fusions;
-                          3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu) */
+                          3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu);
+                          4: 3 with the GEMV's persistent prefetching launch (greta_gpu_mv_fuse.grid) */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
     int v2_output;     /* lm_head has one */
@@ -371,16 +372,17 @@ static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu
 {
     const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
     b->kernels = 3;
-    if (o->decode_kernels >= 1 && o->decode_kernels <= 3)
+    if (o->decode_kernels >= 1 && o->decode_kernels <= 4)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0, 1, 2 or 3",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0, 1, 2, 3 or 4",
                                o->decode_kernels);
     else if (ek && *ek) {
-        if (!strcmp(ek, "v1") || !strcmp(ek, "v2") || !strcmp(ek, "v3"))
+        if (!strcmp(ek, "v1") || !strcmp(ek, "v2") || !strcmp(ek, "v3") || !strcmp(ek, "v4"))
             b->kernels = ek[1] - '0';
         else
-            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_KERNELS='%.40s': expected v1, v2 or v3", ek);
+            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3 or v4",
+                                   ek);
     }
     b->use_graph = 1;
     if (o->graph == 1 || o->graph == 2)
@@ -412,20 +414,30 @@ static greta_gpu_mv_mat mv_of(const gpu_weight *w, float *y)
     return r;
 }
 
+/* The launch of the matvec_f32 GEMVs: v4 is v3's kernels with the
+ * persistent launch (a few blocks per SM, each loading its next weights
+ * while it computes). */
+static greta_gpu_mv_fuse mv_launch(const gpu_backend *b)
+{
+    const greta_gpu_mv_fuse f = {.grid = b->kernels == 4 ? b->info.sm_count * GRETA_GPU_MV4_BLOCKS_PER_SM : 0};
+    return f;
+}
+
 /* y_i (+)= W_i x for n (1..3) matrices sharing the input x [T][k]: one
- * matvec_f32 launch (v3) when every matrix has its kernel, else one v1
+ * matvec_f32 launch (v3/v4) when every matrix has its kernel, else one v1
  * GEMV each. */
 static int mv_group(gpu_backend *b, const gpu_weight *const *w, float *const *y, int n, const float *x, int64_t T,
                     int accumulate, greta_error *err)
 {
-    int fused = b->kernels == 3;
+    int fused = b->kernels >= 3;
     for (int i = 0; i < n; i++)
         fused = fused && greta_gpu_matvec_f32_supported(w[i]->type, w[i]->n_in) && w[i]->n_in == w[0]->n_in;
     if (fused) {
         greta_gpu_mv_mat m[3];
         for (int i = 0; i < n; i++)
             m[i] = mv_of(w[i], y[i]);
-        return greta_gpu_matvec_f32(b->stream, x, w[0]->n_in, w[0]->n_in, (int32_t)T, m, n, accumulate, NULL, err);
+        const greta_gpu_mv_fuse f = mv_launch(b);
+        return greta_gpu_matvec_f32(b->stream, x, w[0]->n_in, w[0]->n_in, (int32_t)T, m, n, accumulate, &f, err);
     }
     for (int i = 0; i < n; i++) {
         const int rc = matmul(b, w[i], x, T, y[i], accumulate, err);
@@ -435,10 +447,10 @@ static int mv_group(gpu_backend *b, const gpu_weight *const *w, float *const *y,
     return GRETA_OK;
 }
 
-/* v3 has a kernel for w (and is chosen). */
+/* v3's GEMV has a kernel for w (and v3 or v4 is chosen). */
 static int v3_ok(const gpu_backend *b, const gpu_weight *w)
 {
-    return b->kernels == 3 && greta_gpu_matvec_f32_supported(w->type, w->n_in);
+    return b->kernels >= 3 && greta_gpu_matvec_f32_supported(w->type, w->n_in);
 }
 
 /* RoPE of b->q and b->k, then k and v into layer l's cache: one launch for
@@ -450,7 +462,7 @@ static int rope_and_cache(gpu_backend *b, int64_t l, int64_t T, const int32_t *d
     const int32_t t = (int32_t)T;
     greta_gpu_stream *s = b->stream;
     int rc;
-    if (b->kernels == 3)
+    if (b->kernels >= 3)
         return greta_gpu_rope_kv_store(s, b->q, c->q_dim, b->k, b->v, c->kv_dim, t, (int32_t)c->n_heads,
                                        (int32_t)c->n_kv_heads, (int32_t)c->head_dim, (int32_t)c->rope_dim, b->rope,
                                        d_pos, d_seq, k_cache(b, l), v_cache(b, l), b->kv, (int32_t)b->n_ctx, err);
@@ -481,7 +493,8 @@ static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, con
         return rc;
     if (v3_ok(b, &L->wq) && v3_ok(b, &L->wk) && v3_ok(b, &L->wv)) {
         const greta_gpu_mv_mat qkv[3] = {mv_of(&L->wq, b->q), mv_of(&L->wk, b->k), mv_of(&L->wv, b->v)};
-        const greta_gpu_mv_fuse f = {.cs = b->rope,
+        const greta_gpu_mv_fuse f = {.grid = mv_launch(b).grid,
+                                     .cs = b->rope,
                                      .rope_dim = (int32_t)c->rope_dim,
                                      .head_dim = (int32_t)c->head_dim,
                                      .n_kv_heads = (int32_t)c->n_kv_heads,
@@ -508,7 +521,8 @@ static int ffn_glu(gpu_backend *b, const gpu_layer *L, int64_t T, greta_error *e
     int rc = greta_gpu_rmsnorm(b->stream, b->x, c->dim, L->ffn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err);
     if (!rc && v3_ok(b, &L->w_gate) && L->w_gate.type == L->w_up.type) {
         const greta_gpu_mv_mat g = mv_of(&L->w_gate, NULL), u = mv_of(&L->w_up, NULL);
-        return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, NULL, 0.0f, b->gate,
+        const greta_gpu_mv_fuse f = mv_launch(b);
+        return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, &f, b->gate,
                                         c->ffn_dim, err);
     }
     if (!rc)
@@ -566,7 +580,7 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
             TRY(attn_in(b, L, l, T, d_pos, d_seq, err));
         }
         TRY(prof_mark(b, GRETA_GPU_PROF_QKV, err));
-        if (b->kernels == 3 && greta_gpu_attention_decode_supported((int32_t)c->head_dim))
+        if (b->kernels >= 3 && greta_gpu_attention_decode_supported((int32_t)c->head_dim))
             TRY(greta_gpu_attention_decode(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
                                            (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
                                            (int32_t)b->n_ctx, splits, b->partial, b->att, c->q_dim, err));

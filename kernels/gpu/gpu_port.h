@@ -20,6 +20,9 @@
  *            gpu_block_sum(), gpu_block_max(); gpu_half_to_float(),
  *            gpu_float_to_half() (fp16 bits, exact / round to nearest even);
  *            gpu_mul_rn(), gpu_add_rn(), gpu_sub_rn() (never fused into an FMA)
+ *   params   GPU_GRID_CONSTANT: a const struct kernel parameter that device
+ *            code may reference without a local copy (CUDA's
+ *            __grid_constant__; HIP kernel arguments need nothing)
  * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
  * accept.
  *
@@ -65,6 +68,12 @@ static_assert(GRETA_WARP == __AMDGCN_WAVEFRONT_SIZE, "GRETA_WARP differs from th
 #define GRETA_WARP 32
 typedef unsigned int gpu_lanemask_t;
 #define GPU_FULL_MASK (~(gpu_lanemask_t)0)
+#endif
+
+#if defined(GRETA_GPU_HIP)
+#define GPU_GRID_CONSTANT
+#else
+#define GPU_GRID_CONSTANT __grid_constant__
 #endif
 
 /* The narrowest warp of any target. Host code that must size a grid without

@@ -4,6 +4,8 @@
 #include "decode_ops.h"
 #include "matvec_f32.cuh"
 
+static_assert(MV4_MIN_BLOCKS == GRETA_GPU_MV4_BLOCKS_PER_SM, "the persistent grid must fit at once");
+
 /* ---- host side -------------------------------------------------------------------- */
 
 extern "C" int greta_gpu_matvec_f32_supported(uint32_t type, int64_t k)
@@ -53,22 +55,39 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
     return 0;
 }
 
-/* register budget: 4 blocks per SM for one token; two tokens need more
- * registers (at 4 blocks they spill) */
-#define MV3_MINB(nt) ((nt) == 1 ? MV3_MIN_BLOCKS : 2)
-
-template <int NT>
+/* register budget: MV3_MIN_BLOCKS blocks per SM for one token; two
+ * tokens need more registers (at 4 blocks they spill): 2 */
+template <int NT, bool PF, int R, int MINB>
 static void mv3_go(gpu_stream_t st, unsigned blocks, const mv3_args &A, const float *x, int64_t ld_x, int64_t k,
                    int accumulate)
 {
     if (A.cs && A.gamma)
-        mv3_kernel<NT, true, true, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+        mv3_kernel<NT, true, true, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
     else if (A.cs)
-        mv3_kernel<NT, false, true, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+        mv3_kernel<NT, false, true, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
     else if (A.gamma)
-        mv3_kernel<NT, true, false, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+        mv3_kernel<NT, true, false, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
     else
-        mv3_kernel<NT, false, false, MV3_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+        mv3_kernel<NT, false, false, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+}
+
+/* A.end for groups of R rows; returns the number of groups. */
+static int64_t mv3_ends(mv3_args &A, const greta_gpu_mv_mat *m, int n_mat, int R)
+{
+    int64_t end = 0;
+    for (int i = 0; i < MV3_MAX_MATS; i++) {
+        if (i < n_mat)
+            end += (m[i].n + R - 1) / R;
+        A.end[i] = end;
+    }
+    return end;
+}
+
+static int mv3_check_grid(const greta_gpu_mv_fuse *f, greta_error *err)
+{
+    if (f && f->grid < 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: grid %d (0 or a number of blocks)", f->grid);
+    return 0;
 }
 
 extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
@@ -80,9 +99,10 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
         return rc;
     if (!m || n_mat < 1 || n_mat > MV3_MAX_MATS)
         return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: %d matrices (1..%d)", n_mat, MV3_MAX_MATS);
+    if ((rc = mv3_check_grid(fuse, err)))
+        return rc;
     mv3_args A;
     memset(&A, 0, sizeof A);
-    int64_t end = 0;
     for (int i = 0; i < n_mat; i++) {
         if ((rc = mv3_check_mat(&m[i], k, n_tok, 1, err)))
             return rc;
@@ -92,11 +112,7 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
         A.ld_y[i] = m[i].ld_y;
         A.type[i] = m[i].type;
         A.row_bytes[i] = (int64_t)ggml_row_bytes(m[i].type, (uint64_t)k);
-        end += (m[i].n + MV3_ROWS - 1) / MV3_ROWS;
-        A.end[i] = end;
     }
-    for (int i = n_mat; i < MV3_MAX_MATS; i++)
-        A.end[i] = end;
     if ((rc = mv3_check_fuse(fuse, m, n_mat, err)))
         return rc;
     if (fuse && fuse->norm_w) {
@@ -116,8 +132,8 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
         A.n_ctx = fuse->n_ctx;
         A.kv_f32 = fuse->kv == GRETA_GPU_KV_F32;
     }
-    const unsigned blocks = (unsigned)end;
     const gpu_stream_t st = (gpu_stream_t)s;
+    const int grid = fuse ? fuse->grid : 0;
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         mv3_args At = A;
         for (int i = 0; i < n_mat; i++)
@@ -128,52 +144,77 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
             At.seq = A.seq + t0;
         }
         const float *xt = x + t0 * ld_x;
-        if (n_tok - t0 == 1)
-            mv3_go<1>(st, blocks, At, xt, ld_x, k, accumulate);
-        else
-            mv3_go<2>(st, blocks, At, xt, ld_x, k, accumulate);
+        if (n_tok - t0 == 1 && grid > 0) {
+            const int64_t groups = mv3_ends(At, m, n_mat, MV4_ROWS);
+            mv3_go<1, true, MV4_ROWS, MV4_MIN_BLOCKS>(st, (unsigned)(grid < groups ? grid : groups), At, xt, ld_x, k,
+                                                      accumulate);
+        } else {
+            const unsigned blocks = (unsigned)mv3_ends(At, m, n_mat, MV3_ROWS);
+            if (n_tok - t0 == 1)
+                mv3_go<1, false, MV3_ROWS, MV3_MIN_BLOCKS>(st, blocks, At, xt, ld_x, k, accumulate);
+            else
+                mv3_go<2, false, MV3_ROWS, 2>(st, blocks, At, xt, ld_x, k, accumulate);
+        }
     }
     GPU_CHECK(gpu_last_error(), err);
     return 0;
 }
 
-template <int NT>
-static void glu_go(gpu_stream_t st, uint32_t type, const uint8_t *wg, const uint8_t *wu, int64_t rb, int64_t n,
-                   const float *x, int64_t ld_x, int64_t k, const float *g, float eps, float *out, int64_t ld_out)
+template <int NT, bool PF, int R, int MINB>
+static void glu_go(gpu_stream_t st, unsigned blocks, uint32_t type, const uint8_t *wg, const uint8_t *wu, int64_t rb,
+                   int64_t n, const float *x, int64_t ld_x, int64_t k, const float *g, float eps, float *out,
+                   int64_t ld_out)
 {
-    const unsigned blocks = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
     if (g)
-        mv3_glu_kernel<NT, true, MV3_GLU_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps, out, ld_out);
+        mv3_glu_kernel<NT, true, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps,
+                                                                          out, ld_out);
     else
-        mv3_glu_kernel<NT, false, MV3_GLU_ROWS, MV3_MINB(NT)><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps, out, ld_out);
+        mv3_glu_kernel<NT, false, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps,
+                                                                           out, ld_out);
 }
 
 extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
                                         const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up,
-                                        const float *norm_w, float eps, float *out, int64_t ld_out, greta_error *err)
+                                        const greta_gpu_mv_fuse *fuse, float *out, int64_t ld_out, greta_error *err)
 {
     int rc = mv3_check_x(x, ld_x, k, n_tok, err);
     if (rc)
         return rc;
     if (!gate || !up || !out)
         return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: missing gate, up or output");
-    if ((rc = mv3_check_mat(gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(up, k, n_tok, 0, err)))
+    if ((rc = mv3_check_mat(gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(up, k, n_tok, 0, err)) ||
+        (rc = mv3_check_grid(fuse, err)))
         return rc;
     if (gate->type != up->type || gate->n != up->n || (n_tok > 1 && ld_out < gate->n))
         return greta_error_set(err, GRETA_ERR_INVALID,
                                "matvec_f32_glu: gate (%s, %lld rows) and up (%s, %lld rows) must match, ld_out %lld",
                                ggml_type_name(gate->type), (long long)gate->n, ggml_type_name(up->type),
                                (long long)up->n, (long long)ld_out);
+    if (fuse && fuse->cs)
+        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: the Q/K/V fusion does not apply");
     const int64_t rb = (int64_t)ggml_row_bytes(gate->type, (uint64_t)k);
     const gpu_stream_t st = (gpu_stream_t)s;
+    const float *g = fuse ? fuse->norm_w : NULL;
+    const float eps = fuse ? fuse->eps : 0.0f;
+    const int grid = fuse ? fuse->grid : 0;
+    const uint8_t *wg = (const uint8_t *)gate->w, *wu = (const uint8_t *)up->w;
+    const int64_t n = gate->n;
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
-        const uint8_t *wg = (const uint8_t *)gate->w, *wu = (const uint8_t *)up->w;
-        if (n_tok - t0 == 1)
-            glu_go<1>(st, gate->type, wg, wu, rb, gate->n, x + t0 * ld_x, ld_x, k, norm_w, eps, out + t0 * ld_out,
-                      ld_out);
-        else
-            glu_go<2>(st, gate->type, wg, wu, rb, gate->n, x + t0 * ld_x, ld_x, k, norm_w, eps, out + t0 * ld_out,
-                      ld_out);
+        const float *xt = x + t0 * ld_x;
+        float *ot = out + t0 * ld_out;
+        if (n_tok - t0 == 1 && grid > 0) {
+            const int64_t groups = (n + MV4_GLU_ROWS - 1) / MV4_GLU_ROWS;
+            glu_go<1, true, MV4_GLU_ROWS, MV4_MIN_BLOCKS>(st, (unsigned)(grid < groups ? grid : groups), gate->type,
+                                                          wg, wu, rb, n, xt, ld_x, k, g, eps, ot, ld_out);
+        } else {
+            const unsigned blocks = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
+            if (n_tok - t0 == 1)
+                glu_go<1, false, MV3_GLU_ROWS, MV3_MIN_BLOCKS>(st, blocks, gate->type, wg, wu, rb, n, xt, ld_x, k, g,
+                                                               eps, ot, ld_out);
+            else
+                glu_go<2, false, MV3_GLU_ROWS, 2>(st, blocks, gate->type, wg, wu, rb, n, xt, ld_x, k, g, eps, ot,
+                                                  ld_out);
+        }
     }
     GPU_CHECK(gpu_last_error(), err);
     return 0;

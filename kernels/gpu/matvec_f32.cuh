@@ -51,6 +51,19 @@
 #define MV3_ROWS 8     /* matvec_f32: rows of one matrix per block */
 #define MV3_GLU_ROWS 4 /* matvec_f32_glu: rows of gate and of up per block */
 
+/* The persistent launch ("v4", greta_gpu_mv_fuse.grid): rows per group
+ * and the register budget. A thread holds two units of weights (the one
+ * it computes and the next), so groups are half as tall as v3's. */
+#ifndef MV4_ROWS
+#define MV4_ROWS 4
+#endif
+#ifndef MV4_GLU_ROWS
+#define MV4_GLU_ROWS 2
+#endif
+#ifndef MV4_MIN_BLOCKS
+#define MV4_MIN_BLOCKS 4
+#endif
+
 /* The float 2 + b/64 for byte B of w (b < 128): byte b placed in bits 16..23
  * of the float 2.0 (0x40000000), one byte permute, exact. */
 template <int B> __device__ inline float f2p(uint32_t w)
@@ -121,80 +134,73 @@ __device__ inline void load_x2(const float *x, const float *g, int64_t ea, int64
     }
 }
 
-/* acc[t][r] += this thread's share of dot(row r, x[t]) over RR rows: the
- * block's threads take the 32-value units u = tid, tid + nthreads, ... */
-template <int NT, int RR, bool NORM>
-__device__ inline void units_q4k(const uint8_t *const (&wr)[RR], int64_t k, const float *__restrict__ x,
-                                 int64_t ld_x, const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
+/* The weight words one thread needs for one 32-value unit of RR rows, as
+ * loaded: Q4_K w[r][0..3] the 16 qs bytes, w[r][4..7] the block's d, dmin
+ * and 12 scale bytes; Q6_K w[r][0..3] the ql bytes, w[r][4..7] the qh
+ * bytes, w[r][8] = d | scale_a << 16 | scale_b << 24. Loading and using
+ * are separate steps so that a unit's loads can be in flight while the
+ * previous unit is computed (mv_groups, PREFETCH). */
+template <int RR> struct mv_unit {
+    uint32_t w[RR][9];
+};
+
+/* The rows of one group, in few registers: rows 0..H-1 are consecutive
+ * rows from base0, rows H..2H-1 (gate/up: RR = 2H) the same rows from
+ * base1; past row `last` of each the last valid one again (its result is
+ * not stored). */
+struct mv_rows {
+    const uint8_t *base0, *base1;
+    int64_t row_bytes;
+    int last;
+    uint32_t type;
+};
+
+template <int RR, int H> __device__ __forceinline__ const uint8_t *row_ptr(const mv_rows &G, int r)
 {
-    const int64_t n_units = k / 32;
-    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
-        const int64_t blk = u >> 3;
-        const int c = (int)(u >> 1) & 3, h = (int)u & 1;
-        uint4 q[RR], hd[RR];
+    const int i = r % H;
+    return (r < H ? G.base0 : G.base1) + (int64_t)(i < G.last ? i : G.last) * G.row_bytes;
+}
+
+template <uint32_t TYPE, int RR, int H>
+__device__ __forceinline__ void unit_load(const mv_rows &G, int64_t u, mv_unit<RR> &U)
+{
+    const int64_t blk = u >> 3;
+    if (TYPE == GGML_TYPE_Q6_K) {
+        const int h = (int)(u >> 2) & 1, g = (int)(u >> 1) & 1, s = (int)u & 1;
 #pragma unroll
         for (int r = 0; r < RR; r++) {
-            const uint8_t *b = wr[r] + blk * sizeof(block_q4_K);
-            q[r] = *(const uint4 *)(b + 16 + 32 * c + 16 * h);
-            hd[r] = *(const uint4 *)b; /* d, dmin, scales[12] */
+            const block_q6_K *b = (const block_q6_K *)(row_ptr<RR, H>(G, r) + blk * sizeof(block_q6_K));
+            vdot_load16_a2w(b->ql + 64 * h + 32 * s + 16 * g, &U.w[r][0]);
+            vdot_load16_a2w(b->qh + 32 * h + 16 * g, &U.w[r][4]);
+            U.w[r][8] = (uint32_t)*(const uint16_t *)&b->d | (uint32_t)(uint8_t)b->scales[8 * h + g + 2 * s] << 16 |
+                        (uint32_t)(uint8_t)b->scales[8 * h + g + 2 * s + 4] << 24;
         }
-        const int64_t ea = blk * QK_K + 64 * c + 16 * h;
+    } else {
+        const int c = (int)(u >> 1) & 3, h = (int)u & 1;
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float4 va[4], vb[4];
-            float sxa, sxb;
-            load_x2<NORM>(x + t * ld_x, gw, ea, ea + 32, va, vb, sxa, sxb, ss[t]);
-#pragma unroll
-            for (int r = 0; r < RR; r++) {
-                const uint32_t w[4] = {q[r].x, q[r].y, q[r].z, q[r].w};
-                float pa = 0.0f, pb = 0.0f; /* sums of (2 + q/64) * x */
-#pragma unroll
-                for (int j = 0; j < 4; j++) {
-                    pa = dot4p(w[j] & 0x0f0f0f0fu, va[j], pa);
-                    pb = dot4p((w[j] >> 4) & 0x0f0f0f0fu, vb[j], pb);
-                }
-                float sa, ma, sb, mb;
-                q4k_pair(hd[r].y, hd[r].z, hd[r].w, c, sa, ma, sb, mb);
-                const float d = gpu_half_to_float((uint16_t)(hd[r].x & 0xffffu)),
-                            dmin = gpu_half_to_float((uint16_t)(hd[r].x >> 16));
-                /* sum(q * x) = 64 * p - 128 * sum(x) */
-                acc[t][r] += (d * sa * (64.0f * pa - 128.0f * sxa) - dmin * ma * sxa) +
-                             (d * sb * (64.0f * pb - 128.0f * sxb) - dmin * mb * sxb);
-            }
+        for (int r = 0; r < RR; r++) {
+            const uint8_t *b = row_ptr<RR, H>(G, r) + blk * sizeof(block_q4_K);
+            const uint4 q = *(const uint4 *)(b + 16 + 32 * c + 16 * h);
+            const uint4 hd = *(const uint4 *)b; /* d, dmin, scales[12] */
+            U.w[r][0] = q.x, U.w[r][1] = q.y, U.w[r][2] = q.z, U.w[r][3] = q.w;
+            U.w[r][4] = hd.x, U.w[r][5] = hd.y, U.w[r][6] = hd.z, U.w[r][7] = hd.w;
         }
     }
 }
 
-/* Q6_K in units of 32 values: unit (h, g, s) of a block takes ql[64h + 32s
- * + 16g ..+16] and qh[32h + 16g ..+16]: the low nibbles with qh bits 2s,
- * 2s+1 are values 128h + 32s + 16g + i (quarter s), the high nibbles with
- * bits 2s+4, 2s+5 are values 64 further (quarter s + 2); quarter q of the
- * half has scale 8h + g + 2q. */
-template <int NT, int RR, bool NORM>
-__device__ inline void units_q6k(const uint8_t *const (&wr)[RR], int64_t k, const float *__restrict__ x,
-                                 int64_t ld_x, const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
+/* acc[t][r] += the share of dot(row r, x[t]) of unit u (loaded into U).
+ * Q4_K unit u: see the top of the file. Q6_K in units of 32 values: unit
+ * (h, g, s) of a block takes ql[64h + 32s + 16g ..+16] and qh[32h + 16g
+ * ..+16]: the low nibbles with qh bits 2s, 2s+1 are values 128h + 32s + 16g
+ * + i (quarter s), the high nibbles with bits 2s+4, 2s+5 are values 64
+ * further (quarter s + 2); quarter q of the half has scale 8h + g + 2q. */
+template <uint32_t TYPE, int NT, int RR, bool NORM>
+__device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const float *__restrict__ x, int64_t ld_x,
+                                         const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
 {
-    const int64_t n_units = k / 32;
-    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
-        const int64_t blk = u >> 3;
+    const int64_t blk = u >> 3;
+    if (TYPE == GGML_TYPE_Q6_K) {
         const int h = (int)(u >> 2) & 1, g = (int)(u >> 1) & 1, s = (int)u & 1;
-        uint32_t lo[RR][4], hi[RR][4];
-        float da[RR], db[RR];
-#pragma unroll
-        for (int r = 0; r < RR; r++) {
-            const block_q6_K *b = (const block_q6_K *)(wr[r] + blk * sizeof(block_q6_K));
-            uint32_t ql[4], qh[4];
-            vdot_load16_a2w(b->ql + 64 * h + 32 * s + 16 * g, ql);
-            vdot_load16_a2w(b->qh + 32 * h + 16 * g, qh);
-            const float d = gpu_half_to_float(*(const uint16_t *)&b->d);
-            da[r] = d * (float)b->scales[8 * h + g + 2 * s];
-            db[r] = d * (float)b->scales[8 * h + g + 2 * s + 4];
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                lo[r][j] = (ql[j] & 0x0f0f0f0fu) | (((qh[j] >> (2 * s)) & 0x03030303u) << 4);
-                hi[r][j] = ((ql[j] >> 4) & 0x0f0f0f0fu) | (((qh[j] >> (2 * s + 4)) & 0x03030303u) << 4);
-            }
-        }
         const int64_t ea = blk * QK_K + 128 * h + 32 * s + 16 * g;
 #pragma unroll
         for (int t = 0; t < NT; t++) {
@@ -203,14 +209,44 @@ __device__ inline void units_q6k(const uint8_t *const (&wr)[RR], int64_t k, cons
             load_x2<NORM>(x + t * ld_x, gw, ea, ea + 64, va, vb, sxa, sxb, ss[t]);
 #pragma unroll
             for (int r = 0; r < RR; r++) {
+                const float d = gpu_half_to_float((uint16_t)(U.w[r][8] & 0xffffu));
+                const float da = d * (float)(int8_t)(U.w[r][8] >> 16), db = d * (float)(int8_t)(U.w[r][8] >> 24);
                 float pa = 0.0f, pb = 0.0f;
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    pa = dot4p(lo[r][j], va[j], pa);
-                    pb = dot4p(hi[r][j], vb[j], pb);
+                    const uint32_t ql = U.w[r][j], qh = U.w[r][4 + j];
+                    const uint32_t lo = (ql & 0x0f0f0f0fu) | (((qh >> (2 * s)) & 0x03030303u) << 4);
+                    const uint32_t hi = ((ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * s + 4)) & 0x03030303u) << 4);
+                    pa = dot4p(lo, va[j], pa);
+                    pb = dot4p(hi, vb[j], pb);
                 }
                 /* sum((q - 32) * x) = 64 * p - 160 * sum(x) */
-                acc[t][r] += da[r] * (64.0f * pa - 160.0f * sxa) + db[r] * (64.0f * pb - 160.0f * sxb);
+                acc[t][r] += da * (64.0f * pa - 160.0f * sxa) + db * (64.0f * pb - 160.0f * sxb);
+            }
+        }
+    } else {
+        const int c = (int)(u >> 1) & 3, h = (int)u & 1;
+        const int64_t ea = blk * QK_K + 64 * c + 16 * h;
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float4 va[4], vb[4];
+            float sxa, sxb;
+            load_x2<NORM>(x + t * ld_x, gw, ea, ea + 32, va, vb, sxa, sxb, ss[t]);
+#pragma unroll
+            for (int r = 0; r < RR; r++) {
+                float pa = 0.0f, pb = 0.0f; /* sums of (2 + q/64) * x */
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    pa = dot4p(U.w[r][j] & 0x0f0f0f0fu, va[j], pa);
+                    pb = dot4p((U.w[r][j] >> 4) & 0x0f0f0f0fu, vb[j], pb);
+                }
+                float sa, ma, sb, mb;
+                q4k_pair(U.w[r][5], U.w[r][6], U.w[r][7], c, sa, ma, sb, mb);
+                const float d = gpu_half_to_float((uint16_t)(U.w[r][4] & 0xffffu)),
+                            dmin = gpu_half_to_float((uint16_t)(U.w[r][4] >> 16));
+                /* sum(q * x) = 64 * p - 128 * sum(x) */
+                acc[t][r] += (d * sa * (64.0f * pa - 128.0f * sxa) - dmin * ma * sxa) +
+                             (d * sb * (64.0f * pb - 128.0f * sxb) - dmin * mb * sxb);
             }
         }
     }
@@ -239,45 +275,114 @@ template <int N> __device__ inline void block_sums(float (&v)[N], float (*sm)[N]
     __syncthreads();
 }
 
-/* res[t * RR + r] = dot(row r, x[t]) for the block's RR rows, or with the
- * fused RMSNorm (NORM, g = its weights, over the k values of x)
- * dot(row r, x[t] * g) * rr_t, rr_t = 1 / sqrtf(sum(x[t]^2) / k + eps):
- * the same value as greta_gpu_rmsnorm then the product, rounded in another
- * order. */
-template <int NT, int RR, bool NORM>
-__device__ inline void rows_dot(uint32_t type, const uint8_t *const (&wr)[RR], int64_t k, const float *x,
-                                int64_t ld_x, const float *g, float eps, float *res)
+/* The row groups of a launch, RR rows each (G: rows(g) gives group g's
+ * mv_rows, H rows per base; done(g, res) stores the
+ * group's results res[t * RR + r], called by every thread). The block
+ * takes groups blockIdx.x, + gridDim.x, ...; its threads split each
+ * group's 32-value units (u = tid, + blockDim.x, ...). Per group, res[t *
+ * RR + r] = dot(row r, x[t]), or with the fused RMSNorm (NORM, gw = its
+ * weights, over the k values of x) dot(row r, x[t] * gw) * rr_t, rr_t = 1 /
+ * sqrtf(sum(x[t]^2) / k + eps): the same value as greta_gpu_rmsnorm then
+ * the product, rounded in another order.
+ *
+ * PREFETCH (the persistent launch, a grid of a few blocks per SM): while a
+ * unit is computed, the thread's next unit, of this group or of the
+ * block's next one, is already loading, so memory and arithmetic overlap
+ * inside every warp. Without it a unit is loaded, then computed (one
+ * group per block: the grid is the number of groups). */
+/* One group's units for this thread (u = tid, + blockDim.x, ...) into acc
+ * and ss; with PREFETCH, cur holds the first unit's weights on entry and,
+ * on return, the first unit of `next` when there is one (has_next: of the
+ * same type). */
+template <uint32_t TYPE, int NT, int RR, int H, bool NORM, bool PREFETCH>
+__device__ __forceinline__ void group_units(const mv_rows &rows, const mv_rows &next, bool has_next, int64_t n_units,
+                                            mv_unit<RR> &cur, const float *__restrict__ x, int64_t ld_x,
+                                            const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
+{
+    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
+        if (PREFETCH) {
+            mv_unit<RR> nxt;
+            if (u + blockDim.x < n_units)
+                unit_load<TYPE, RR, H>(rows, u + blockDim.x, nxt);
+            else if (has_next)
+                unit_load<TYPE, RR, H>(next, threadIdx.x, nxt);
+            unit_dot<TYPE, NT, RR, NORM>(cur, u, x, ld_x, gw, acc, ss);
+            cur = nxt;
+        } else {
+            unit_load<TYPE, RR, H>(rows, u, cur);
+            unit_dot<TYPE, NT, RR, NORM>(cur, u, x, ld_x, gw, acc, ss);
+        }
+    }
+}
+
+template <uint32_t TYPE, int RR, int H>
+__device__ __forceinline__ void first_unit(const mv_rows &rows, int64_t n_units, mv_unit<RR> &cur)
+{
+    if ((int64_t)threadIdx.x < n_units)
+        unit_load<TYPE, RR, H>(rows, threadIdx.x, cur);
+}
+
+template <int NT, int RR, int H, bool NORM, bool PREFETCH, class G>
+__device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const float *__restrict__ x, int64_t ld_x,
+                                          int64_t k, const float *__restrict__ gw, float eps)
 {
     constexpr int N = NT * RR + (NORM ? NT : 0);
     __shared__ float sm[MV3_BLOCK / GPU_MIN_WARP][N];
-    float acc[NT][RR], ss[NT];
+    __shared__ float res[N];
+    const int64_t n_units = k / 32;
+    int64_t g = blockIdx.x;
+    if (g >= n_groups)
+        return;
+    mv_rows rows = grp.rows(g), next = rows;
+    mv_unit<RR> cur;
+    bool loaded = false; /* cur holds this group's first unit */
+    for (;;) {
+        const int64_t gn = g + gridDim.x;
+        if (PREFETCH && gn < n_groups)
+            next = grp.rows(gn);
+        const bool has_next = PREFETCH && gn < n_groups && next.type == rows.type;
+        float acc[NT][RR], ss[NT];
 #pragma unroll
-    for (int t = 0; t < NT; t++) {
-        ss[t] = 0.0f;
+        for (int t = 0; t < NT; t++) {
+            ss[t] = 0.0f;
 #pragma unroll
-        for (int r = 0; r < RR; r++)
-            acc[t][r] = 0.0f;
-    }
-    if (type == GGML_TYPE_Q6_K)
-        units_q6k<NT, RR, NORM>(wr, k, x, ld_x, g, acc, ss);
-    else
-        units_q4k<NT, RR, NORM>(wr, k, x, ld_x, g, acc, ss);
-    float flat[N];
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-#pragma unroll
-        for (int r = 0; r < RR; r++)
-            flat[t * RR + r] = acc[t][r];
-        if (NORM)
-            flat[NT * RR + t] = ss[t];
-    }
-    block_sums<N>(flat, sm, res);
-    if (NORM) {
-        if (threadIdx.x < NT * RR) {
-            const float mean = res[NT * RR + threadIdx.x / RR] / (float)k;
-            res[threadIdx.x] *= 1.0f / sqrtf(mean + eps);
+            for (int r = 0; r < RR; r++)
+                acc[t][r] = 0.0f;
         }
-        __syncthreads();
+        if (rows.type == GGML_TYPE_Q6_K) {
+            if (PREFETCH && !loaded)
+                first_unit<GGML_TYPE_Q6_K, RR, H>(rows, n_units, cur);
+            group_units<GGML_TYPE_Q6_K, NT, RR, H, NORM, PREFETCH>(rows, next, has_next, n_units, cur, x, ld_x, gw,
+                                                                   acc, ss);
+        } else {
+            if (PREFETCH && !loaded)
+                first_unit<GGML_TYPE_Q4_K, RR, H>(rows, n_units, cur);
+            group_units<GGML_TYPE_Q4_K, NT, RR, H, NORM, PREFETCH>(rows, next, has_next, n_units, cur, x, ld_x, gw,
+                                                                   acc, ss);
+        }
+        loaded = has_next;
+        float flat[N];
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+#pragma unroll
+            for (int r = 0; r < RR; r++)
+                flat[t * RR + r] = acc[t][r];
+            if (NORM)
+                flat[NT * RR + t] = ss[t];
+        }
+        block_sums<N>(flat, sm, res);
+        if (NORM) {
+            if (threadIdx.x < NT * RR) {
+                const float mean = res[NT * RR + threadIdx.x / RR] / (float)k;
+                res[threadIdx.x] *= 1.0f / sqrtf(mean + eps);
+            }
+            __syncthreads();
+        }
+        grp.done(g, res);
+        if (gn >= n_groups)
+            return;
+        g = gn;
+        rows = PREFETCH ? next : grp.rows(g);
     }
 }
 
@@ -309,31 +414,40 @@ __device__ inline float rope_one(float v, float partner, bool even, float c, flo
     return even ? gpu_sub_rn(gpu_mul_rn(x0, c), gpu_mul_rn(x1, s)) : gpu_add_rn(gpu_mul_rn(x0, s), gpu_mul_rn(x1, c));
 }
 
-template <int NT, bool NORM, bool EPI, int R = MV3_ROWS, int MINB = MV3_MIN_BLOCKS>
-__global__ void __launch_bounds__(MV3_BLOCK, MINB)
-mv3_kernel(const mv3_args A, const float *__restrict__ x, int64_t ld_x, int64_t k, int accumulate)
-{
-    __shared__ float res[NT * R + NT];
-    const int64_t g = blockIdx.x;
-    const int m = g < A.end[0] ? 0 : g < A.end[1] ? 1 : 2; /* block-uniform */
-    const int64_t row0 = (g - (m == 0 ? 0 : m == 1 ? A.end[0] : A.end[1])) * R;
-    const uint8_t *w = m == 0 ? A.w[0] : m == 1 ? A.w[1] : A.w[2];
-    const int64_t n = m == 0 ? A.n[0] : m == 1 ? A.n[1] : A.n[2];
-    const int64_t rb = m == 0 ? A.row_bytes[0] : m == 1 ? A.row_bytes[1] : A.row_bytes[2];
-    const uint32_t type = m == 0 ? A.type[0] : m == 1 ? A.type[1] : A.type[2];
-    const uint8_t *wr[R];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-        wr[r] = w + (row0 + r < n ? row0 + r : n - 1) * rb; /* past the end: row n-1 again, not stored */
-    rows_dot<NT, R, NORM>(type, wr, k, x, ld_x, A.gamma, A.eps, res);
-    const int t = threadIdx.x / R, r = threadIdx.x % R;
-    if (threadIdx.x < NT * R && row0 + r < n) {
+/* mv3_kernel's groups: group g is R rows of matrix m (A.end). */
+template <int NT, bool EPI, int R> struct mv3_groups {
+    const mv3_args &A;
+    int accumulate;
+    __device__ __forceinline__ int mat(int64_t g) const { return g < A.end[0] ? 0 : g < A.end[1] ? 1 : 2; }
+    __device__ __forceinline__ int64_t first_row(int64_t g, int m) const
+    {
+        return (g - (m == 0 ? 0 : m == 1 ? A.end[0] : A.end[1])) * R;
+    }
+    __device__ __forceinline__ mv_rows rows(int64_t g) const
+    {
+        const int m = mat(g); /* block-uniform */
+        const int64_t row0 = first_row(g, m);
+        const uint8_t *w = m == 0 ? A.w[0] : m == 1 ? A.w[1] : A.w[2];
+        const int64_t n = m == 0 ? A.n[0] : m == 1 ? A.n[1] : A.n[2];
+        const int64_t rb = m == 0 ? A.row_bytes[0] : m == 1 ? A.row_bytes[1] : A.row_bytes[2];
+        const int64_t left = n - 1 - row0;
+        const mv_rows r = {w + row0 * rb, nullptr, rb, left < R ? (int)left : R,
+                           m == 0 ? A.type[0] : m == 1 ? A.type[1] : A.type[2]};
+        return r;
+    }
+    __device__ __forceinline__ void done(int64_t g, const float *res) const
+    {
+        const int m = mat(g);
+        const int64_t row0 = first_row(g, m), n = m == 0 ? A.n[0] : m == 1 ? A.n[1] : A.n[2];
+        const int t = threadIdx.x / R, r = threadIdx.x % R;
+        if (threadIdx.x >= NT * R || row0 + r >= n)
+            return;
         float v = res[threadIdx.x];
         const int64_t row = row0 + r;
         if (EPI) {
             const int d = (int)(row % A.head_dim);
             if ((m == 0 ? A.rope[0] : m == 1 ? A.rope[1] : A.rope[2]) && d < A.rope_dim) {
-                /* the pair partner is the neighbouring row of the same block (R even, row0 even) */
+                /* the pair partner is the neighbouring row of the same group (R even, row0 even) */
                 const float *c = A.cs + (int64_t)t * A.rope_dim + (d & ~1);
                 v = rope_one(v, res[threadIdx.x ^ 1], (d & 1) == 0, c[0], c[1]);
             }
@@ -352,33 +466,53 @@ mv3_kernel(const mv3_args A, const float *__restrict__ x, int64_t ld_x, int64_t 
         float *yp = y + t * ld_y + row;
         *yp = accumulate ? *yp + v : v;
     }
+};
+
+/* The products of up to three matrices (mv3_args; A.end[2] groups of R
+ * rows): one group per block (PF false, grid = groups), or the persistent
+ * prefetching launch (PF, a grid of a few blocks per SM). */
+template <int NT, bool NORM, bool EPI, bool PF = false, int R = MV3_ROWS, int MINB = MV3_MIN_BLOCKS>
+__global__ void __launch_bounds__(MV3_BLOCK, MINB)
+mv3_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *__restrict__ x, int64_t ld_x, int64_t k, int accumulate)
+{
+    const mv3_groups<NT, EPI, R> grp{A, accumulate};
+    mv_groups<NT, R, R, NORM, PF>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, A.gamma, A.eps);
 }
 
-/* gate/up + SiLU: a block takes MV3_GLU_ROWS rows of gate and the same rows
- * of up; with NORM, RMSNorm of x (weights g) fused as in mv3_kernel. */
-template <int NT, bool NORM, int R = MV3_GLU_ROWS, int MINB = MV3_MIN_BLOCKS>
+/* gate/up + SiLU groups: R rows of gate and the same rows of up
+ * (res[t * 2R + j]: j < R gate, else up). */
+template <int NT, int R> struct glu_groups {
+    uint32_t type;
+    const uint8_t *wg, *wu;
+    int64_t row_bytes, n;
+    float *out;
+    int64_t ld_out;
+    __device__ __forceinline__ mv_rows rows(int64_t g) const
+    {
+        const int64_t left = n - 1 - g * R;
+        const mv_rows r = {wg + g * R * row_bytes, wu + g * R * row_bytes, row_bytes, left < R ? (int)left : R, type};
+        return r;
+    }
+    __device__ __forceinline__ void done(int64_t g, const float *res) const
+    {
+        const int t = threadIdx.x / R, r = threadIdx.x % R;
+        if (threadIdx.x < NT * R && g * R + r < n) {
+            const float gv = res[t * 2 * R + r], uv = res[t * 2 * R + R + r];
+            out[t * ld_out + g * R + r] = gv / (1.0f + expf(-gv)) * uv;
+        }
+    }
+};
+
+/* gate/up + SiLU over groups of R rows of each; with NORM, RMSNorm of x
+ * (weights g) fused as in mv3_kernel; PF as in mv3_kernel. */
+template <int NT, bool NORM, bool PF = false, int R = MV3_GLU_ROWS, int MINB = MV3_MIN_BLOCKS>
 __global__ void __launch_bounds__(MV3_BLOCK, MINB)
 mv3_glu_kernel(uint32_t type, const uint8_t *__restrict__ wg, const uint8_t *__restrict__ wu, int64_t row_bytes,
                int64_t n, const float *__restrict__ x, int64_t ld_x, int64_t k, const float *__restrict__ g,
                float eps, float *__restrict__ out, int64_t ld_out)
 {
-    __shared__ float res[NT * 2 * R + NT];
-    const int64_t row0 = (int64_t)blockIdx.x * R;
-    const uint8_t *wr[2 * R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        const int64_t row = row0 + r < n ? row0 + r : n - 1;
-        wr[r] = wg + row * row_bytes;
-        wr[R + r] = wu + row * row_bytes;
-    }
-    rows_dot<NT, 2 * R, NORM>(type, wr, k, x, ld_x, g, eps, res); /* res[t * 2R + j]: j < R gate, else up */
-    if (threadIdx.x < NT * R) {
-        const int t = threadIdx.x / R, r = threadIdx.x % R;
-        if (row0 + r < n) {
-            const float gv = res[t * 2 * R + r], uv = res[t * 2 * R + R + r];
-            out[t * ld_out + row0 + r] = gv / (1.0f + expf(-gv)) * uv;
-        }
-    }
+    const glu_groups<NT, R> grp{type, wg, wu, row_bytes, n, out, ld_out};
+    mv_groups<NT, 2 * R, R, NORM, PF>(grp, (n + R - 1) / R, x, ld_x, k, g, eps);
 }
 
 #endif

@@ -303,12 +303,17 @@ static void check_matvec_f32(const uint32_t *types, int n_mat, int64_t k, const 
         d_y[i] = dev_upload(y0[i], sizeof(float) * (size_t)(ns[i] * n_tok));
         m[i] = (greta_gpu_mv_mat){.type = types[i], .w = d_w[i], .n = ns[i], .y = d_y[i], .ld_y = ns[i]};
     }
-    for (int acc = 0; acc < 2; acc++) {
-        if (acc)
-            for (int i = 0; i < n_mat; i++)
-                EXPECT_OK(greta_gpu_copy(d_y[i], y0[i], sizeof(float) * (size_t)(ns[i] * n_tok), GRETA_GPU_H2D,
-                                         NULL, &err));
-        EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, NULL, &err));
+    /* the v3 launch (grid 0), and the persistent one with 1 block (every
+     * group in turn), 3 blocks (groups of different matrices in one block)
+     * and more blocks than groups */
+    const int32_t grids[] = {0, 1, 3, 100000};
+    for (int run = 0; run < 8; run++) {
+        const int acc = run & 1;
+        const greta_gpu_mv_fuse launch = {.grid = grids[run / 2]};
+        for (int i = 0; i < n_mat; i++)
+            EXPECT_OK(greta_gpu_copy(d_y[i], y0[i], sizeof(float) * (size_t)(ns[i] * n_tok), GRETA_GPU_H2D, NULL,
+                                     &err));
+        EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, &launch, &err));
         for (int i = 0; i < n_mat; i++) {
             float *y = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
             dev_download(y, d_y[i], sizeof(float) * (size_t)(ns[i] * n_tok));
@@ -319,10 +324,10 @@ static void check_matvec_f32(const uint32_t *types, int n_mat, int64_t k, const 
                     const double base = acc ? y0[i][t * ns[i] + r] : 0.0;
                     const double got = y[t * ns[i] + r];
                     if (!(fabs(got - (base + ref)) <= tol + 1e-6 * fabs(base)))
-                        fail_msg("matvec_f32 %s (matrix %d of %d) k %lld tokens %d acc %d: y[%d][%lld] = %.9g, "
-                                 "ref %.9g, tol %.3g",
-                                 ggml_type_name(types[i]), i, n_mat, (long long)k, n_tok, acc, t, (long long)r, got,
-                                 base + ref, tol);
+                        fail_msg("matvec_f32 %s (matrix %d of %d) k %lld tokens %d acc %d grid %d: y[%d][%lld] = "
+                                 "%.9g, ref %.9g, tol %.3g",
+                                 ggml_type_name(types[i]), i, n_mat, (long long)k, n_tok, acc, launch.grid, t,
+                                 (long long)r, got, base + ref, tol);
                 }
             free(y);
         }
@@ -359,8 +364,11 @@ static void test_matvec_f32_glu(void **state)
     greta_error err = {0};
     const int64_t k = 768, n = 301;
     const uint32_t types[2] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const int32_t grids[] = {0, 1, 5};
     for (int ti = 0; ti < 2; ti++)
-        for (int32_t n_tok = 1; n_tok <= 5; n_tok += 2) {
+        for (int run = 0; run < 9; run++) {
+            const int32_t n_tok = 1 + 2 * (run % 3);
+            const greta_gpu_mv_fuse launch = {.grid = grids[run / 3]};
             const uint32_t ty = types[ti];
             void *qg, *qu;
             float *dg, *du;
@@ -371,7 +379,7 @@ static void test_matvec_f32_glu(void **state)
             void *d_g = dev_upload(qg, ggml_row_bytes(ty, k) * n), *d_u = dev_upload(qu, ggml_row_bytes(ty, k) * n);
             float *d_o = dev_alloc(sizeof(float) * (size_t)(n * n_tok));
             const greta_gpu_mv_mat g = {.type = ty, .w = d_g, .n = n}, u = {.type = ty, .w = d_u, .n = n};
-            EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, NULL, 0.0f, d_o, n, &err));
+            EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, &launch, d_o, n, &err));
             float *o = xmalloc(sizeof(float) * (size_t)(n * n_tok));
             dev_download(o, d_o, sizeof(float) * (size_t)(n * n_tok));
             for (int32_t t = 0; t < n_tok; t++)
@@ -383,8 +391,8 @@ static void test_matvec_f32_glu(void **state)
                     const double tol =
                         1.1 * gt * (fabs(ur) + ut) + (fabs(sg) + 1.1 * gt) * ut + 1e-5 * fabs(ref) + 1e-30;
                     if (!(fabs(o[t * n + r] - ref) <= tol))
-                        fail_msg("matvec_f32_glu %s tokens %d: out[%d][%lld] = %.9g, ref %.9g, tol %.3g",
-                                 ggml_type_name(ty), n_tok, t, (long long)r, o[t * n + r], ref, tol);
+                        fail_msg("matvec_f32_glu %s tokens %d grid %d: out[%d][%lld] = %.9g, ref %.9g, tol %.3g",
+                                 ggml_type_name(ty), n_tok, launch.grid, t, (long long)r, o[t * n + r], ref, tol);
                 }
             greta_gpu_free(d_x), greta_gpu_free(d_g), greta_gpu_free(d_u), greta_gpu_free(d_o);
             free(qg), free(qu), free(dg), free(du), free(x), free(o);
@@ -511,14 +519,14 @@ static void test_matvec_f32_fusions(void **state)
     const greta_gpu_mv_mat g = {.type = GGML_TYPE_Q4_K, .w = d_wg, .n = n_ff},
                            u = {.type = GGML_TYPE_Q4_K, .w = d_wu, .n = n_ff};
     float *a = xmalloc(sizeof(float) * (size_t)(n_ff * n_tok)), *b = xmalloc(sizeof(float) * (size_t)(n_ff * n_tok));
-    EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_xn, dim, dim, n_tok, &g, &u, NULL, 0.0f, o[0], n_ff, &err));
-    EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, dim, dim, n_tok, &g, &u, d_g, 1e-5f, o[1], n_ff, &err));
+    const greta_gpu_mv_fuse fn = {.norm_w = d_g, .eps = 1e-5f};
+    EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_xn, dim, dim, n_tok, &g, &u, NULL, o[0], n_ff, &err));
+    EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, dim, dim, n_tok, &g, &u, &fn, o[1], n_ff, &err));
     dev_download(a, o[0], sizeof(float) * (size_t)(n_ff * n_tok));
     dev_download(b, o[1], sizeof(float) * (size_t)(n_ff * n_tok));
     expect_close(a, b, n_ff * n_tok, 2e-5, "glu with fused RMSNorm");
     const greta_gpu_mv_mat m0 = {.type = GGML_TYPE_Q4_K, .w = d_wg, .n = n_ff, .y = o[0], .ld_y = n_ff},
                            m1 = {.type = GGML_TYPE_Q4_K, .w = d_wg, .n = n_ff, .y = o[1], .ld_y = n_ff};
-    const greta_gpu_mv_fuse fn = {.norm_w = d_g, .eps = 1e-5f};
     EXPECT_OK(greta_gpu_matvec_f32(NULL, d_xn, dim, dim, n_tok, &m0, 1, 0, NULL, &err));
     EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, dim, dim, n_tok, &m1, 1, 0, &fn, &err));
     dev_download(a, o[0], sizeof(float) * (size_t)(n_ff * n_tok));
@@ -529,6 +537,14 @@ static void test_matvec_f32_fusions(void **state)
     const greta_gpu_mv_fuse fb = {.cs = (const float *)d_g, .rope_dim = 64, .head_dim = 64, .n_kv_heads = 2,
                                   .n_ctx = 8, .d_pos = d_pos, .d_seq = d_seq, .k_cache = d_g, .v_cache = d_g};
     assert_int_equal(greta_gpu_matvec_f32(NULL, d_x, dim, dim, 1, bad, 3, 0, &fb, &err), GRETA_ERR_INVALID);
+    /* so is a negative grid, and the Q/K/V fusion for gate/up */
+    const greta_gpu_mv_fuse fneg = {.grid = -1};
+    assert_int_equal(greta_gpu_matvec_f32(NULL, d_x, dim, dim, 1, &m0, 1, 0, &fneg, &err), GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "grid"));
+    assert_int_equal(greta_gpu_matvec_f32_glu(NULL, d_x, dim, dim, 1, &g, &u, &fneg, o[0], n_ff, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_matvec_f32_glu(NULL, d_x, dim, dim, 1, &g, &u, &fb, o[0], n_ff, &err),
+                     GRETA_ERR_INVALID);
     free(a), free(b), free(qg), free(qu), free(dg), free(du);
     greta_gpu_free(o[0]), greta_gpu_free(o[1]), greta_gpu_free(d_wg), greta_gpu_free(d_wu);
     for (int i = 0; i < 3; i++)
@@ -760,24 +776,30 @@ static void test_backend_settings(void **state)
     unsetenv("GRETA_GPU_KERNELS");
     unsetenv("GRETA_GPU_GRAPH");
     greta_error err = {0};
-    run_out r[6];
-    for (int i = 0; i < 6; i++) {
+    run_out r[8];
+    for (int i = 0; i < 8; i++) {
         const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 1 + i / 2, .graph = 1 + i % 2};
         EXPECT_OK(greedy_run(model_path, prompt, &o, &r[i], &err));
     }
     const int vocab = 512;
-    double lo = 1e30, hi = -1e30, maxd = 0.0, maxd3 = 0.0;
+    double lo = 1e30, hi = -1e30, maxd = 0.0, maxd3 = 0.0, maxd4 = 0.0;
     for (int v = 0; v < vocab; v++) {
         lo = fmin(lo, r[0].last[v]), hi = fmax(hi, r[0].last[v]);
         maxd = fmax(maxd, fabs((double)r[0].last[v] - r[2].last[v]));
         maxd3 = fmax(maxd3, fabs((double)r[0].last[v] - r[4].last[v]));
+        maxd4 = fmax(maxd4, fabs((double)r[4].last[v] - r[6].last[v]));
     }
     /* graph replay = the same kernels launched one by one */
     assert_memory_equal(r[0].last, r[1].last, sizeof(float) * vocab);
     assert_memory_equal(r[2].last, r[3].last, sizeof(float) * vocab);
     assert_memory_equal(r[4].last, r[5].last, sizeof(float) * vocab);
+    assert_memory_equal(r[6].last, r[7].last, sizeof(float) * vocab);
     print_message("v1 vs v2 (int8 activations): max |d logit| %.3g, logit range %.3g\n", maxd, hi - lo);
     print_message("v1 vs v3 (fp32, other kernels): max |d logit| %.3g\n", maxd3);
+    print_message("v3 vs v4 (persistent GEMV launch): max |d logit| %.3g\n", maxd4);
+    /* v4 runs v3's per-thread arithmetic in other blocks: equal up to the
+     * order of the block sums */
+    assert_true(maxd4 <= 1e-6 * (hi - lo));
     assert_true(maxd > 0.0);
     assert_true(maxd < 0.05 * (hi - lo));
     assert_true(maxd3 > 0.0);
@@ -800,6 +822,10 @@ static void test_backend_settings(void **state)
     assert_memory_equal(e.last, r[4].last, sizeof(float) * vocab);
     free(e.last);
     setenv("GRETA_GPU_KERNELS", "v4", 1);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
+    assert_memory_equal(e.last, r[6].last, sizeof(float) * vocab);
+    free(e.last);
+    setenv("GRETA_GPU_KERNELS", "v5", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
     unsetenv("GRETA_GPU_KERNELS");
@@ -807,9 +833,9 @@ static void test_backend_settings(void **state)
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_GRAPH"));
     unsetenv("GRETA_GPU_GRAPH");
-    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 4};
+    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 5};
     assert_int_equal(greedy_run(model_path, prompt, &bad, &e, &err), GRETA_ERR_INVALID);
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < 8; i++)
         free(r[i].last);
     cJSON_Delete(j);
 }

@@ -1,8 +1,8 @@
 /* gemv-bench.cu - GB/s of the decode GEMV "v3" (kernels/gpu/matvec_f32.cuh)
  * on the Llama-2-7B Q4_K_M decode shapes, for launch-shape variants (rows
- * per block R, register budget MINB blocks per SM). Not a test: it prints
- * numbers for choosing the library's MV3_ROWS / MV3_GLU_ROWS /
- * MV3_MIN_BLOCKS.
+ * per block R, register budget MINB blocks per SM) and the persistent
+ * "v4" launch (blocks per SM). Not a test: it prints numbers for choosing
+ * the library's MV3_* and MV4_* constants.
  *
  *   gemv-bench [ITERS]      (default 200 launches per shape and variant)
  *
@@ -52,14 +52,17 @@ static void fill(uint8_t *h, size_t bytes, uint32_t type, uint64_t *seed)
     }
 }
 
-typedef void (*launch_fn)(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y);
+typedef void (*launch_fn)(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y, int sms);
 
-template <int R, int MINB> static void launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x,
-                                                 float *y)
+/* v3 (one group of R rows per block) or, with PF, the persistent launch
+ * of GRID_PER_SM blocks per SM. */
+template <int R, int MINB, bool PF = false, int GRID_PER_SM = 0>
+static void launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y, int sms)
 {
     if (s->glu) {
-        const unsigned blocks = (unsigned)((s->n + R - 1) / R);
-        mv3_glu_kernel<1, false, R, MINB><<<blocks, MV3_BLOCK>>>(
+        const int64_t groups = (s->n + R / 2 - 1) / (R / 2); /* R rows of gate + up */
+        const int64_t grid = PF && GRID_PER_SM * sms < groups ? GRID_PER_SM * sms : groups;
+        mv3_glu_kernel<1, false, PF, R / 2, MINB><<<(unsigned)grid, MV3_BLOCK>>>(
             s->type, w, w2, (int64_t)ggml_row_bytes(s->type, s->k), s->n, x, s->k, s->k, nullptr, 0.0f, y, s->n);
         return;
     }
@@ -72,7 +75,8 @@ template <int R, int MINB> static void launch_mv(const uint8_t *w, const uint8_t
     A.type[0] = s->type;
     A.row_bytes[0] = (int64_t)ggml_row_bytes(s->type, s->k);
     A.end[0] = A.end[1] = A.end[2] = (s->n + R - 1) / R;
-    mv3_kernel<1, false, false, R, MINB><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, x, s->k, s->k, 0);
+    const int64_t grid = PF && GRID_PER_SM * sms < A.end[0] ? GRID_PER_SM * sms : A.end[0];
+    mv3_kernel<1, false, false, PF, R, MINB><<<(unsigned)grid, MV3_BLOCK>>>(A, x, s->k, s->k, 0);
 }
 
 typedef struct variant {
@@ -95,10 +99,15 @@ int main(int argc, char **argv)
         {"down 4096x11008 Q6_K", GGML_TYPE_Q6_K, 11008, 4096, 0},
         {"lm_head 32000x4096 Q6_K", GGML_TYPE_Q6_K, 4096, 32000, 0},
     };
+    /* R: rows per group (gate + up: R/2 of each); v3 = one group per
+     * block; pf = persistent with prefetch, g = blocks per SM */
     const variant variants[] = {
-        {"R4 minB1", launch_mv<4, 1>}, {"R4 minB4", launch_mv<4, 4>}, {"R4 minB6", launch_mv<4, 6>},
-        {"R4 minB8", launch_mv<4, 8>}, {"R2 minB8", launch_mv<2, 8>}, {"R8 minB2", launch_mv<8, 2>},
-        {"R8 minB4", launch_mv<8, 4>}, {"R2 minB12", launch_mv<2, 12>},
+        {"v3 R8 minB4", launch_mv<8, 4>},
+        {"pf R4 minB4 g4", launch_mv<4, 4, true, 4>},
+        {"pf R4 minB4 g8", launch_mv<4, 4, true, 8>},
+        {"pf R4 minB3 g3", launch_mv<4, 3, true, 3>},
+        {"pf R8 minB2 g2", launch_mv<8, 2, true, 2>},
+        {"pf R2 minB6 g6", launch_mv<2, 6, true, 6>},
     };
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -139,10 +148,10 @@ int main(int argc, char **argv)
         printf("| %s | %.1f |", s->name, (double)bytes * nm / 1e6);
         for (size_t v = 0; v < sizeof variants / sizeof *variants; v++) {
             for (int i = 0; i < 8; i++) /* warm-up */
-                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y);
+                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y, prop.multiProcessorCount);
             CK(cudaEventRecord(e0));
             for (int i = 0; i < iters; i++)
-                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y);
+                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y, prop.multiProcessorCount);
             CK(cudaEventRecord(e1));
             CK(cudaEventSynchronize(e1));
             CK(cudaGetLastError());
