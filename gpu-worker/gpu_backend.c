@@ -85,8 +85,9 @@ typedef struct gpu_backend {
     /* decode (n_tok <= GRETA_GPU_MATVEC_MAX_TOK), issue 7: see decode_settings */
     int kernels;       /* 1: fp32 GEMV (matvec.cu) of issue 5; 2: int8 activations (matvec_q8.cu) and fusions;
                           3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu);
-                          4: 3 with the GEMV's persistent prefetching launch (greta_gpu_mv_fuse.grid) */
+                          4: 3 with programmatic dependent launch (greta_gpu_set_pdl) */
     int use_graph;     /* capture the decode step once per token count, then replay */
+    int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
     int v2_output;     /* lm_head has one */
     void *q8;          /* device, see gpu_layout.q8 */
@@ -358,24 +359,27 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
 
 /* ---- decode step (issue 7) --------------------------------------------------------- */
 
-/* GRETA_GPU_KERNELS=v1|v2|v3 and GRETA_GPU_GRAPH=0|1 (the options win when
- * set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's input
- * to int8 once and runs the integer GEMV of matvec_q8.cu with RMSNorm +
- * quantize, Q/K/V and gate/up + SiLU fused into single launches (on the
- * random-weight 7B model its int8 activations move the logits far beyond
- * the parity limits: opt-in, see docs/GPU.md); v3 (the default) keeps fp32
+/* GRETA_GPU_KERNELS=v1|v2|v3|v4 and GRETA_GPU_GRAPH=0|1 (the options win
+ * when set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's
+ * input to int8 once and runs the integer GEMV of matvec_q8.cu with
+ * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
+ * (on the random-weight 7B model its int8 activations move the logits far
+ * beyond the parity limits: opt-in, see docs/GPU.md); v3 keeps fp32
  * activations with the GEMV of matvec_f32.cu (R rows per warp, Q/K/V and
- * gate/up + SiLU fused) where the types have it (Q4_K, Q6_K), v1 elsewhere.
- * The graph (default on) records a decode step once per token count and
- * replays it. */
+ * gate/up + SiLU fused) where the types have it (Q4_K, Q6_K), v1
+ * elsewhere; v4 (the default) is v3 with programmatic dependent launch
+ * (gpu_port.h: each RMSNorm, GEMV and attention kernel starts while the
+ * previous one finishes, the GEMVs loading their first weights meanwhile;
+ * the same results). The graph (default on) records a decode step once per
+ * token count and replays it. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
-    b->kernels = 3;
+    b->kernels = 4;
     if (o->decode_kernels >= 1 && o->decode_kernels <= 4)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0, 1, 2, 3 or 4",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..4",
                                o->decode_kernels);
     else if (ek && *ek) {
         if (!strcmp(ek, "v1") || !strcmp(ek, "v2") || !strcmp(ek, "v3") || !strcmp(ek, "v4"))
@@ -414,15 +418,6 @@ static greta_gpu_mv_mat mv_of(const gpu_weight *w, float *y)
     return r;
 }
 
-/* The launch of the matvec_f32 GEMVs: v4 is v3's kernels with the
- * persistent launch (a few blocks per SM, each loading its next weights
- * while it computes). */
-static greta_gpu_mv_fuse mv_launch(const gpu_backend *b)
-{
-    const greta_gpu_mv_fuse f = {.grid = b->kernels == 4 ? b->info.sm_count * GRETA_GPU_MV4_BLOCKS_PER_SM : 0};
-    return f;
-}
-
 /* y_i (+)= W_i x for n (1..3) matrices sharing the input x [T][k]: one
  * matvec_f32 launch (v3/v4) when every matrix has its kernel, else one v1
  * GEMV each. */
@@ -436,8 +431,7 @@ static int mv_group(gpu_backend *b, const gpu_weight *const *w, float *const *y,
         greta_gpu_mv_mat m[3];
         for (int i = 0; i < n; i++)
             m[i] = mv_of(w[i], y[i]);
-        const greta_gpu_mv_fuse f = mv_launch(b);
-        return greta_gpu_matvec_f32(b->stream, x, w[0]->n_in, w[0]->n_in, (int32_t)T, m, n, accumulate, &f, err);
+        return greta_gpu_matvec_f32(b->stream, x, w[0]->n_in, w[0]->n_in, (int32_t)T, m, n, accumulate, NULL, err);
     }
     for (int i = 0; i < n; i++) {
         const int rc = matmul(b, w[i], x, T, y[i], accumulate, err);
@@ -447,7 +441,7 @@ static int mv_group(gpu_backend *b, const gpu_weight *const *w, float *const *y,
     return GRETA_OK;
 }
 
-/* v3's GEMV has a kernel for w (and v3 or v4 is chosen). */
+/* v3 has a kernel for w (and v3 or v4 is chosen). */
 static int v3_ok(const gpu_backend *b, const gpu_weight *w)
 {
     return b->kernels >= 3 && greta_gpu_matvec_f32_supported(w->type, w->n_in);
@@ -493,8 +487,7 @@ static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, con
         return rc;
     if (v3_ok(b, &L->wq) && v3_ok(b, &L->wk) && v3_ok(b, &L->wv)) {
         const greta_gpu_mv_mat qkv[3] = {mv_of(&L->wq, b->q), mv_of(&L->wk, b->k), mv_of(&L->wv, b->v)};
-        const greta_gpu_mv_fuse f = {.grid = mv_launch(b).grid,
-                                     .cs = b->rope,
+        const greta_gpu_mv_fuse f = {.cs = b->rope,
                                      .rope_dim = (int32_t)c->rope_dim,
                                      .head_dim = (int32_t)c->head_dim,
                                      .n_kv_heads = (int32_t)c->n_kv_heads,
@@ -521,8 +514,7 @@ static int ffn_glu(gpu_backend *b, const gpu_layer *L, int64_t T, greta_error *e
     int rc = greta_gpu_rmsnorm(b->stream, b->x, c->dim, L->ffn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err);
     if (!rc && v3_ok(b, &L->w_gate) && L->w_gate.type == L->w_up.type) {
         const greta_gpu_mv_mat g = mv_of(&L->w_gate, NULL), u = mv_of(&L->w_up, NULL);
-        const greta_gpu_mv_fuse f = mv_launch(b);
-        return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, &f, b->gate,
+        return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, NULL, b->gate,
                                         c->ffn_dim, err);
     }
     if (!rc)
@@ -1232,6 +1224,12 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
     if ((rc = gpu_prefill_init(&b->pf, prefill, (uint16_t *)(sc + s.L.xh), (int64_t)s.L.xh_elems,
                                (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))
         goto fail;
+    /* the attention split counters (zeroed with the scratch above; once more for clarity, outside capture) */
+    if ((rc = greta_gpu_attention_partial_init(b->stream, b->partial, 1, (int32_t)b->c.n_heads,
+                                               (int32_t)b->c.head_dim,
+                                               attention_splits(&b->c, b->n_ctx, b->info.sm_count, 1), err)))
+        goto fail;
+    b->pdl = greta_gpu_set_pdl(b->kernels >= 4);
     if ((rc = greta_gpu_stream_sync(b->stream, err)))
         goto fail;
     uint64_t total_mem;
@@ -1244,9 +1242,10 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
             (double)b->kv_bytes / 1048576.0, b->kv == GRETA_GPU_KV_F32 ? "fp32" : "fp16", p->n_ctx, p->n_seq,
             (double)s.scratch / 1048576.0,
             (double)b->pinned_bytes / 1048576.0, gib(b->free_after_load), gib(total_mem));
-    fprintf(stderr, "gpu: decode kernels v%d (int8-activation GEMV: layers %s, lm_head %s), graph %s\n", b->kernels,
-            b->kernels == 2 && b->v2_layers ? "yes" : "no", b->kernels == 2 && b->v2_output ? "yes" : "no",
-            b->use_graph ? "on" : "off");
+    fprintf(stderr,
+            "gpu: decode kernels v%d (int8-activation GEMV: layers %s, lm_head %s), graph %s, early launch (PDL) %s\n",
+            b->kernels, b->kernels == 2 && b->v2_layers ? "yes" : "no", b->kernels == 2 && b->v2_output ? "yes" : "no",
+            b->use_graph ? "on" : "off", b->pdl ? "on" : "off");
     fprintf(stderr, "gpu: prefill %s from %d tokens (fp16 scratch: activations %.1f MiB, weights %.1f MiB)\n",
             greta_gpu_prefill_name(b->pf.mode), GRETA_GPU_MATVEC_MAX_TOK + 1, (double)s.L.xh_elems * 2 / 1048576.0,
             (double)s.L.wh_elems * 2 / 1048576.0);

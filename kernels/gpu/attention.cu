@@ -10,9 +10,22 @@
  * running output, loads the ATT_P keys' pairs at once, reduces the ATT_P
  * dot products across the warp, and updates the online softmax (running max
  * m and sum l, fp32) and the weighted sum of values. The warps merge in
- * shared memory; with n_split == 1 the block writes the normalized output,
- * else (m, l, acc) to `partial` and attention_merge combines the chunks
- * (flash-decoding: decode uses many blocks per head).
+ * shared memory (att_merge_slots); with n_split == 1 the block writes the
+ * normalized output.
+ *
+ * With n_split > 1 (flash-decoding: decode uses many blocks per head) the
+ * chunks are combined in the same launch (att_merge_last), not by a second
+ * kernel: each block writes its (m, l, acc) row to `partial`, fences, and
+ * adds one to the (t, h) counter (atomicAdd); the block that sees
+ * n_split - 1 is the last of (t, h): it reads the n_split rows, combines
+ * them as the former merge kernel did and writes the normalized output, and
+ * sets the counter back to 0, so the next launch (or a replay of a captured
+ * graph) starts from zero. The counters are the first
+ * GRETA_GPU_ATTENTION_SPLIT_ROWS words of `partial`, at the same place
+ * whatever the call's shape (calls of different n_tok and n_split share one
+ * buffer, and another shape's rows must never land on them); the rows
+ * follow. greta_gpu_attention_partial_init zeroes the counters once, before
+ * the first use (outside graph capture).
  */
 #include "gpu_ops.h"
 #include "kv_io.cuh"
@@ -23,11 +36,71 @@
 #define ATT_NP (ATT_MAX_HEAD_DIM / (2 * GRETA_WARP))      /* dim pairs per lane */
 #define ATT_MAX_WARPS (ATT_THREADS / GRETA_WARP)
 
+/* The partial buffer (gpu_ops.h): GRETA_GPU_ATTENTION_SPLIT_ROWS counters
+ * (uint32, one per (t, h): t * n_heads + h), then the rows (m, l,
+ * acc[head_dim]) of split sp of (t, h). */
+__device__ inline unsigned int *att_count(float *partial, int t, int h, int32_t n_heads)
+{
+    return (unsigned int *)partial + ((int64_t)t * n_heads + h);
+}
+__device__ inline float *att_row(float *partial, int t, int h, int sp, int32_t n_heads, int head_dim, int32_t n_split)
+{
+    return partial + GRETA_GPU_ATTENTION_SPLIT_ROWS + (((int64_t)t * n_heads + h) * n_split + sp) * (head_dim + 2);
+}
+
+/* The end of a block with n_split > 1, after it wrote its partial row of
+ * (t, h): the last of the n_split blocks of (t, h) to get here combines the
+ * rows into the normalized row of out (the arithmetic and order of the
+ * former attention_merge_kernel, so the same bits). The (t, h) counter
+ * says how many blocks came before; the last one sets it back to 0 for the
+ * next launch (or graph replay). The fences around the count (the
+ * grid-barrier pattern: block barrier, then one thread's device fence and
+ * atomic) make the rows that the other blocks wrote before counting visible
+ * to the last block's plain loads after its own fence. */
+__device__ inline void att_merge_last(float *partial, int t, int h, int32_t n_heads, int head_dim, int32_t n_split,
+                                      float *out, int64_t ld_out)
+{
+    __shared__ int last;
+    __syncthreads(); /* the block's row written */
+    if (threadIdx.x == 0) {
+        __threadfence(); /* release the row (all the block's writes, by the barrier) before the count */
+        unsigned int *count = att_count(partial, t, h, n_heads);
+        last = atomicAdd(count, 1u) == (unsigned int)n_split - 1;
+        if (last)
+            *count = 0; /* every block of (t, h) has counted: ready for the next launch */
+    }
+    __syncthreads();
+    if (!last)
+        return;
+    __threadfence(); /* acquire: the other blocks' rows, counted before ours */
+    const float *pp = att_row(partial, t, h, 0, n_heads, head_dim, n_split);
+    float mm = -INFINITY;
+    for (int s = 0; s < n_split; s++)
+        mm = fmaxf(mm, pp[(int64_t)s * (head_dim + 2)]);
+    float ll = 0.0f;
+    for (int s = 0; s < n_split; s++) {
+        const float ms = pp[(int64_t)s * (head_dim + 2)];
+        if (ms > -INFINITY)
+            ll += pp[(int64_t)s * (head_dim + 2) + 1] * expf(ms - mm);
+    }
+    float *o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float a = 0.0f;
+        for (int s = 0; s < n_split; s++) {
+            const float ms = pp[(int64_t)s * (head_dim + 2)];
+            if (ms > -INFINITY)
+                a += pp[(int64_t)s * (head_dim + 2) + 2 + d] * expf(ms - mm);
+        }
+        o[d] = a / ll;
+    }
+}
+
 /* The end of an attention block, after a barrier: n_slots running softmax
  * states in shared memory (max m, sum l, acc rows of `stride` floats; m =
  * -inf for a slot that saw no position) combined into the block's output:
  * the normalized row of token t, head h (n_split 1), else the split's
- * partial (m, l, acc) for attention_merge_kernel. */
+ * partial (m, l, acc), which att_merge_last combines with the other
+ * splits'. Every thread of the block calls it (it has barriers). */
 __device__ inline void att_merge_slots(int n_slots, const float *sm_m, const float *sm_l, const float *sm_acc,
                                        int stride, int head_dim, int t, int h, int sp, int32_t n_heads,
                                        int32_t n_split, float *partial, float *out, int64_t ld_out)
@@ -43,7 +116,7 @@ __device__ inline void att_merge_slots(int n_slots, const float *sm_m, const flo
     if (n_split == 1) {
         o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
     } else {
-        float *pp = partial + (((int64_t)t * n_heads + h) * n_split + sp) * (head_dim + 2);
+        float *pp = att_row(partial, t, h, sp, n_heads, head_dim, n_split);
         if (threadIdx.x == 0) {
             pp[0] = mm;
             pp[1] = ll;
@@ -57,6 +130,8 @@ __device__ inline void att_merge_slots(int n_slots, const float *sm_m, const flo
                 a += sm_acc[w * stride + d] * expf(sm_m[w] - mm);
         o[d] = n_split == 1 ? a / ll : a;
     }
+    if (n_split > 1)
+        att_merge_last(partial, t, h, n_heads, head_dim, n_split, out, ld_out);
 }
 
 template <typename KVT>
@@ -163,33 +238,6 @@ attention_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restric
                     out, ld_out);
 }
 
-/* grid (n_heads, n_tok), block 128 */
-__global__ void attention_merge_kernel(const float *__restrict__ partial, int32_t n_heads, int32_t head_dim,
-                                       int32_t n_split, float *__restrict__ out, int64_t ld_out)
-{
-    const int h = blockIdx.x, t = blockIdx.y;
-    const float *pp = partial + ((int64_t)t * n_heads + h) * n_split * (head_dim + 2);
-    float mm = -INFINITY;
-    for (int s = 0; s < n_split; s++)
-        mm = fmaxf(mm, pp[(int64_t)s * (head_dim + 2)]);
-    float ll = 0.0f;
-    for (int s = 0; s < n_split; s++) {
-        const float ms = pp[(int64_t)s * (head_dim + 2)];
-        if (ms > -INFINITY)
-            ll += pp[(int64_t)s * (head_dim + 2) + 1] * expf(ms - mm);
-    }
-    float *o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float a = 0.0f;
-        for (int s = 0; s < n_split; s++) {
-            const float ms = pp[(int64_t)s * (head_dim + 2)];
-            if (ms > -INFINITY)
-                a += pp[(int64_t)s * (head_dim + 2) + 2 + d] * expf(ms - mm);
-        }
-        o[d] = a / ll;
-    }
-}
-
 /* The shape checks both attention entry points share. */
 static int att_check(const char *what, int32_t n_tok, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim,
                      int32_t n_ctx, int32_t n_split, int64_t ld_q, int64_t ld_out, const float *partial,
@@ -202,18 +250,10 @@ static int att_check(const char *what, int32_t n_tok, int32_t n_heads, int32_t n
         return greta_error_set(err, GRETA_ERR_INVALID,
                                "%s: bad shape (heads %d, kv heads %d, head_dim %d, n_ctx %d, split %d)", what,
                                n_heads, n_kv_heads, head_dim, n_ctx, n_split);
-    return 0;
-}
-
-/* With several splits: their partials combined into out. */
-static int att_merge(gpu_stream_t st, const float *partial, int32_t n_tok, int32_t n_heads, int32_t head_dim,
-                     int32_t n_split, float *out, int64_t ld_out, greta_error *err)
-{
-    if (n_split > 1) {
-        attention_merge_kernel<<<dim3(n_heads, n_tok), 128, 0, st>>>(partial, n_heads, head_dim, n_split, out,
-                                                                     ld_out);
-        GPU_CHECK(gpu_last_error(), err);
-    }
+    if (n_split > 1 && (int64_t)n_tok * n_heads > GRETA_GPU_ATTENTION_SPLIT_ROWS)
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "%s: %d tokens x %d heads split in %d (at most %d token-heads with splits)", what,
+                               n_tok, n_heads, n_split, GRETA_GPU_ATTENTION_SPLIT_ROWS);
     return 0;
 }
 
@@ -281,6 +321,8 @@ attention_dec_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__res
     constexpr int HD = 8 * G, SLOTS = ATT_THREADS / G;
     __shared__ float sm_m[SLOTS], sm_l[SLOTS];
     __shared__ float sm_acc[SLOTS][HD];
+    gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel */
+    gpu_pdl_trigger();
     const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
     const int slot = threadIdx.x / G, gl = threadIdx.x % G;
     const int32_t p = pos[t], sq = seq[t];
@@ -360,7 +402,7 @@ attention_dec_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__res
 }
 
 template <typename KVT>
-static void attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const float *q, int64_t ld_q,
+static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const float *q, int64_t ld_q,
                              const void *kc, const void *vc, const int32_t *d_pos, const int32_t *d_seq,
                              int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *partial,
                              float *out, int64_t ld_out)
@@ -368,9 +410,8 @@ static void attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const
     const KVT *k = (const KVT *)kc, *v = (const KVT *)vc;
 #define DEC_CASE(G)                                                                                            \
     case 8 * G:                                                                                                \
-        attention_dec_kernel<KVT, G><<<grid, ATT_THREADS, 0, st>>>(q, ld_q, k, v, d_pos, d_seq, n_heads,         \
-                                                                   n_kv_heads, n_ctx, n_split, partial, out, ld_out); \
-        break;
+        return gpu_launch_pdl(attention_dec_kernel<KVT, G>, grid, dim3(ATT_THREADS), st, q, ld_q, k, v, d_pos,     \
+                              d_seq, n_heads, n_kv_heads, n_ctx, n_split, partial, out, ld_out);
     switch (head_dim) {
         DEC_CASE(1)
         DEC_CASE(2)
@@ -381,6 +422,7 @@ static void attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const
     default: break;
     }
 #undef DEC_CASE
+    return gpu_success; /* head_dim checked by the caller */
 }
 
 extern "C" int greta_gpu_attention_decode_supported(int32_t head_dim)
@@ -410,19 +452,33 @@ extern "C" int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, i
     const gpu_stream_t st = (gpu_stream_t)s;
     const dim3 grid(n_heads, n_tok, n_split);
     if (kv == GRETA_GPU_KV_F16)
-        attention_dec_go<uint16_t>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads, n_kv_heads,
-                                   n_ctx, n_split, partial, out, ld_out);
+        GPU_CHECK(attention_dec_go<uint16_t>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads,
+                                             n_kv_heads, n_ctx, n_split, partial, out, ld_out),
+                  err);
     else
-        attention_dec_go<float>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads, n_kv_heads,
-                                n_ctx, n_split, partial, out, ld_out);
-    GPU_CHECK(gpu_last_error(), err);
-    return att_merge(st, partial, n_tok, n_heads, head_dim, n_split, out, ld_out, err);
+        GPU_CHECK(attention_dec_go<float>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads,
+                                          n_kv_heads, n_ctx, n_split, partial, out, ld_out),
+                  err);
+    return 0;
 }
 
 extern "C" int64_t greta_gpu_attention_partial_floats(int32_t n_tok, int32_t n_heads, int32_t head_dim,
                                                       int32_t n_split)
 {
-    return n_split <= 1 ? 0 : (int64_t)n_tok * n_heads * n_split * (head_dim + 2);
+    /* the counters (uint32, the size of a float), then the rows */
+    return n_split <= 1 ? 0
+                        : GRETA_GPU_ATTENTION_SPLIT_ROWS + (int64_t)n_tok * n_heads * n_split * (head_dim + 2);
+}
+
+extern "C" int greta_gpu_attention_partial_init(greta_gpu_stream *s, float *partial, int32_t n_tok, int32_t n_heads,
+                                                int32_t head_dim, int32_t n_split, greta_error *err)
+{
+    if (greta_gpu_attention_partial_floats(n_tok, n_heads, head_dim, n_split) == 0)
+        return 0;
+    if (!partial)
+        return greta_error_set(err, GRETA_ERR_INVALID, "attention_partial_init: no buffer (split %d)", n_split);
+    GPU_CHECK(gpu_memset_async(partial, 0, sizeof(uint32_t) * GRETA_GPU_ATTENTION_SPLIT_ROWS, (gpu_stream_t)s), err);
+    return 0;
 }
 
 extern "C" int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
@@ -449,5 +505,5 @@ extern "C" int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t 
                                                              n_kv_heads, head_dim, n_ctx, n_split, partial, out,
                                                              ld_out);
     GPU_CHECK(gpu_last_error(), err);
-    return att_merge(st, partial, n_tok, n_heads, head_dim, n_split, out, ld_out, err);
+    return 0;
 }

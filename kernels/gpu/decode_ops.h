@@ -70,26 +70,14 @@ int greta_gpu_matvec_q8_glu(greta_gpu_stream *s, const void *q8, int64_t k, int3
  * greta_gpu_matvec. */
 int greta_gpu_matvec_f32_supported(uint32_t type, int64_t k);
 
-/* Blocks per SM/CU of the persistent launch that are resident at once
- * (the kernel's register budget, MV4_MIN_BLOCKS): grid = SMs times this. */
-#define GRETA_GPU_MV4_BLOCKS_PER_SM 4
-
-/* Fusions and launch of greta_gpu_matvec_f32 / _glu (NULL: none, the
- * v3 launch).
+/* Fusions of greta_gpu_matvec_f32 / _glu (NULL: none).
  *   norm_w  RMSNorm of each x[t] over its k values with these weights (as
  *           greta_gpu_rmsnorm, eps) before the products: y = W (x*g) / rms
  *   cs      the Q/K/V of a decode step (3 matrices: q, k, v): q and k are
  *           rotated as greta_gpu_rope with the table cs [n_tok][rope_dim]
  *           (heads of head_dim), and k and v are also written into
  *           k_cache / v_cache as greta_gpu_kv_store does (d_pos, d_seq,
- *           n_kv_heads, n_ctx, kv).
- *   grid    0: one block per group of rows (v3). > 0: the persistent
- *           launch ("v4", one token at a time): this many blocks (a few
- *           per SM; the caller knows the device), each taking groups of
- *           rows in turn and loading its next unit of weights while it
- *           computes the current one. Same arithmetic and results as v3
- *           up to the order of the block's sums (the rows of a group
- *           differ: MV4_ROWS). */
+ *           n_kv_heads, n_ctx, kv). */
 typedef struct greta_gpu_mv_fuse {
     const float *norm_w;
     float eps;
@@ -98,7 +86,6 @@ typedef struct greta_gpu_mv_fuse {
     const int32_t *d_pos, *d_seq;
     void *k_cache, *v_cache;
     greta_gpu_kv_type kv;
-    int32_t grid;
 } greta_gpu_mv_fuse;
 
 /* y_i[t] (+)= W_i x[t] for n_mat (1..3) matrices sharing the input x
@@ -111,8 +98,8 @@ int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t ld_x, int6
 /* out[t][r] = silu(g) * u, g = dot(gate row r, x[t]), u = dot(up row r,
  * x[t]), silu(g) = g / (1 + expf(-g)) (as greta_gpu_swiglu); gate and up of
  * one type and shape; their y fields are unused. fuse (may be NULL): its
- * norm_w/eps (RMSNorm of x) and grid as for greta_gpu_matvec_f32; the
- * Q/K/V fields must be unset. */
+ * norm_w/eps (RMSNorm of x) as for greta_gpu_matvec_f32; the Q/K/V
+ * fields must be unset. */
 int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
                              const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, const greta_gpu_mv_fuse *fuse,
                              float *out, int64_t ld_out, greta_error *err);

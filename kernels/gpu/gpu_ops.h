@@ -74,6 +74,15 @@ int greta_gpu_stream_create(greta_gpu_stream **s, greta_error *err);
 void greta_gpu_stream_destroy(greta_gpu_stream **s);
 int greta_gpu_stream_sync(greta_gpu_stream *s, greta_error *err);
 
+/* Programmatic dependent launch for the decode kernels that support it
+ * (gpu_port.h: RMSNorm, the matvec_f32 / matrix-core GEMVs, decode
+ * attention): on, each may start while the previous kernel finishes,
+ * loading its weights meanwhile. Process-wide, default off; NVIDIA sm_90+
+ * only: returns 0 where it has no effect (HIP, older GPUs: it stays off).
+ * Results are the same bits either way. */
+int greta_gpu_set_pdl(int on);
+int greta_gpu_pdl_enabled(void);
+
 int greta_gpu_event_create(greta_gpu_event **e, greta_error *err);
 void greta_gpu_event_destroy(greta_gpu_event **e);
 int greta_gpu_event_record(greta_gpu_event *e, greta_gpu_stream *s, greta_error *err);
@@ -151,10 +160,30 @@ int greta_gpu_rope_kv_store(greta_gpu_stream *s, float *q, int64_t ld_q, float *
  * h / (n_heads / n_kv_heads)); score = dot(q, k) * (1 / sqrt(head_dim)),
  * softmax and weighted sum in fp32 (online softmax). The positions are split
  * into n_split chunks of ceil((d_pos[t] + 1) / n_split) handled by separate
- * blocks (flash-decoding) and merged; partial holds
+ * blocks (flash-decoding) and combined in the same launch (the last block of
+ * each token and head to finish merges the chunks). head_dim even, <= 256.
+ *
+ * With n_split > 1, partial is a device buffer of (at least)
  * greta_gpu_attention_partial_floats(n_tok, n_heads, head_dim, n_split)
- * floats (unused when n_split == 1). head_dim even, <= 256. */
+ * floats (0 for n_split 1: partial unused, may be NULL): first
+ * GRETA_GPU_ATTENTION_SPLIT_ROWS uint32 counters, one per (token, head),
+ * then the chunks' (m, l, acc) rows. n_tok * n_heads must be at most
+ * GRETA_GPU_ATTENTION_SPLIT_ROWS when n_split > 1 (else GRETA_ERR_INVALID).
+ * The counters must be zero before the first call:
+ * greta_gpu_attention_partial_init (or a memset of the whole buffer to 0),
+ * once, after allocation and outside graph capture. Each call leaves them
+ * zero again, so captured graphs replay without re-initialization, and one
+ * buffer serves calls of any shape it is large enough for (the counters
+ * sit at the same place for every shape). Calls sharing a buffer must not
+ * run concurrently. */
+#define GRETA_GPU_ATTENTION_SPLIT_ROWS 16384
 int64_t greta_gpu_attention_partial_floats(int32_t n_tok, int32_t n_heads, int32_t head_dim, int32_t n_split);
+/* Zeroes the counters of partial (an async memset on stream s); nothing when
+ * greta_gpu_attention_partial_floats(n_tok, n_heads, head_dim, n_split) is
+ * 0 (n_split 1). The counters do not depend on the shape: one call with any
+ * shape that has splits covers every later use of the buffer. */
+int greta_gpu_attention_partial_init(greta_gpu_stream *s, float *partial, int32_t n_tok, int32_t n_heads,
+                                     int32_t head_dim, int32_t n_split, greta_error *err);
 int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
                         const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos, const int32_t *d_seq,
                         int32_t n_tok, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_ctx,

@@ -23,6 +23,9 @@
  *   params   GPU_GRID_CONSTANT: a const struct kernel parameter that device
  *            code may reference without a local copy (CUDA's
  *            __grid_constant__; HIP kernel arguments need nothing)
+ *   PDL      gpu_launch_pdl(kernel, grid, block, stream, args...) and, in
+ *            the kernel, gpu_pdl_wait() / gpu_pdl_trigger(): programmatic
+ *            dependent launch (below)
  * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
  * accept.
  *
@@ -179,6 +182,65 @@ static inline gpu_error_t gpu_graph_launch(gpu_graph_exec_t x, gpu_stream_t s) {
 static inline gpu_error_t gpu_graph_destroy(gpu_graph_t g) { return cudaGraphDestroy(g); }
 static inline gpu_error_t gpu_graph_exec_destroy(gpu_graph_exec_t x) { return cudaGraphExecDestroy(x); }
 #endif
+
+/* ---- programmatic dependent launch ------------------------------------------
+ * A kernel launched with gpu_launch_pdl may start while the kernel before
+ * it in the stream is still running (NVIDIA sm_90+: the launch attribute
+ * "programmatic stream serialization"; stream capture records it as a
+ * programmatic graph edge): once every block of the previous kernel has
+ * called gpu_pdl_trigger() (or exited). Before gpu_pdl_wait() returns, the
+ * previous kernel has completed and its writes are visible. So a kernel
+ * launched this way must call gpu_pdl_wait() before it reads anything the
+ * previous kernel writes and before it writes anything that kernel reads;
+ * what it does before (loading weights) overlaps the previous kernel's
+ * tail and the launch latency. Kernels call gpu_pdl_trigger() once they no
+ * longer need their SM slots to themselves (after their own wait), so at
+ * most the next kernel waits beside them. Without the attribute (an older
+ * GPU, a plain launch) or on HIP (no equivalent: a plain launch) both
+ * calls do nothing. */
+__device__ inline void gpu_pdl_wait(void)
+{
+#if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+__device__ inline void gpu_pdl_trigger(void)
+{
+#if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+/* Whether gpu_launch_pdl asks for early launch (greta_gpu_set_pdl,
+ * runtime.cu; default off): off, it is a plain launch. */
+extern "C" int greta_gpu_pdl_enabled(void);
+
+template <typename... KArgs, typename... Args>
+static inline gpu_error_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, gpu_stream_t stream,
+                                         Args... args)
+{
+#if defined(GRETA_GPU_HIP)
+    kernel<<<grid, block, 0, stream>>>(((KArgs)args)...);
+    return hipGetLastError();
+#else
+    if (!greta_gpu_pdl_enabled()) {
+        kernel<<<grid, block, 0, stream>>>(((KArgs)args)...);
+        return cudaGetLastError();
+    }
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = 0;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
+#endif
+}
 
 /* ---- device-side helpers -------------------------------------------------- */
 #if defined(GRETA_GPU_HIP)

@@ -4,8 +4,6 @@
 #include "decode_ops.h"
 #include "matvec_f32.cuh"
 
-static_assert(MV4_MIN_BLOCKS == GRETA_GPU_MV4_BLOCKS_PER_SM, "the persistent grid must fit at once");
-
 /* ---- host side -------------------------------------------------------------------- */
 
 extern "C" int greta_gpu_matvec_f32_supported(uint32_t type, int64_t k)
@@ -57,18 +55,20 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
 
 /* register budget: MV3_MIN_BLOCKS blocks per SM for one token; two
  * tokens need more registers (at 4 blocks they spill): 2 */
-template <int NT, bool PF, int R, int MINB>
-static void mv3_go(gpu_stream_t st, unsigned blocks, const mv3_args &A, const float *x, int64_t ld_x, int64_t k,
-                   int accumulate)
+/* Launched with gpu_launch_pdl: the blocks load their first weights while
+ * the previous kernel of the stream finishes (gpu_port.h). */
+template <int NT, int R, int MINB>
+static gpu_error_t mv3_go(gpu_stream_t st, unsigned groups, const mv3_args &A, const float *x, int64_t ld_x,
+                          int64_t k, int accumulate)
 {
+    const dim3 grid(groups), block(MV3_BLOCK);
     if (A.cs && A.gamma)
-        mv3_kernel<NT, true, true, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
-    else if (A.cs)
-        mv3_kernel<NT, false, true, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
-    else if (A.gamma)
-        mv3_kernel<NT, true, false, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
-    else
-        mv3_kernel<NT, false, false, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(A, x, ld_x, k, accumulate);
+        return gpu_launch_pdl(mv3_kernel<NT, true, true, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+    if (A.cs)
+        return gpu_launch_pdl(mv3_kernel<NT, false, true, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+    if (A.gamma)
+        return gpu_launch_pdl(mv3_kernel<NT, true, false, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+    return gpu_launch_pdl(mv3_kernel<NT, false, false, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
 }
 
 /* A.end for groups of R rows; returns the number of groups. */
@@ -83,13 +83,6 @@ static int64_t mv3_ends(mv3_args &A, const greta_gpu_mv_mat *m, int n_mat, int R
     return end;
 }
 
-static int mv3_check_grid(const greta_gpu_mv_fuse *f, greta_error *err)
-{
-    if (f && f->grid < 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: grid %d (0 or a number of blocks)", f->grid);
-    return 0;
-}
-
 extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
                                     const greta_gpu_mv_mat *m, int n_mat, int accumulate,
                                     const greta_gpu_mv_fuse *fuse, greta_error *err)
@@ -99,8 +92,6 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
         return rc;
     if (!m || n_mat < 1 || n_mat > MV3_MAX_MATS)
         return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: %d matrices (1..%d)", n_mat, MV3_MAX_MATS);
-    if ((rc = mv3_check_grid(fuse, err)))
-        return rc;
     mv3_args A;
     memset(&A, 0, sizeof A);
     for (int i = 0; i < n_mat; i++) {
@@ -133,7 +124,6 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
         A.kv_f32 = fuse->kv == GRETA_GPU_KV_F32;
     }
     const gpu_stream_t st = (gpu_stream_t)s;
-    const int grid = fuse ? fuse->grid : 0;
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         mv3_args At = A;
         for (int i = 0; i < n_mat; i++)
@@ -144,33 +134,26 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
             At.seq = A.seq + t0;
         }
         const float *xt = x + t0 * ld_x;
-        if (n_tok - t0 == 1 && grid > 0) {
-            const int64_t groups = mv3_ends(At, m, n_mat, MV4_ROWS);
-            mv3_go<1, true, MV4_ROWS, MV4_MIN_BLOCKS>(st, (unsigned)(grid < groups ? grid : groups), At, xt, ld_x, k,
-                                                      accumulate);
-        } else {
-            const unsigned blocks = (unsigned)mv3_ends(At, m, n_mat, MV3_ROWS);
-            if (n_tok - t0 == 1)
-                mv3_go<1, false, MV3_ROWS, MV3_MIN_BLOCKS>(st, blocks, At, xt, ld_x, k, accumulate);
-            else
-                mv3_go<2, false, MV3_ROWS, 2>(st, blocks, At, xt, ld_x, k, accumulate);
-        }
+        const unsigned groups = (unsigned)mv3_ends(At, m, n_mat, MV3_ROWS);
+        if (n_tok - t0 == 1)
+            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_MIN_BLOCKS>(st, groups, At, xt, ld_x, k, accumulate)), err);
+        else
+            GPU_CHECK((mv3_go<2, MV3_ROWS, 2>(st, groups, At, xt, ld_x, k, accumulate)), err);
     }
-    GPU_CHECK(gpu_last_error(), err);
     return 0;
 }
 
-template <int NT, bool PF, int R, int MINB>
-static void glu_go(gpu_stream_t st, unsigned blocks, uint32_t type, const uint8_t *wg, const uint8_t *wu, int64_t rb,
-                   int64_t n, const float *x, int64_t ld_x, int64_t k, const float *g, float eps, float *out,
-                   int64_t ld_out)
+template <int NT, int R, int MINB>
+static gpu_error_t glu_go(gpu_stream_t st, unsigned groups, uint32_t type, const uint8_t *wg, const uint8_t *wu,
+                          int64_t rb, int64_t n, const float *x, int64_t ld_x, int64_t k, const float *g, float eps,
+                          float *out, int64_t ld_out)
 {
+    const dim3 grid(groups), block(MV3_BLOCK);
     if (g)
-        mv3_glu_kernel<NT, true, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps,
-                                                                          out, ld_out);
-    else
-        mv3_glu_kernel<NT, false, PF, R, MINB><<<blocks, MV3_BLOCK, 0, st>>>(type, wg, wu, rb, n, x, ld_x, k, g, eps,
-                                                                           out, ld_out);
+        return gpu_launch_pdl(mv3_glu_kernel<NT, true, R, MINB>, grid, block, st, type, wg, wu, rb, n, x, ld_x, k,
+                              g, eps, out, ld_out);
+    return gpu_launch_pdl(mv3_glu_kernel<NT, false, R, MINB>, grid, block, st, type, wg, wu, rb, n, x, ld_x, k, g,
+                          eps, out, ld_out);
 }
 
 extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
@@ -182,8 +165,7 @@ extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int
         return rc;
     if (!gate || !up || !out)
         return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: missing gate, up or output");
-    if ((rc = mv3_check_mat(gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(up, k, n_tok, 0, err)) ||
-        (rc = mv3_check_grid(fuse, err)))
+    if ((rc = mv3_check_mat(gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(up, k, n_tok, 0, err)))
         return rc;
     if (gate->type != up->type || gate->n != up->n || (n_tok > 1 && ld_out < gate->n))
         return greta_error_set(err, GRETA_ERR_INVALID,
@@ -196,26 +178,20 @@ extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int
     const gpu_stream_t st = (gpu_stream_t)s;
     const float *g = fuse ? fuse->norm_w : NULL;
     const float eps = fuse ? fuse->eps : 0.0f;
-    const int grid = fuse ? fuse->grid : 0;
     const uint8_t *wg = (const uint8_t *)gate->w, *wu = (const uint8_t *)up->w;
     const int64_t n = gate->n;
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         const float *xt = x + t0 * ld_x;
         float *ot = out + t0 * ld_out;
-        if (n_tok - t0 == 1 && grid > 0) {
-            const int64_t groups = (n + MV4_GLU_ROWS - 1) / MV4_GLU_ROWS;
-            glu_go<1, true, MV4_GLU_ROWS, MV4_MIN_BLOCKS>(st, (unsigned)(grid < groups ? grid : groups), gate->type,
-                                                          wg, wu, rb, n, xt, ld_x, k, g, eps, ot, ld_out);
-        } else {
-            const unsigned blocks = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
-            if (n_tok - t0 == 1)
-                glu_go<1, false, MV3_GLU_ROWS, MV3_MIN_BLOCKS>(st, blocks, gate->type, wg, wu, rb, n, xt, ld_x, k, g,
-                                                               eps, ot, ld_out);
-            else
-                glu_go<2, false, MV3_GLU_ROWS, 2>(st, blocks, gate->type, wg, wu, rb, n, xt, ld_x, k, g, eps, ot,
-                                                  ld_out);
-        }
+        const unsigned groups = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
+        if (n_tok - t0 == 1)
+            GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_MIN_BLOCKS>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k,
+                                                                  g, eps, ot, ld_out)),
+                      err);
+        else
+            GPU_CHECK((glu_go<2, MV3_GLU_ROWS, 2>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k, g, eps, ot,
+                                                     ld_out)),
+                      err);
     }
-    GPU_CHECK(gpu_last_error(), err);
     return 0;
 }

@@ -51,19 +51,6 @@
 #define MV3_ROWS 8     /* matvec_f32: rows of one matrix per block */
 #define MV3_GLU_ROWS 4 /* matvec_f32_glu: rows of gate and of up per block */
 
-/* The persistent launch ("v4", greta_gpu_mv_fuse.grid): rows per group
- * and the register budget. A thread holds two units of weights (the one
- * it computes and the next), so groups are half as tall as v3's. */
-#ifndef MV4_ROWS
-#define MV4_ROWS 4
-#endif
-#ifndef MV4_GLU_ROWS
-#define MV4_GLU_ROWS 2
-#endif
-#ifndef MV4_MIN_BLOCKS
-#define MV4_MIN_BLOCKS 4
-#endif
-
 /* The float 2 + b/64 for byte B of w (b < 128): byte b placed in bits 16..23
  * of the float 2.0 (0x40000000), one byte permute, exact. */
 template <int B> __device__ inline float f2p(uint32_t w)
@@ -137,9 +124,7 @@ __device__ inline void load_x2(const float *x, const float *g, int64_t ea, int64
 /* The weight words one thread needs for one 32-value unit of RR rows, as
  * loaded: Q4_K w[r][0..3] the 16 qs bytes, w[r][4..7] the block's d, dmin
  * and 12 scale bytes; Q6_K w[r][0..3] the ql bytes, w[r][4..7] the qh
- * bytes, w[r][8] = d | scale_a << 16 | scale_b << 24. Loading and using
- * are separate steps so that a unit's loads can be in flight while the
- * previous unit is computed (mv_groups, PREFETCH). */
+ * bytes, w[r][8] = d | scale_a << 16 | scale_b << 24. */
 template <int RR> struct mv_unit {
     uint32_t w[RR][9];
 };
@@ -275,54 +260,43 @@ template <int N> __device__ inline void block_sums(float (&v)[N], float (*sm)[N]
     __syncthreads();
 }
 
-/* The row groups of a launch, RR rows each (G: rows(g) gives group g's
- * mv_rows, H rows per base; done(g, res) stores the
- * group's results res[t * RR + r], called by every thread). The block
- * takes groups blockIdx.x, + gridDim.x, ...; its threads split each
- * group's 32-value units (u = tid, + blockDim.x, ...). Per group, res[t *
- * RR + r] = dot(row r, x[t]), or with the fused RMSNorm (NORM, gw = its
- * weights, over the k values of x) dot(row r, x[t] * gw) * rr_t, rr_t = 1 /
- * sqrtf(sum(x[t]^2) / k + eps): the same value as greta_gpu_rmsnorm then
- * the product, rounded in another order.
- *
- * PREFETCH (the persistent launch, a grid of a few blocks per SM): while a
- * unit is computed, the thread's next unit, of this group or of the
- * block's next one, is already loading, so memory and arithmetic overlap
- * inside every warp. Without it a unit is loaded, then computed (one
- * group per block: the grid is the number of groups). */
-/* One group's units for this thread (u = tid, + blockDim.x, ...) into acc
- * and ss; with PREFETCH, cur holds the first unit's weights on entry and,
- * on return, the first unit of `next` when there is one (has_next: of the
- * same type). */
-template <uint32_t TYPE, int NT, int RR, int H, bool NORM, bool PREFETCH>
-__device__ __forceinline__ void group_units(const mv_rows &rows, const mv_rows &next, bool has_next, int64_t n_units,
-                                            mv_unit<RR> &cur, const float *__restrict__ x, int64_t ld_x,
-                                            const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
+/* The dependency on the previous kernel (gpu_port.h, PDL), once per
+ * thread: weights may be loaded before, x only after. */
+__device__ __forceinline__ void mv_wait(bool &waited)
 {
-    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
-        if (PREFETCH) {
-            mv_unit<RR> nxt;
-            if (u + blockDim.x < n_units)
-                unit_load<TYPE, RR, H>(rows, u + blockDim.x, nxt);
-            else if (has_next)
-                unit_load<TYPE, RR, H>(next, threadIdx.x, nxt);
-            unit_dot<TYPE, NT, RR, NORM>(cur, u, x, ld_x, gw, acc, ss);
-            cur = nxt;
-        } else {
-            unit_load<TYPE, RR, H>(rows, u, cur);
-            unit_dot<TYPE, NT, RR, NORM>(cur, u, x, ld_x, gw, acc, ss);
-        }
+    if (!waited) {
+        gpu_pdl_wait();
+        gpu_pdl_trigger();
+        waited = true;
     }
 }
 
-template <uint32_t TYPE, int RR, int H>
-__device__ __forceinline__ void first_unit(const mv_rows &rows, int64_t n_units, mv_unit<RR> &cur)
+/* One group's units for this thread (u = tid, + blockDim.x, ...) into acc
+ * and ss; the first unit's weights are loaded before mv_wait. */
+template <uint32_t TYPE, int NT, int RR, int H, bool NORM>
+__device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units,
+                                            const float *__restrict__ x, int64_t ld_x, const float *__restrict__ gw,
+                                            float (&acc)[NT][RR], float (&ss)[NT], bool &waited)
 {
-    if ((int64_t)threadIdx.x < n_units)
-        unit_load<TYPE, RR, H>(rows, threadIdx.x, cur);
+    mv_unit<RR> U;
+    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
+        unit_load<TYPE, RR, H>(rows, u, U);
+        mv_wait(waited);
+        unit_dot<TYPE, NT, RR, NORM>(U, u, x, ld_x, gw, acc, ss);
+    }
 }
 
-template <int NT, int RR, int H, bool NORM, bool PREFETCH, class G>
+/* The row groups of a launch, RR rows each (G: rows(g) gives group g's
+ * mv_rows, H rows per base; done(g, res, i) stores the group's results
+ * res[t * RR + r], called by every thread, i = threadIdx.x). The block
+ * takes groups blockIdx.x, + gridDim.x, ...; its threads split each
+ * group's 32-value units. Per group, res[t * RR + r] = dot(row r, x[t]), or
+ * with the fused RMSNorm (NORM, gw = its weights, over the k values of x)
+ * dot(row r, x[t] * gw) * rr_t, rr_t = 1 / sqrtf(sum(x[t]^2) / k + eps):
+ * the same value as greta_gpu_rmsnorm then the product, rounded in another
+ * order. Launched with gpu_launch_pdl, a block loads its first weights
+ * while the previous kernel finishes (mv_wait). */
+template <int NT, int RR, int H, bool NORM, class G>
 __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const float *__restrict__ x, int64_t ld_x,
                                           int64_t k, const float *__restrict__ gw, float eps)
 {
@@ -330,17 +304,8 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
     __shared__ float sm[MV3_BLOCK / GPU_MIN_WARP][N];
     __shared__ float res[N];
     const int64_t n_units = k / 32;
-    int64_t g = blockIdx.x;
-    if (g >= n_groups)
-        return;
-    mv_rows rows = grp.rows(g), next = rows;
-    mv_unit<RR> cur;
-    bool loaded = false; /* cur holds this group's first unit */
-    for (;;) {
-        const int64_t gn = g + gridDim.x;
-        if (PREFETCH && gn < n_groups)
-            next = grp.rows(gn);
-        const bool has_next = PREFETCH && gn < n_groups && next.type == rows.type;
+    bool waited = false;
+    for (int64_t g = blockIdx.x; g < n_groups; g += gridDim.x) {
         float acc[NT][RR], ss[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) {
@@ -349,18 +314,12 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
             for (int r = 0; r < RR; r++)
                 acc[t][r] = 0.0f;
         }
-        if (rows.type == GGML_TYPE_Q6_K) {
-            if (PREFETCH && !loaded)
-                first_unit<GGML_TYPE_Q6_K, RR, H>(rows, n_units, cur);
-            group_units<GGML_TYPE_Q6_K, NT, RR, H, NORM, PREFETCH>(rows, next, has_next, n_units, cur, x, ld_x, gw,
-                                                                   acc, ss);
-        } else {
-            if (PREFETCH && !loaded)
-                first_unit<GGML_TYPE_Q4_K, RR, H>(rows, n_units, cur);
-            group_units<GGML_TYPE_Q4_K, NT, RR, H, NORM, PREFETCH>(rows, next, has_next, n_units, cur, x, ld_x, gw,
-                                                                   acc, ss);
-        }
-        loaded = has_next;
+        const mv_rows rows = grp.rows(g);
+        if (rows.type == GGML_TYPE_Q6_K)
+            group_units<GGML_TYPE_Q6_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss, waited);
+        else
+            group_units<GGML_TYPE_Q4_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss, waited);
+        mv_wait(waited); /* threads without units: before the results are stored */
         float flat[N];
 #pragma unroll
         for (int t = 0; t < NT; t++) {
@@ -378,11 +337,8 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
             }
             __syncthreads();
         }
-        grp.done(g, res);
-        if (gn >= n_groups)
-            return;
-        g = gn;
-        rows = PREFETCH ? next : grp.rows(g);
+        grp.done(g, res, (int)threadIdx.x);
+        __syncthreads(); /* res is reused by the block's next group */
     }
 }
 
@@ -435,21 +391,21 @@ template <int NT, bool EPI, int R> struct mv3_groups {
                            m == 0 ? A.type[0] : m == 1 ? A.type[1] : A.type[2]};
         return r;
     }
-    __device__ __forceinline__ void done(int64_t g, const float *res) const
+    __device__ __forceinline__ void done(int64_t g, const float *res, int i) const
     {
         const int m = mat(g);
         const int64_t row0 = first_row(g, m), n = m == 0 ? A.n[0] : m == 1 ? A.n[1] : A.n[2];
-        const int t = threadIdx.x / R, r = threadIdx.x % R;
-        if (threadIdx.x >= NT * R || row0 + r >= n)
+        const int t = i / R, r = i % R;
+        if (i >= NT * R || row0 + r >= n)
             return;
-        float v = res[threadIdx.x];
+        float v = res[i];
         const int64_t row = row0 + r;
         if (EPI) {
             const int d = (int)(row % A.head_dim);
             if ((m == 0 ? A.rope[0] : m == 1 ? A.rope[1] : A.rope[2]) && d < A.rope_dim) {
                 /* the pair partner is the neighbouring row of the same group (R even, row0 even) */
                 const float *c = A.cs + (int64_t)t * A.rope_dim + (d & ~1);
-                v = rope_one(v, res[threadIdx.x ^ 1], (d & 1) == 0, c[0], c[1]);
+                v = rope_one(v, res[i ^ 1], (d & 1) == 0, c[0], c[1]);
             }
             void *cache = m == 0 ? A.cache[0] : m == 1 ? A.cache[1] : A.cache[2];
             const int32_t p = A.pos[t], sq = A.seq[t];
@@ -469,14 +425,13 @@ template <int NT, bool EPI, int R> struct mv3_groups {
 };
 
 /* The products of up to three matrices (mv3_args; A.end[2] groups of R
- * rows): one group per block (PF false, grid = groups), or the persistent
- * prefetching launch (PF, a grid of a few blocks per SM). */
-template <int NT, bool NORM, bool EPI, bool PF = false, int R = MV3_ROWS, int MINB = MV3_MIN_BLOCKS>
+ * rows). */
+template <int NT, bool NORM, bool EPI, int R = MV3_ROWS, int MINB = MV3_MIN_BLOCKS>
 __global__ void __launch_bounds__(MV3_BLOCK, MINB)
 mv3_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *__restrict__ x, int64_t ld_x, int64_t k, int accumulate)
 {
     const mv3_groups<NT, EPI, R> grp{A, accumulate};
-    mv_groups<NT, R, R, NORM, PF>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, A.gamma, A.eps);
+    mv_groups<NT, R, R, NORM>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, A.gamma, A.eps);
 }
 
 /* gate/up + SiLU groups: R rows of gate and the same rows of up
@@ -493,10 +448,10 @@ template <int NT, int R> struct glu_groups {
         const mv_rows r = {wg + g * R * row_bytes, wu + g * R * row_bytes, row_bytes, left < R ? (int)left : R, type};
         return r;
     }
-    __device__ __forceinline__ void done(int64_t g, const float *res) const
+    __device__ __forceinline__ void done(int64_t g, const float *res, int i) const
     {
-        const int t = threadIdx.x / R, r = threadIdx.x % R;
-        if (threadIdx.x < NT * R && g * R + r < n) {
+        const int t = i / R, r = i % R;
+        if (i < NT * R && g * R + r < n) {
             const float gv = res[t * 2 * R + r], uv = res[t * 2 * R + R + r];
             out[t * ld_out + g * R + r] = gv / (1.0f + expf(-gv)) * uv;
         }
@@ -504,15 +459,15 @@ template <int NT, int R> struct glu_groups {
 };
 
 /* gate/up + SiLU over groups of R rows of each; with NORM, RMSNorm of x
- * (weights g) fused as in mv3_kernel; PF as in mv3_kernel. */
-template <int NT, bool NORM, bool PF = false, int R = MV3_GLU_ROWS, int MINB = MV3_MIN_BLOCKS>
+ * (weights g) fused as in mv3_kernel. */
+template <int NT, bool NORM, int R = MV3_GLU_ROWS, int MINB = MV3_MIN_BLOCKS>
 __global__ void __launch_bounds__(MV3_BLOCK, MINB)
 mv3_glu_kernel(uint32_t type, const uint8_t *__restrict__ wg, const uint8_t *__restrict__ wu, int64_t row_bytes,
                int64_t n, const float *__restrict__ x, int64_t ld_x, int64_t k, const float *__restrict__ g,
                float eps, float *__restrict__ out, int64_t ld_out)
 {
     const glu_groups<NT, R> grp{type, wg, wu, row_bytes, n, out, ld_out};
-    mv_groups<NT, 2 * R, R, NORM, PF>(grp, (n + R - 1) / R, x, ld_x, k, g, eps);
+    mv_groups<NT, 2 * R, R, NORM>(grp, (n + R - 1) / R, x, ld_x, k, g, eps);
 }
 
 #endif

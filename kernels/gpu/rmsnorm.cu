@@ -5,7 +5,8 @@
  * into registers, the block sums the squares, the results are written from
  * the registers (one memory round trip each way: a decode step runs 65 of
  * these per token, so their latency counts). Other rows: rmsnorm_kernel.
- * Both compute o = (x * r) * w with r = 1 / sqrtf(mean + eps); out may be x. */
+ * Both compute o = (x * r) * w with r = 1 / sqrtf(mean + eps); out may be x.
+ * Both are launched with gpu_launch_pdl (gpu_port.h). */
 #include "gpu_ops.h"
 #include "gpu_port.h"
 
@@ -14,6 +15,8 @@ __global__ void rmsnorm_kernel(const float *__restrict__ x, int64_t ld_x, const 
                                float *out, int64_t ld_out, int64_t n, float eps)
 {
     __shared__ float scratch[GPU_MAX_WARPS];
+    gpu_pdl_wait(); /* launched with gpu_launch_pdl: x comes from the previous kernel */
+    gpu_pdl_trigger();
     const float *xr = x + (int64_t)blockIdx.x * ld_x;
     float *o = out + (int64_t)blockIdx.x * ld_out;
     float ss = 0.0f;
@@ -38,6 +41,8 @@ __global__ void __launch_bounds__(RMS_THREADS) rmsnorm_reg_kernel(const float *x
                                                                   int64_t ld_out, int64_t n, float eps)
 {
     __shared__ float scratch[GPU_MAX_WARPS];
+    gpu_pdl_wait(); /* launched with gpu_launch_pdl */
+    gpu_pdl_trigger();
     const float4 *xr = (const float4 *)(x + (int64_t)blockIdx.x * ld_x), *w4 = (const float4 *)w;
     float4 *o = (float4 *)(out + (int64_t)blockIdx.x * ld_out);
     const int n4 = (int)(n / 4);
@@ -73,10 +78,12 @@ extern "C" int greta_gpu_rmsnorm(greta_gpu_stream *s, const float *x, int64_t ld
         return 0;
     const int aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out) % 16 == 0 && ld_x % 4 == 0 &&
                         ld_out % 4 == 0 && n % 4 == 0;
+    const gpu_stream_t st = (gpu_stream_t)s;
     if (aligned && n <= (int64_t)RMS_THREADS * 4 * RMS_V)
-        rmsnorm_reg_kernel<<<n_tok, RMS_THREADS, 0, (gpu_stream_t)s>>>(x, ld_x, w, out, ld_out, n, eps);
+        GPU_CHECK(gpu_launch_pdl(rmsnorm_reg_kernel, dim3(n_tok), dim3(RMS_THREADS), st, x, ld_x, w, out, ld_out, n,
+                                 eps),
+                  err);
     else
-        rmsnorm_kernel<<<n_tok, 256, 0, (gpu_stream_t)s>>>(x, ld_x, w, out, ld_out, n, eps);
-    GPU_CHECK(gpu_last_error(), err);
+        GPU_CHECK(gpu_launch_pdl(rmsnorm_kernel, dim3(n_tok), dim3(256), st, x, ld_x, w, out, ld_out, n, eps), err);
     return 0;
 }

@@ -222,3 +222,23 @@ extern "C" void greta_gpu_graph_destroy(greta_gpu_graph **g)
         *g = NULL;
     }
 }
+
+static int g_pdl; /* greta_gpu_set_pdl */
+
+extern "C" int greta_gpu_set_pdl(int on)
+{
+#if defined(GRETA_GPU_HIP)
+    (void)on;
+    g_pdl = 0;
+#else
+    int dev = 0, major = 0;
+    g_pdl = on && cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major >= 9;
+#endif
+    return g_pdl;
+}
+
+extern "C" int greta_gpu_pdl_enabled(void)
+{
+    return g_pdl;
+}

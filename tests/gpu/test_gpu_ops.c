@@ -322,10 +322,39 @@ static void run_att_case(const att_case *ac, uint64_t seed)
     float *d_out = dev_alloc(sizeof(float) * (size_t)nq * q_dim);
     const int64_t pf = greta_gpu_attention_partial_floats(nq, H, D, ac->n_split);
     float *d_part = pf ? dev_alloc(sizeof(float) * (size_t)pf) : NULL;
+    EXPECT_OK(greta_gpu_attention_partial_init(NULL, d_part, nq, H, D, ac->n_split, &err));
     EXPECT_OK(greta_gpu_attention(NULL, d_q, ldq, d_kc, d_vc, ac->kv, d_qpos, d_qseq, nq, H, KV, D, C, ac->n_split,
                                   d_part, d_out, q_dim, &err));
     float *out = xmalloc(sizeof(float) * (size_t)nq * q_dim);
     dev_download(out, d_out, sizeof(float) * (size_t)nq * q_dim);
+    if (ac->n_split > 1) {
+        /* the splits merge in the launch, the last block of each (token,
+         * head) leaving its counter at 0: the same call on the same buffer
+         * again (a graph replay) gives the same bits, also after a call of
+         * another shape (one token, another split; its rows where the first
+         * call's were, its counters where they always are) */
+        float *again = xmalloc(sizeof(float) * (size_t)nq * q_dim);
+        for (int round = 0; round < 2; round++) {
+            if (round == 1) {
+                const int32_t s2 = ac->n_split > 2 ? ac->n_split - 1 : 2; /* its rows fit in pf */
+                EXPECT_OK(greta_gpu_attention(NULL, d_q, ldq, d_kc, d_vc, ac->kv, d_qpos, d_qseq, 1, H, KV, D, C, s2,
+                                              d_part, d_out, q_dim, &err));
+                dev_download(again, d_out, sizeof(float) * (size_t)q_dim);
+                for (int32_t i = 0; i < q_dim; i++)
+                    if (!(fabsf(again[i] - out[i]) <= 1e-5f * (1.0f + fabsf(out[i]))))
+                        fail_msg("attention (heads %d): token 0 dim %d in %d splits = %.9g, in %d: %.9g", H, i, s2,
+                                 again[i], ac->n_split, out[i]);
+            }
+            EXPECT_OK(greta_gpu_memset(d_out, 0, sizeof(float) * (size_t)nq * q_dim, NULL, &err));
+            EXPECT_OK(greta_gpu_attention(NULL, d_q, ldq, d_kc, d_vc, ac->kv, d_qpos, d_qseq, nq, H, KV, D, C,
+                                          ac->n_split, d_part, d_out, q_dim, &err));
+            dev_download(again, d_out, sizeof(float) * (size_t)nq * q_dim);
+            if (memcmp(again, out, sizeof(float) * (size_t)nq * q_dim) != 0)
+                fail_msg("attention (heads %d, split %d): run %d on the same partial buffer differs", H, ac->n_split,
+                         round + 2);
+        }
+        free(again);
+    }
     /* reference: the CPU ops over the fp16-rounded keys and values */
     const int32_t max_len = ac->len0 > ac->len1 ? ac->len0 : ac->len1;
     float *kh = xmalloc(sizeof(float) * (size_t)max_len * D), *vh = xmalloc(sizeof(float) * (size_t)max_len * D);
@@ -589,6 +618,10 @@ static void test_bad_arguments(void **state)
     assert_int_equal(greta_gpu_attention(NULL, d, 64, d, d, (greta_gpu_kv_type)7, (int32_t *)d, (int32_t *)d, 1, 1, 1,
                                          64, 16, 1, NULL, d, 64, &err),
                      GRETA_ERR_INVALID); /* no such cache type */
+    assert_int_equal(greta_gpu_attention(NULL, d, 256, d, d, GRETA_GPU_KV_F16, (int32_t *)d, (int32_t *)d,
+                                         GRETA_GPU_ATTENTION_SPLIT_ROWS / 128 + 1, 128, 128, 2, 16, 2, d, d, 256, &err),
+                     GRETA_ERR_INVALID); /* more token-heads than split counters */
+    assert_non_null(strstr(err.msg, "token-heads"));
     assert_int_equal(greta_gpu_kv_store(NULL, d, d, 63, 1, (int32_t *)d, (int32_t *)d, d, d, GRETA_GPU_KV_F16, 1, 63,
                                         16, &err),
                      GRETA_ERR_INVALID); /* odd head_dim */
