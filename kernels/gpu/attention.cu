@@ -313,15 +313,16 @@ template <int G> __device__ inline float group_sum(float v)
 
 template <typename KVT, int G>
 __global__ void __launch_bounds__(ATT_THREADS)
-attention_dec_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restrict__ kc,
-                     const KVT *__restrict__ vc, const int32_t *__restrict__ pos, const int32_t *__restrict__ seq,
+attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc, const int32_t *__restrict__ pos,
+                     const int32_t *__restrict__ seq,
                      int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *__restrict__ partial,
                      float *__restrict__ out, int64_t ld_out)
 {
     constexpr int HD = 8 * G, SLOTS = ATT_THREADS / G;
     __shared__ float sm_m[SLOTS], sm_l[SLOTS];
     __shared__ float sm_acc[SLOTS][HD];
-    gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel */
+    gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel (so not
+                       __restrict__: the compiler must not move their loads above the wait) */
     gpu_pdl_trigger();
     const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
     const int slot = threadIdx.x / G, gl = threadIdx.x % G;

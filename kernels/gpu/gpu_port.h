@@ -191,7 +191,9 @@ static inline gpu_error_t gpu_graph_exec_destroy(gpu_graph_exec_t x) { return cu
  * called gpu_pdl_trigger() (or exited). Before gpu_pdl_wait() returns, the
  * previous kernel has completed and its writes are visible. So a kernel
  * launched this way must call gpu_pdl_wait() before it reads anything the
- * previous kernel writes and before it writes anything that kernel reads;
+ * previous kernel writes (through pointers that are not const __restrict__:
+ * those the compiler may read early, through the non-coherent cache) and
+ * before it writes anything that kernel reads;
  * what it does before (loading weights) overlaps the previous kernel's
  * tail and the launch latency. Kernels call gpu_pdl_trigger() once they no
  * longer need their SM slots to themselves (after their own wait), so at

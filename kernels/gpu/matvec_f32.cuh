@@ -180,7 +180,7 @@ __device__ __forceinline__ void unit_load(const mv_rows &G, int64_t u, mv_unit<R
  * + i (quarter s), the high nibbles with bits 2s+4, 2s+5 are values 64
  * further (quarter s + 2); quarter q of the half has scale 8h + g + 2q. */
 template <uint32_t TYPE, int NT, int RR, bool NORM>
-__device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const float *__restrict__ x, int64_t ld_x,
+__device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const float *x, int64_t ld_x,
                                          const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
 {
     const int64_t blk = u >> 3;
@@ -275,7 +275,7 @@ __device__ __forceinline__ void mv_wait(bool &waited)
  * and ss; the first unit's weights are loaded before mv_wait. */
 template <uint32_t TYPE, int NT, int RR, int H, bool NORM>
 __device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units,
-                                            const float *__restrict__ x, int64_t ld_x, const float *__restrict__ gw,
+                                            const float *x, int64_t ld_x, const float *__restrict__ gw,
                                             float (&acc)[NT][RR], float (&ss)[NT], bool &waited)
 {
     mv_unit<RR> U;
@@ -295,9 +295,12 @@ __device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units
  * dot(row r, x[t] * gw) * rr_t, rr_t = 1 / sqrtf(sum(x[t]^2) / k + eps):
  * the same value as greta_gpu_rmsnorm then the product, rounded in another
  * order. Launched with gpu_launch_pdl, a block loads its first weights
- * while the previous kernel finishes (mv_wait). */
+ * while the previous kernel finishes (mv_wait). x, which that kernel
+ * writes, is deliberately not __restrict__: a const __restrict__ pointer
+ * lets the compiler load through the non-coherent path and move the loads
+ * above the wait. */
 template <int NT, int RR, int H, bool NORM, class G>
-__device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const float *__restrict__ x, int64_t ld_x,
+__device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const float *x, int64_t ld_x,
                                           int64_t k, const float *__restrict__ gw, float eps)
 {
     constexpr int N = NT * RR + (NORM ? NT : 0);
@@ -428,7 +431,7 @@ template <int NT, bool EPI, int R> struct mv3_groups {
  * rows). */
 template <int NT, bool NORM, bool EPI, int R = MV3_ROWS, int MINB = MV3_MIN_BLOCKS>
 __global__ void __launch_bounds__(MV3_BLOCK, MINB)
-mv3_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *__restrict__ x, int64_t ld_x, int64_t k, int accumulate)
+mv3_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *x, int64_t ld_x, int64_t k, int accumulate)
 {
     const mv3_groups<NT, EPI, R> grp{A, accumulate};
     mv_groups<NT, R, R, NORM>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, A.gamma, A.eps);
@@ -463,7 +466,7 @@ template <int NT, int R> struct glu_groups {
 template <int NT, bool NORM, int R = MV3_GLU_ROWS, int MINB = MV3_MIN_BLOCKS>
 __global__ void __launch_bounds__(MV3_BLOCK, MINB)
 mv3_glu_kernel(uint32_t type, const uint8_t *__restrict__ wg, const uint8_t *__restrict__ wu, int64_t row_bytes,
-               int64_t n, const float *__restrict__ x, int64_t ld_x, int64_t k, const float *__restrict__ g,
+               int64_t n, const float *x, int64_t ld_x, int64_t k, const float *__restrict__ g,
                float eps, float *__restrict__ out, int64_t ld_out)
 {
     const glu_groups<NT, R> grp{type, wg, wu, row_bytes, n, out, ld_out};

@@ -11,7 +11,7 @@
 #include "gpu_port.h"
 
 /* grid (n_tok), block 256. */
-__global__ void rmsnorm_kernel(const float *__restrict__ x, int64_t ld_x, const float *__restrict__ w,
+__global__ void rmsnorm_kernel(const float *x, int64_t ld_x, const float *__restrict__ w,
                                float *out, int64_t ld_out, int64_t n, float eps)
 {
     __shared__ float scratch[GPU_MAX_WARPS];
