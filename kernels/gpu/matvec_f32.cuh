@@ -40,14 +40,18 @@
 #define MV3_NT 2 /* most tokens of one launch; more run as several launches (registers) */
 #define MV3_MAX_MATS 3
 #ifndef MV3_MIN_BLOCKS
-#define MV3_MIN_BLOCKS 4 /* blocks per SM the register budget is set for (gemv-bench varies it) */
+#define MV3_MIN_BLOCKS 3 /* blocks per SM the register budget is set for (gemv-bench varies it) */
 #endif
 
 /* Rows per block (the launch-shape table; the same for both warp widths:
  * a block's threads split the row's units, whatever the warp size). Chosen
  * with tests/perf/gemv-bench.cu on the H200 (7B shapes, 100 launches): R 8
  * with 4 blocks per SM was the fastest or within 2% on every shape
- * (1.75-2.37 TB/s against 1.25-1.73 for R 4 with 1 block per SM). */
+ * (1.75-2.37 TB/s against 1.25-1.73 for R 4 with 1 block per SM). With
+ * programmatic dependent launch (v4) the register budget of 3 blocks per
+ * SM (168 registers) measured faster in the engine: tg128 379.5 against
+ * 367.8 tokens/s, 314 against 299 at depth 4096 (H200, same machine, two
+ * runs each; bench/results/2026-11-26-gpu-h200-decode-v4.txt). */
 #define MV3_ROWS 8     /* matvec_f32: rows of one matrix per block */
 #define MV3_GLU_ROWS 4 /* matvec_f32_glu: rows of gate and of up per block */
 
