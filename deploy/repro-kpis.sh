@@ -533,19 +533,21 @@ if want nan; then
 fi
 
 if want restart; then
-  # the pipeline test program's restart groups (CPU backend), where its
-  # compiled-in path to greta exists (CTest paths are the build machine's)
+  # the pipeline test program's restart groups (CPU backend), with this
+  # build's greta and journal_client named on its command line (its
+  # compiled-in paths are the build machine's)
   tp=$build/tests/test_pipeline
+  tb=$build/bin/greta jc=$build/tests/journal_client
   if [ ! -x "$tp" ]; then nm restart_test_pipeline "test_pipeline restart groups (cpu backend)" "all pass" "test_pipeline is not built"
   else
-    tb=$(LC_ALL=C grep -aoE '/[A-Za-z0-9._/+-]+/bin/greta' "$tp" | head -1)
-    if [ -z "$tb" ] || [ ! -x "$tb" ]; then
+    if [ ! -x "$tb" ] || [ ! -x "$jc" ]; then
       nm restart_test_pipeline "test_pipeline restart groups (cpu backend)" "all pass" \
-        "its compiled-in greta ($tb) is not on this machine"
+        "$tb or $jc is missing"
     else
       okg=0 ng=0 skipped=0 bad=""
       for g in restart-tokenizer restart-sampler restart-gpu-worker restart-supervisor; do
-        step "test-pipeline-$g" 120 env GRETA_REQUIRE_TESTDATA=1 "$tp" "$g"; rc=$?
+        step "test-pipeline-$g" 120 env GRETA_REQUIRE_TESTDATA=1 "$tp" "$g" "$(cd "$(dirname "$tb")" && pwd)/greta" \
+          "$(cd "$(dirname "$jc")" && pwd)/journal_client"; rc=$?
         if [ $rc = 125 ]; then skipped=$((skipped + 1)); continue; fi
         ng=$((ng + 1)); if [ $rc = 0 ]; then okg=$((okg + 1)); else bad="$bad $g($(why $rc test-pipeline-$g))"; fi
       done

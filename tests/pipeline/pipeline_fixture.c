@@ -16,6 +16,7 @@ const char *g_group = "basic";
 char g_instance[40];
 char g_rundir[GRETA_PATH_MAX];
 const char *g_model;
+const char *g_greta_bin = GRETA_BIN;
 
 int64_t now_ms(void)
 {
@@ -36,12 +37,12 @@ int run_cmd(const char *fmt, ...)
 
 int greta_up(const char *extra)
 {
-    return run_cmd("%s up -m %s --instance %s -t 1 %s", GRETA_BIN, g_model, g_instance, extra ? extra : "");
+    return run_cmd("%s up -m %s --instance %s -t 1 %s", g_greta_bin, g_model, g_instance, extra ? extra : "");
 }
 
 void greta_down(void)
 {
-    run_cmd("%s down --instance %s >/dev/null", GRETA_BIN, g_instance);
+    run_cmd("%s down --instance %s >/dev/null", g_greta_bin, g_instance);
 }
 
 greta_shm *attach(void)

@@ -1,6 +1,7 @@
 /* pipeline_fixture.h - what the multi-process pipeline tests share: one
  * instance per test program run (named after the pid and the group), the
- * `greta` binary (GRETA_BIN), the stories260K model, the stage logs.
+ * `greta` binary (g_greta_bin: the build's GRETA_BIN unless the program's
+ * command line names another), the stories260K model, the stage logs.
  *
  * pipeline_setup() points the runtime directory at /tmp (short socket paths),
  * shortens heartbeats and the hang timeout, and finds the model (g_model NULL:
@@ -19,6 +20,7 @@ extern const char *g_group;        /* the test group (argv[1]) */
 extern char g_instance[40];        /* t<pid>-<group> */
 extern char g_rundir[GRETA_PATH_MAX];
 extern const char *g_model;        /* stories260K.gguf, NULL when missing */
+extern const char *g_greta_bin;    /* the greta binary the tests run (default GRETA_BIN) */
 
 int64_t now_ms(void);
 

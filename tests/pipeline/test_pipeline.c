@@ -36,6 +36,8 @@
 #include "proto/shm.h"
 #include "proto/zsock.h"
 
+static const char *g_journal_client = JOURNAL_CLIENT; /* main: argv[3] */
+
 #define N_GEN 200
 #define SEED 42
 
@@ -391,7 +393,7 @@ static void test_basic(void **state)
         greta_client_close(&c);
     }
     /* status works; the stages were never restarted; -t 1 reached the worker */
-    assert_int_equal(run_cmd("%s status --instance %s", GRETA_BIN, g_instance), 0);
+    assert_int_equal(run_cmd("%s status --instance %s", g_greta_bin, g_instance), 0);
     assert_int_equal(count_in_log("supervisor", "restart stage="), 0);
     greta_shm *shm = attach();
     assert_int_equal(greta_shm_hdr(shm)->n_threads, 1);
@@ -403,18 +405,18 @@ static void test_basic(void **state)
     /* greta restart STAGE: a new process, logged, and requests still work */
     shm = attach();
     int old = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->pid);
-    assert_int_equal(run_cmd("%s restart sampler --instance %s", GRETA_BIN, g_instance), 0);
+    assert_int_equal(run_cmd("%s restart sampler --instance %s", g_greta_bin, g_instance), 0);
     assert_true(WAIT_FOR(atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->pid) != old &&
                              atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->state) == GRETA_STAGE_RUNNING,
                          10000));
     greta_shm_detach(&shm);
     assert_int_equal(count_in_log("supervisor", "restart stage=sampler"), 1);
     assert_int_equal(count_in_log("supervisor", "reason=\"restart requested\""), 1);
-    assert_int_equal(run_cmd("%s restart frontend --instance %s", GRETA_BIN, g_instance), 2);
+    assert_int_equal(run_cmd("%s restart frontend --instance %s", g_greta_bin, g_instance), 2);
     gen_run(&again, "", N_GEN, 0.8f, SEED);
     same_output(&again, &g_seeded_ref);
     greta_down();
-    assert_int_equal(run_cmd("%s status --instance %s", GRETA_BIN, g_instance), 1);
+    assert_int_equal(run_cmd("%s status --instance %s", g_greta_bin, g_instance), 1);
 
     /* a dead instance (supervisor and stages killed) leaves a stale segment:
      * `greta up` removes it and starts afresh */
@@ -653,7 +655,7 @@ static void test_restart_client(void **state)
         unlink(journal);
         char seedarg[32];
         snprintf(seedarg, sizeof seedarg, "%d", seeded ? SEED : 0);
-        const char *argv[] = {JOURNAL_CLIENT, "--instance", g_instance, "--journal", journal, "-n", "200",
+        const char *argv[] = {g_journal_client, "--instance", g_instance, "--journal", journal, "-n", "200",
                               "--temp", seeded ? "0.8" : "0", "--seed", seedarg, NULL};
         pid_t pid = 0;
         uint32_t k = 0, at = 0;
@@ -855,7 +857,7 @@ static void test_trace(void **state)
     greta_down(); /* the stages close their trace files */
     char out[4200];
     snprintf(out, sizeof out, "%s/out.txt", dir);
-    assert_int_equal(run_cmd("%s trace %s > %s", GRETA_BIN, dir, out), 0);
+    assert_int_equal(run_cmd("%s trace %s > %s", g_greta_bin, dir, out), 0);
     const char *spans[][2] = {{"tokenizer", "encode"},        {"gpu-worker", "queue_wait"},
                               {"gpu-worker", "prefill"},      {"gpu-worker", "decode_step"},
                               {"gpu-worker", "logits_handoff"}, {"sampler", "sample"},
@@ -882,7 +884,7 @@ static void test_trace(void **state)
     char other[4200];
     snprintf(other, sizeof other, "%s/other.json", dir);
     unlink(other);
-    assert_int_equal(run_cmd("%s trace %s -o %s >/dev/null", GRETA_BIN, dir, other), 0);
+    assert_int_equal(run_cmd("%s trace %s -o %s >/dev/null", g_greta_bin, dir, other), 0);
     assert_true(count_in_file(other, rid) >= 30 * 3);
 
     /* GRETA_TRACE=DIR does the same without the flag; off, nothing is written */
@@ -894,7 +896,7 @@ static void test_trace(void **state)
     gen_run(&j, "", 5, 0.0f, 0);
     greta_down();
     snprintf(out, sizeof out, "%s/out.txt", dir2);
-    assert_int_equal(run_cmd("%s trace %s > %s", GRETA_BIN, dir2, out), 0);
+    assert_int_equal(run_cmd("%s trace %s > %s", g_greta_bin, dir2, out), 0);
     char row[80];
     snprintf(row, sizeof row, "%-12s %-16s %8d ", "sampler", "sample", 5);
     assert_int_equal(count_in_file(out, row), 1);
@@ -902,7 +904,7 @@ static void test_trace(void **state)
     assert_int_equal(greta_up(NULL), 0);
     gen_run(&j, "", 5, 0.0f, 0);
     greta_down();
-    assert_int_equal(run_cmd("%s trace %s 2>/dev/null", GRETA_BIN, dir2), 1); /* no trace files */
+    assert_int_equal(run_cmd("%s trace %s 2>/dev/null", g_greta_bin, dir2), 1); /* no trace files */
 }
 
 /* Sends raw bytes to a ROUTER stage and expects an Error whose message has `want`. */
@@ -1033,9 +1035,20 @@ static void test_bad_input(void **state)
     greta_client_close(&c);
 }
 
+/* test_pipeline [GROUP [GRETA [JOURNAL_CLIENT]]]: the binaries default to
+ * the build's (compiled in); a copied build names them (deploy/repro-kpis.sh
+ * on the GPU machine, where the build machine's paths do not exist). */
 int main(int argc, char **argv)
 {
     g_group = argc > 1 ? argv[1] : "basic";
+    if (argc > 2)
+        g_greta_bin = argv[2];
+    if (argc > 3)
+        g_journal_client = argv[3];
+    if (access(g_greta_bin, X_OK) != 0 || access(g_journal_client, X_OK) != 0) {
+        fprintf(stderr, "test_pipeline: %s or %s is not an executable\n", g_greta_bin, g_journal_client);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     struct CMUnitTest t;
     if (!strcmp(g_group, "basic"))

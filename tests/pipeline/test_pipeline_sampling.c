@@ -494,7 +494,7 @@ static double num(const cJSON *o, const char *key)
 static cJSON *bench(const char *args, const char *json, cJSON **root)
 {
     unlink(json);
-    assert_int_equal(run_cmd("%s bench --pipeline %s --json %s", GRETA_BIN, args, json), 0);
+    assert_int_equal(run_cmd("%s bench --pipeline %s --json %s", g_greta_bin, args, json), 0);
     *root = read_json(json);
     cJSON *pj = cJSON_GetObjectItemCaseSensitive(*root, "pipeline");
     assert_non_null(pj);
@@ -551,7 +551,7 @@ static void test_bench(void **state)
     assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(pj, "instance_started")));
     const char *tmp = cJSON_GetObjectItemCaseSensitive(pj, "instance")->valuestring;
     assert_true(!strncmp(tmp, "bench-", 6));
-    assert_int_equal(run_cmd("%s status --instance %s >/dev/null 2>&1", GRETA_BIN, tmp), 1); /* gone again */
+    assert_int_equal(run_cmd("%s status --instance %s >/dev/null 2>&1", g_greta_bin, tmp), 1); /* gone again */
     char tmpdir[GRETA_PATH_MAX];
     greta_error err = {0};
     assert_int_equal(greta_runtime_dir(tmp, tmpdir, sizeof tmpdir, &err), 0);
@@ -577,16 +577,16 @@ static void test_bench(void **state)
     pj = bench(args, json, &root); /* --top-k: 100 is more than a top-k row holds: full rows */
     assert_int_equal((int)num(pj, "handoff_rows_full"), N);
     cJSON_Delete(root);
-    assert_int_equal(run_cmd("%s status --instance %s >/dev/null", GRETA_BIN, g_instance), 0); /* still up */
+    assert_int_equal(run_cmd("%s status --instance %s >/dev/null", g_greta_bin, g_instance), 0); /* still up */
 
     /* usage and runtime errors */
-    assert_int_equal(run_cmd("%s bench --instance %s -n 4", GRETA_BIN, g_instance), 2);
-    assert_int_equal(run_cmd("%s bench --temp 0.5 -n 4 -m %s", GRETA_BIN, g_model), 2);
-    assert_int_equal(run_cmd("%s bench --pipeline -p 16 -n 4 -m %s", GRETA_BIN, g_model), 2);
-    assert_int_equal(run_cmd("%s bench --pipeline --instance %s -m %s -n 4", GRETA_BIN, g_instance, g_model), 2);
-    assert_int_equal(run_cmd("%s bench --pipeline --instance %s -n 4 --temp -1", GRETA_BIN, g_instance), 2);
-    assert_int_equal(run_cmd("%s bench --pipeline --instance nosuch-%d -n 4", GRETA_BIN, (int)getpid()), 1);
-    assert_int_equal(run_cmd("%s bench --pipeline --instance %s -n 39", GRETA_BIN, g_instance), 1); /* ctx 40 */
+    assert_int_equal(run_cmd("%s bench --instance %s -n 4", g_greta_bin, g_instance), 2);
+    assert_int_equal(run_cmd("%s bench --temp 0.5 -n 4 -m %s", g_greta_bin, g_model), 2);
+    assert_int_equal(run_cmd("%s bench --pipeline -p 16 -n 4 -m %s", g_greta_bin, g_model), 2);
+    assert_int_equal(run_cmd("%s bench --pipeline --instance %s -m %s -n 4", g_greta_bin, g_instance, g_model), 2);
+    assert_int_equal(run_cmd("%s bench --pipeline --instance %s -n 4 --temp -1", g_greta_bin, g_instance), 2);
+    assert_int_equal(run_cmd("%s bench --pipeline --instance nosuch-%d -n 4", g_greta_bin, (int)getpid()), 1);
+    assert_int_equal(run_cmd("%s bench --pipeline --instance %s -n 39", g_greta_bin, g_instance), 1); /* ctx 40 */
     cJSON_Delete(gref);
 }
 
