@@ -211,6 +211,20 @@ static char proc_state(int pid)
 }
 
 /* Stops pid (SIGSTOP) and waits until it is stopped. */
+/* Lets a continued process run for about us microseconds. Spinning (with
+ * sched_yield) rather than sleeping: on a loaded machine a sleeping test
+ * wakes up late, and the process it let run meanwhile may finish the
+ * request before the test looks. */
+static void run_window(int us)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        sched_yield();
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < us);
+}
+
 static void hold(int pid, int64_t end)
 {
     kill(pid, SIGSTOP);
@@ -256,7 +270,7 @@ static uint32_t freeze_at(greta_shm *shm, uint64_t rid, uint32_t k, int stop, in
         step_us = g > last ? 200 : step_us < 20000 ? step_us * 2 : step_us;
         last = g;
         kill(spid, SIGCONT);
-        usleep((useconds_t)step_us);
+        run_window(step_us);
         hold(spid, end);
     }
 }

@@ -23,6 +23,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -605,9 +606,16 @@ static void test_parallel(void **state)
     assert_int_equal(greta_client_open(g_instance, &c, &err), 0);
     size_t n_prompt = 0;
     int32_t *prompt = encode(c, "Once upon a time", &n_prompt);
-    /* all six submitted back to back (one client, no waiting for tokens),
-     * so the worker runs them side by side; then each is streamed from its
-     * first token (the tokenizer keeps a request until it is released) */
+    /* all six submitted back to back (one client, no waiting for tokens)
+     * while the gpu-worker is held (SIGSTOP), so it finds them together and
+     * runs them side by side even on a loaded machine, where 90 tokens of
+     * one request can be over before the next is submitted; then each is
+     * streamed from its first token (the tokenizer keeps a request until it
+     * is released) */
+    greta_shm *shm = attach();
+    const int wpid = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
+    assert_true(wpid > 0);
+    assert_int_equal(kill(wpid, SIGSTOP), 0);
     greta_client_request reqs[PAR_N];
     uint64_t rids[PAR_N];
     gen_out outs[PAR_N];
@@ -618,9 +626,14 @@ static void test_parallel(void **state)
                                          .temperature = 0.9f,
                                          .seed = 100 + (uint64_t)k};
         rids[k] = greta_client_request_id();
-        if (greta_client_submit(c, rids[k], &reqs[k], NULL, &err) < 0)
+        if (greta_client_submit(c, rids[k], &reqs[k], NULL, &err) < 0) {
+            kill(wpid, SIGCONT);
             fail_msg("submit %d: %s", k, err.msg);
+        }
     }
+    usleep(100 * 1000); /* the tokenizer encodes and forwards them meanwhile (the hang timeout here: 1 s) */
+    kill(wpid, SIGCONT);
+    greta_shm_detach(&shm);
     for (int k = 0; k < PAR_N; k++) {
         memset(&outs[k], 0, sizeof outs[k]);
         greta_client_result res;
