@@ -492,7 +492,7 @@ static int count_in(const char *path, const char *needle)
 
 static void resume_case(int temporary)
 {
-    enum { N = 20, TOKENS = 40 };
+    enum { N = 20, TOKENS = 160 }; /* long enough that a loaded machine still sees the job half done */
     if (!temporary)
         assert_int_equal(fe_up(g_instance, g_model, "--slots 4"), 0);
     char in[4200], ref[4200], out[4200], err[4200], journal[4300];
