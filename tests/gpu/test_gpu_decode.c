@@ -161,59 +161,8 @@ static void dot_ref(const float *w, const float *x, int64_t k, double *ref, doub
     *tol = 1.001 * qe + 1e-5 * mag + 1e-30;
 }
 
-static void check_matvec_q8(const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
-                            uint64_t seed)
-{
-    greta_error err = {0};
-    void *q[3];
-    float *deq[3], *d_y[3], *y0[3];
-    void *d_w[3];
-    greta_gpu_mv_mat m[3];
-    float *x = make_x(k, n_tok, seed);
-    const int64_t rb = greta_gpu_q8_row_bytes(k);
-    float *d_x = dev_upload(x, sizeof(float) * (size_t)(k * n_tok));
-    uint8_t *d_q = dev_alloc((size_t)(rb * n_tok));
-    EXPECT_OK(greta_gpu_quantize_q8(NULL, d_x, k, n_tok, k, d_q, &err));
-    for (int i = 0; i < n_mat; i++) {
-        make_weights(types[i], k, ns[i], seed + 100 * i, &q[i], &deq[i]);
-        d_w[i] = dev_upload(q[i], ggml_row_bytes(types[i], (uint64_t)k) * (size_t)ns[i]);
-        y0[i] = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
-        for (int64_t j = 0; j < ns[i] * n_tok; j++)
-            y0[i][j] = trng_f(&seed);
-        d_y[i] = dev_upload(y0[i], sizeof(float) * (size_t)(ns[i] * n_tok));
-        m[i] = (greta_gpu_mv_mat){.type = types[i], .w = d_w[i], .n = ns[i], .y = d_y[i], .ld_y = ns[i]};
-    }
-    for (int acc = 0; acc < 2; acc++) {
-        if (acc)
-            for (int i = 0; i < n_mat; i++) /* back to y0 to accumulate onto it */
-                EXPECT_OK(greta_gpu_copy(d_y[i], y0[i], sizeof(float) * (size_t)(ns[i] * n_tok), GRETA_GPU_H2D,
-                                         NULL, &err));
-        EXPECT_OK(greta_gpu_matvec_q8(NULL, d_q, k, n_tok, m, n_mat, acc, &err));
-        for (int i = 0; i < n_mat; i++) {
-            float *y = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
-            dev_download(y, d_y[i], sizeof(float) * (size_t)(ns[i] * n_tok));
-            for (int32_t t = 0; t < n_tok; t++)
-                for (int64_t r = 0; r < ns[i]; r++) {
-                    double ref, tol;
-                    dot_ref(deq[i] + r * k, x + t * k, k, &ref, &tol);
-                    const double base = acc ? y0[i][t * ns[i] + r] : 0.0;
-                    const double got = y[t * ns[i] + r];
-                    if (!(fabs(got - (base + ref)) <= tol + 1e-6 * fabs(base)))
-                        fail_msg("matvec_q8 %s (matrix %d of %d) k %lld tokens %d acc %d: y[%d][%lld] = %.9g, "
-                                 "ref %.9g, tol %.3g",
-                                 ggml_type_name(types[i]), i, n_mat, (long long)k, n_tok, acc, t, (long long)r, got,
-                                 base + ref, tol);
-                }
-            free(y);
-        }
-    }
-    for (int i = 0; i < n_mat; i++) {
-        greta_gpu_free(d_w[i]), greta_gpu_free(d_y[i]);
-        free(q[i]), free(deq[i]), free(y0[i]);
-    }
-    greta_gpu_free(d_x), greta_gpu_free(d_q);
-    free(x);
-}
+static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
+                         uint64_t seed);
 
 static void test_matvec_q8(void **state)
 {
@@ -225,13 +174,13 @@ static void test_matvec_q8(void **state)
         for (int ki = 0; ki < 3; ki++)
             for (int j = 0; j < 4; j++) {
                 const int64_t n[1] = {ks[ki] > 4096 ? 40 : (j == 0 ? 1 : 301)};
-                check_matvec_q8(&types[ti], 1, ks[ki], n, toks[j], 11 * ti + 3 * ki + j);
+                check_matvec(1, &types[ti], 1, ks[ki], n, toks[j], 11 * ti + 3 * ki + j);
             }
     /* Q/K/V-like: three matrices, mixed types, one launch */
     const uint32_t mix[3] = {GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     const int64_t ns[3] = {256, 64, 67};
-    check_matvec_q8(mix, 3, 512, ns, 1, 77);
-    check_matvec_q8(mix, 3, 512, ns, 6, 78);
+    check_matvec(1, mix, 3, 512, ns, 1, 77);
+    check_matvec(1, mix, 3, 512, ns, 6, 78);
 }
 
 static void test_matvec_q8_glu(void **state)
@@ -285,15 +234,25 @@ static void dot_ref_f32(const float *w, const float *x, int64_t k, double *ref, 
     *tol = 1e-5 * mag + 1e-30;
 }
 
-static void check_matvec_f32(const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
-                             uint64_t seed)
+/* n_mat matrices of the given types (rows ns) against x [n_tok][k], in one
+ * launch, plain and accumulating onto y0: the int8-activation GEMV (q8:
+ * greta_gpu_matvec_q8 on x quantized once, bound dot_ref) or the fp32 one
+ * (greta_gpu_matvec_f32, bound dot_ref_f32). */
+static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
+                         uint64_t seed)
 {
+    const char *what = q8 ? "matvec_q8" : "matvec_f32";
     greta_error err = {0};
     void *q[3], *d_w[3];
     float *deq[3], *d_y[3], *y0[3];
     greta_gpu_mv_mat m[3];
     float *x = make_x(k, n_tok, seed);
     float *d_x = dev_upload(x, sizeof(float) * (size_t)(k * n_tok));
+    uint8_t *d_q = NULL;
+    if (q8) {
+        d_q = dev_alloc((size_t)(greta_gpu_q8_row_bytes(k) * n_tok));
+        EXPECT_OK(greta_gpu_quantize_q8(NULL, d_x, k, n_tok, k, d_q, &err));
+    }
     for (int i = 0; i < n_mat; i++) {
         make_weights(types[i], k, ns[i], seed + 100 * i, &q[i], &deq[i]);
         d_w[i] = dev_upload(q[i], ggml_row_bytes(types[i], (uint64_t)k) * (size_t)ns[i]);
@@ -305,24 +264,27 @@ static void check_matvec_f32(const uint32_t *types, int n_mat, int64_t k, const 
     }
     for (int acc = 0; acc < 2; acc++) {
         if (acc)
-            for (int i = 0; i < n_mat; i++)
+            for (int i = 0; i < n_mat; i++) /* back to y0 to accumulate onto it */
                 EXPECT_OK(greta_gpu_copy(d_y[i], y0[i], sizeof(float) * (size_t)(ns[i] * n_tok), GRETA_GPU_H2D,
                                          NULL, &err));
-        EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, NULL, &err));
+        if (q8)
+            EXPECT_OK(greta_gpu_matvec_q8(NULL, d_q, k, n_tok, m, n_mat, acc, &err));
+        else
+            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, NULL, &err));
         for (int i = 0; i < n_mat; i++) {
             float *y = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
             dev_download(y, d_y[i], sizeof(float) * (size_t)(ns[i] * n_tok));
             for (int32_t t = 0; t < n_tok; t++)
                 for (int64_t r = 0; r < ns[i]; r++) {
                     double ref, tol;
-                    dot_ref_f32(deq[i] + r * k, x + t * k, k, &ref, &tol);
+                    (q8 ? dot_ref : dot_ref_f32)(deq[i] + r * k, x + t * k, k, &ref, &tol);
                     const double base = acc ? y0[i][t * ns[i] + r] : 0.0;
                     const double got = y[t * ns[i] + r];
                     if (!(fabs(got - (base + ref)) <= tol + 1e-6 * fabs(base)))
-                        fail_msg("matvec_f32 %s (matrix %d of %d) k %lld tokens %d acc %d: y[%d][%lld] = %.9g, "
-                                 "ref %.9g, tol %.3g",
-                                 ggml_type_name(types[i]), i, n_mat, (long long)k, n_tok, acc, t, (long long)r, got,
-                                 base + ref, tol);
+                        fail_msg("%s %s (matrix %d of %d) k %lld tokens %d acc %d: y[%d][%lld] = %.9g, ref %.9g, "
+                                 "tol %.3g",
+                                 what, ggml_type_name(types[i]), i, n_mat, (long long)k, n_tok, acc, t, (long long)r,
+                                 got, base + ref, tol);
                 }
             free(y);
         }
@@ -331,7 +293,7 @@ static void check_matvec_f32(const uint32_t *types, int n_mat, int64_t k, const 
         greta_gpu_free(d_w[i]), greta_gpu_free(d_y[i]);
         free(q[i]), free(deq[i]), free(y0[i]);
     }
-    greta_gpu_free(d_x);
+    greta_gpu_free(d_x), greta_gpu_free(d_q);
     free(x);
 }
 
@@ -345,12 +307,12 @@ static void test_matvec_f32(void **state)
         for (int ki = 0; ki < 3; ki++)
             for (int j = 0; j < 4; j++) {
                 const int64_t n[1] = {ks[ki] > 4096 ? 41 : (j == 0 ? 1 : 301)};
-                check_matvec_f32(&types[ti], 1, ks[ki], n, toks[j], 13 * ti + 3 * ki + j);
+                check_matvec(0, &types[ti], 1, ks[ki], n, toks[j], 13 * ti + 3 * ki + j);
             }
     const uint32_t mix[3] = {GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     const int64_t ns[3] = {256, 65, 67};
-    check_matvec_f32(mix, 3, 512, ns, 1, 79);
-    check_matvec_f32(mix, 3, 512, ns, 5, 80);
+    check_matvec(0, mix, 3, 512, ns, 1, 79);
+    check_matvec(0, mix, 3, 512, ns, 5, 80);
 }
 
 static void test_matvec_f32_glu(void **state)
