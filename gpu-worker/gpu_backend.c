@@ -537,6 +537,13 @@ static int prof_mark(gpu_backend *b, int blk, greta_error *err)
     return greta_gpu_event_record(b->prof_ev[b->prof_used++], b->stream, err);
 }
 
+/* In the step functions below: return the status of a failing call (rc in scope). */
+#define TRY(call)              \
+    do {                       \
+        if ((rc = (call)) != 0) \
+            return rc;         \
+    } while (0)
+
 /* One decode step of T <= GRETA_GPU_MATVEC_MAX_TOK tokens whose ids are
  * already in d_ints, with the kernels b->kernels picks (the same ops as
  * run_batch's loop for v1). Host values used: T and n_sel only, so it can
@@ -551,11 +558,6 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
     const int32_t t = (int32_t)T;
     greta_gpu_stream *s = b->stream;
     int rc;
-#define TRY(call)              \
-    do {                       \
-        if ((rc = (call)) != 0) \
-            return rc;         \
-    } while (0)
     b->prof_used = 0;
     TRY(prof_mark(b, -1, err));
     TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, err));
@@ -618,7 +620,6 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
         }
         TRY(prof_mark(b, GRETA_GPU_PROF_LM_HEAD, err));
     }
-#undef TRY
     return GRETA_OK;
 }
 
@@ -712,11 +713,6 @@ static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel,
     greta_gpu_stream *s = b->stream;
     uint16_t *xh = b->pf.xh;
     int rc;
-#define TRY(call)              \
-    do {                       \
-        if ((rc = (call)) != 0) \
-            return rc;         \
-    } while (0)
 #define MM(w, ld, y, acc)                                                                                      \
     gpu_prefill_matmul(&b->pf, s, (w)->type, (w)->d, (w)->n_in, (w)->n_out, NULL, xh, (ld), t, (y), (w)->n_out, \
                        (acc), err)
@@ -747,7 +743,6 @@ static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel,
         TRY(matmul(b, &b->output, b->xn, n_sel, b->logits, 0, err));
     }
 #undef MM
-#undef TRY
     return GRETA_OK;
 }
 
@@ -770,11 +765,6 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
     const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, T);
     greta_gpu_stream *s = b->stream;
     int rc;
-#define TRY(call)              \
-    do {                       \
-        if ((rc = (call)) != 0) \
-            return rc;         \
-    } while (0)
     TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)nb * sizeof(int32_t), GRETA_GPU_H2D, s, err));
     if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->use_graph && !b->prof_on)
         return decode_graph(b, T, n_sel, err);
@@ -819,7 +809,6 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
         TRY(greta_gpu_rmsnorm(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
         TRY(matmul(b, &b->output, b->xn, n_sel, b->logits, 0, err));
     }
-#undef TRY
     return GRETA_OK;
 }
 
@@ -1197,6 +1186,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
         (rc = greta_gpu_alloc((void **)&b->d_kv, s.kv, err)) ||
         (rc = greta_gpu_alloc((void **)&b->d_scratch, s.scratch, err)) ||
         (rc = greta_gpu_memset(b->d_kv, 0, s.kv, b->stream, err)) ||
+        /* zeroes the attention split counters too (greta_gpu_attention_partial_init's work) */
         (rc = greta_gpu_memset(b->d_scratch, 0, s.scratch, b->stream, err)) ||
         (rc = greta_gpu_alloc_host((void **)&b->h_ints, 4 * (size_t)p->n_batch * sizeof(int32_t), err)) ||
         (rc = greta_gpu_alloc_host((void **)&b->h_logits, s.logits_host, err)) ||
@@ -1223,11 +1213,6 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
     b->q8 = sc + s.L.q8;
     if ((rc = gpu_prefill_init(&b->pf, prefill, (uint16_t *)(sc + s.L.xh), (int64_t)s.L.xh_elems,
                                (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))
-        goto fail;
-    /* the attention split counters (zeroed with the scratch above; once more for clarity, outside capture) */
-    if ((rc = greta_gpu_attention_partial_init(b->stream, b->partial, 1, (int32_t)b->c.n_heads,
-                                               (int32_t)b->c.head_dim,
-                                               attention_splits(&b->c, b->n_ctx, b->info.sm_count, 1), err)))
         goto fail;
     b->pdl = greta_gpu_set_pdl(b->kernels >= 4);
     if ((rc = greta_gpu_stream_sync(b->stream, err)))

@@ -48,6 +48,33 @@ __device__ inline float *att_row(float *partial, int t, int h, int sp, int32_t n
     return partial + GRETA_GPU_ATTENTION_SPLIT_ROWS + (((int64_t)t * n_heads + h) * n_split + sp) * (head_dim + 2);
 }
 
+/* Combines n online-softmax states (state i: max m[i * ms], sum l[i * ms],
+ * weighted values acc[i * as ..+head_dim]; m = -inf for a state that saw
+ * no position) into o[d] for this thread's d (tid, + blockDim.x, ...),
+ * divided by the combined sum when `norm`; *mm_out, *ll_out get the
+ * combined max and sum. Both ends of attention use it: a block's slots
+ * (att_merge_slots) and the splits of one (token, head) (att_merge_last). */
+__device__ inline void att_combine(int n, const float *m, const float *l, int64_t ms, const float *acc, int64_t as,
+                                   int head_dim, bool norm, float *o, float *mm_out, float *ll_out)
+{
+    float mm = -INFINITY;
+    for (int i = 0; i < n; i++)
+        mm = fmaxf(mm, m[i * ms]);
+    float ll = 0.0f;
+    for (int i = 0; i < n; i++)
+        if (m[i * ms] > -INFINITY)
+            ll += l[i * ms] * expf(m[i * ms] - mm);
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+        float a = 0.0f;
+        for (int i = 0; i < n; i++)
+            if (m[i * ms] > -INFINITY)
+                a += acc[i * as + d] * expf(m[i * ms] - mm);
+        o[d] = norm ? a / ll : a;
+    }
+    *mm_out = mm;
+    *ll_out = ll;
+}
+
 /* The end of a block with n_split > 1, after it wrote its partial row of
  * (t, h): the last of the n_split blocks of (t, h) to get here combines the
  * rows into the normalized row of out (the arithmetic and order of the
@@ -74,25 +101,9 @@ __device__ inline void att_merge_last(float *partial, int t, int h, int32_t n_he
         return;
     __threadfence(); /* acquire: the other blocks' rows, counted before ours */
     const float *pp = att_row(partial, t, h, 0, n_heads, head_dim, n_split);
-    float mm = -INFINITY;
-    for (int s = 0; s < n_split; s++)
-        mm = fmaxf(mm, pp[(int64_t)s * (head_dim + 2)]);
-    float ll = 0.0f;
-    for (int s = 0; s < n_split; s++) {
-        const float ms = pp[(int64_t)s * (head_dim + 2)];
-        if (ms > -INFINITY)
-            ll += pp[(int64_t)s * (head_dim + 2) + 1] * expf(ms - mm);
-    }
-    float *o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float a = 0.0f;
-        for (int s = 0; s < n_split; s++) {
-            const float ms = pp[(int64_t)s * (head_dim + 2)];
-            if (ms > -INFINITY)
-                a += pp[(int64_t)s * (head_dim + 2) + 2 + d] * expf(ms - mm);
-        }
-        o[d] = a / ll;
-    }
+    float mm, ll;
+    att_combine(n_split, pp, pp + 1, head_dim + 2, pp + 2, head_dim + 2, head_dim, true,
+                out + (int64_t)t * ld_out + (int64_t)h * head_dim, &mm, &ll);
 }
 
 /* The end of an attention block, after a barrier: n_slots running softmax
@@ -105,33 +116,19 @@ __device__ inline void att_merge_slots(int n_slots, const float *sm_m, const flo
                                        int stride, int head_dim, int t, int h, int sp, int32_t n_heads,
                                        int32_t n_split, float *partial, float *out, int64_t ld_out)
 {
-    float mm = -INFINITY;
-    for (int w = 0; w < n_slots; w++)
-        mm = fmaxf(mm, sm_m[w]);
-    float ll = 0.0f;
-    for (int w = 0; w < n_slots; w++)
-        if (sm_m[w] > -INFINITY)
-            ll += sm_l[w] * expf(sm_m[w] - mm);
-    float *o;
+    float mm, ll;
     if (n_split == 1) {
-        o = out + (int64_t)t * ld_out + (int64_t)h * head_dim;
-    } else {
-        float *pp = att_row(partial, t, h, sp, n_heads, head_dim, n_split);
-        if (threadIdx.x == 0) {
-            pp[0] = mm;
-            pp[1] = ll;
-        }
-        o = pp + 2;
+        att_combine(n_slots, sm_m, sm_l, 1, sm_acc, stride, head_dim, true,
+                    out + (int64_t)t * ld_out + (int64_t)h * head_dim, &mm, &ll);
+        return;
     }
-    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
-        float a = 0.0f;
-        for (int w = 0; w < n_slots; w++)
-            if (sm_m[w] > -INFINITY)
-                a += sm_acc[w * stride + d] * expf(sm_m[w] - mm);
-        o[d] = n_split == 1 ? a / ll : a;
+    float *pp = att_row(partial, t, h, sp, n_heads, head_dim, n_split);
+    att_combine(n_slots, sm_m, sm_l, 1, sm_acc, stride, head_dim, false, pp + 2, &mm, &ll);
+    if (threadIdx.x == 0) {
+        pp[0] = mm;
+        pp[1] = ll;
     }
-    if (n_split > 1)
-        att_merge_last(partial, t, h, n_heads, head_dim, n_split, out, ld_out);
+    att_merge_last(partial, t, h, n_heads, head_dim, n_split, out, ld_out);
 }
 
 template <typename KVT>

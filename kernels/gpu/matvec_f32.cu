@@ -124,6 +124,7 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
         A.kv_f32 = fuse->kv == GRETA_GPU_KV_F32;
     }
     const gpu_stream_t st = (gpu_stream_t)s;
+    const unsigned groups = (unsigned)mv3_ends(A, m, n_mat, MV3_ROWS);
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         mv3_args At = A;
         for (int i = 0; i < n_mat; i++)
@@ -134,7 +135,6 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
             At.seq = A.seq + t0;
         }
         const float *xt = x + t0 * ld_x;
-        const unsigned groups = (unsigned)mv3_ends(At, m, n_mat, MV3_ROWS);
         if (n_tok - t0 == 1)
             GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_MIN_BLOCKS>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else
@@ -180,10 +180,10 @@ extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int
     const float eps = fuse ? fuse->eps : 0.0f;
     const uint8_t *wg = (const uint8_t *)gate->w, *wu = (const uint8_t *)up->w;
     const int64_t n = gate->n;
+    const unsigned groups = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         const float *xt = x + t0 * ld_x;
         float *ot = out + t0 * ld_out;
-        const unsigned groups = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
         if (n_tok - t0 == 1)
             GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_MIN_BLOCKS>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k,
                                                                   g, eps, ot, ld_out)),
