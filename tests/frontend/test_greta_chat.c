@@ -274,21 +274,6 @@ static int slots_in_use(void)
     return used;
 }
 
-/* The state letter of process pid in /proc (T: stopped), 0 when gone. */
-static char proc_state(int pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *q = strrchr(buf, ')');
-    return q && q[1] ? q[2] : 0;
-}
-
 /* Stops the instance's gpu-worker (SIGSTOP) so that a streaming answer can
  * not finish; its pid, or 0 (running again) when no request is generating
  * any more: the answer ended before the test could stop it. */
@@ -296,7 +281,7 @@ static int freeze_answer(greta_shm *shm)
 {
     int w = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
     kill(w, SIGSTOP);
-    for (long long end = now_ms() + pty_slack_ms(5000); proc_state(w) != 'T' && now_ms() < end;)
+    for (long long end = now_ms() + pty_slack_ms(5000); greta_test_proc_state(w) != 'T' && now_ms() < end;)
         usleep(1000);
     int active = 0;
     for (uint32_t i = 0; i < greta_shm_hdr(shm)->n_slots; i++)

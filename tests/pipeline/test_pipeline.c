@@ -196,21 +196,6 @@ static uint32_t generated(greta_shm *shm, int slot)
     return atomic_load(&sl->n_tokens) - sl->prompt_len;
 }
 
-static char proc_state(int pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    return p && p[1] ? p[2] : 0;
-}
-
-/* Stops pid (SIGSTOP) and waits until it is stopped. */
 /* Lets a continued process run for about us microseconds. Spinning (with
  * sched_yield) rather than sleeping: on a loaded machine a sleeping test
  * wakes up late, and the process it let run meanwhile may finish the
@@ -225,10 +210,11 @@ static void run_window(int us)
     } while ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 < us);
 }
 
+/* Stops pid (SIGSTOP) and waits until it is stopped. */
 static void hold(int pid, int64_t end)
 {
     kill(pid, SIGSTOP);
-    while (proc_state(pid) != 'T' && now_ms() < end)
+    while (greta_test_proc_state(pid) != 'T' && now_ms() < end)
         sched_yield();
 }
 
