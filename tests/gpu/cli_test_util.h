@@ -45,6 +45,22 @@ static inline int cli_have_gpu(void)
 #endif
 }
 
+/* Where cli_have_gpu() is false: r, the command run with a GPU option,
+ * must have failed with the reason (this build has GPU support but no GPU
+ * is present, or no GPU support); then the test is skipped, visibly. */
+static inline void cli_no_gpu_skip(cli_result *r)
+{
+    assert_int_equal(r->rc, 1);
+#ifdef GRETA_TEST_HAVE_GPU
+    ASSERT_CONTAINS(r->err, "no GPU found");
+#else
+    ASSERT_CONTAINS(r->err, "not built with GPU support");
+#endif
+    cli_result_free(r);
+    fprintf(stderr, "SKIPPED: no GPU on this machine (the GPU half of this test runs on the GPU machine)\n");
+    skip();
+}
+
 static inline cJSON *cli_read_json(const char *path)
 {
     char *text = greta_read_file(path, NULL);
