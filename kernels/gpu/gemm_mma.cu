@@ -158,6 +158,91 @@ extern "C" int greta_gpu_gemm_mma_f16(greta_gpu_stream *s, uint32_t type, const 
                                  GRETA_GPU_MMA_AUTO, err);
 }
 
+/* ---- fp16 x fp16 (gemm_f16_kernel) ------------------------------------------------ */
+
+/* gemm_f16's configurations: k step and stages of the 128x128 tile (one
+ * block per SM) and the 64x128 one (two), from gemm-bench --f16 on an H200
+ * (2026-11-26, 7B shapes, 512 tokens; bench/results/2026-11-26-gpu-h200-
+ * gemm-f16.txt): k steps of 64 in 3 stages were within 3% of the best of
+ * 9 variants on the four shapes (k 32..128, 3..8 stages). AMD: k steps of
+ * 32 in 3 stages, within a block's 64 KiB of LDS. */
+#if defined(GRETA_GPU_HIP)
+#define F16_BK_128 32
+#define F16_S_128 3
+#define F16_BK_64 32
+#define F16_S_64 3
+#else
+#define F16_BK_128 64
+#define F16_S_128 3
+#define F16_BK_64 64
+#define F16_S_64 4
+#endif
+
+/* AUTO for gemm_f16: the tile with the least estimated time, (waves of
+ * resident blocks) x (blocks sharing an SM in a wave) x (tile area) x (cost
+ * per element), costs fitted to gemm-bench --f16 (H200, 512 tokens). */
+static greta_gpu_mma_tile gemm_f16_pick(int64_t n, int32_t n_tok)
+{
+    static const struct {
+        greta_gpu_mma_tile tile;
+        int bm, bn, per_sm;
+        double cost;
+    } tiles[] = {
+        {GRETA_GPU_MMA_128x128, 128, 128, 1, 1.0},
+        {GRETA_GPU_MMA_64x128, 64, 128, 2, 1.0},
+        {GRETA_GPU_MMA_64x64, 64, 64, 2, 1.3},
+    };
+    int sms = mma_sm_count();
+    if (sms <= 0)
+        sms = 1;
+    greta_gpu_mma_tile best = GRETA_GPU_MMA_128x128;
+    double best_t = 0.0;
+    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+        const int64_t blocks = ((int64_t)n_tok + tiles[i].bm - 1) / tiles[i].bm * ((n + tiles[i].bn - 1) / tiles[i].bn);
+        const int64_t slots = (int64_t)sms * tiles[i].per_sm, waves = (blocks + slots - 1) / slots;
+        const int64_t shared = (blocks + sms - 1) / sms < tiles[i].per_sm ? (blocks + sms - 1) / sms : tiles[i].per_sm;
+        const double t = (double)waves * (double)shared * tiles[i].bm * tiles[i].bn * tiles[i].cost;
+        if (i == 0 || t < best_t)
+            best = tiles[i].tile, best_t = t;
+    }
+    return best;
+}
+
+extern "C" int greta_gpu_gemm_f16(greta_gpu_stream *s, const uint16_t *w, int64_t ld_w, int64_t k, int64_t n,
+                                  const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y,
+                                  int accumulate, greta_gpu_mma_tile tile, greta_error *err)
+{
+    if (!w || !x || !y || k <= 0 || k % 8 != 0 || n <= 0 || n_tok < 0 || ld_w < k || ld_w % 8 != 0 || ld_x < k ||
+        ld_x % 8 != 0 || (n_tok > 1 && ld_y < n) || (uintptr_t)w % 16 != 0 || (uintptr_t)x % 16 != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "gemm_f16: bad arguments (k %lld, n %lld, tokens %d, ld_w %lld, ld_x %lld, ld_y %lld: "
+                               "k and the strides must be multiples of 8, w and x 16-byte aligned)",
+                               (long long)k, (long long)n, n_tok, (long long)ld_w, (long long)ld_x, (long long)ld_y);
+    if ((int)tile < 0 || tile >= GRETA_GPU_MMA_TILE_COUNT)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gemm_f16: tile %d is not 0..%d", (int)tile,
+                               GRETA_GPU_MMA_TILE_COUNT - 1);
+    if (n_tok == 0)
+        return 0;
+    if ((n_tok + 63) / 64 > 2147483647 || (n + 63) / 64 > 65535)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gemm_f16: %d tokens x %lld rows is too large a grid", n_tok,
+                               (long long)n);
+    if (tile == GRETA_GPU_MMA_AUTO)
+        tile = gemm_f16_pick(n, n_tok);
+    const gpu_stream_t st = (gpu_stream_t)s;
+    switch (tile) {
+    case GRETA_GPU_MMA_128x128:
+    case GRETA_GPU_MMA_128x128_K64: /* the k step is the configuration's (below) */
+        return gemm_f16_launch<128, 128, F16_BK_128, F16_S_128, false, 1>(st, w, ld_w, k, n, x, ld_x, n_tok, y,
+                                                                         ld_y, accumulate, err);
+    case GRETA_GPU_MMA_64x128:
+    case GRETA_GPU_MMA_64x128_K64:
+        return gemm_f16_launch<64, 128, F16_BK_64, F16_S_64, false, 2>(st, w, ld_w, k, n, x, ld_x, n_tok, y, ld_y,
+                                                                      accumulate, err);
+    default:
+        return gemm_f16_launch<64, 64, MMA_BK>(st, w, ld_w, k, n, x, ld_x, n_tok, y, ld_y, accumulate, err);
+    }
+}
+
 /* ---- fp32 -> fp16 rows ----------------------------------------------------------- */
 
 /* grid (ceil(n / 1024), n_rows), block 256: 4 elements per thread */

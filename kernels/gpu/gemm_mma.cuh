@@ -286,6 +286,39 @@ template <int BM, int BN, int BK> struct mma_core {
         }
     }
 
+    /* step with the fragments of k slice kk + 16 loaded before the MMAs of
+     * slice kk (twice the fragment registers) */
+    __device__ void frags(const __half *xs, const __half *ws, int wm, int wn, int lane, int kk, uint32_t (&a)[MI][4],
+                          uint32_t (&b)[NI][2]) const
+    {
+#pragma unroll
+        for (int i = 0; i < MI; i++)
+            mma_ldmatrix_x4(a[i], xs + (wm * WTM + i * 16 + (lane & 15)) * LDS + kk + (lane >> 4) * 8);
+#pragma unroll
+        for (int j = 0; j < NI; j += 2) {
+            uint32_t r[4];
+            mma_ldmatrix_x4(r, ws + (wn * WTN + j * 8 + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk +
+                                   ((lane >> 3) & 1) * 8);
+            b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
+        }
+    }
+
+    __device__ void step_db(const __half *xs, const __half *ws, int wm, int wn, int lane)
+    {
+        uint32_t a[2][MI][4], b[2][NI][2];
+        frags(xs, ws, wm, wn, lane, 0, a[0], b[0]);
+#pragma unroll
+        for (int kk = 0; kk < BK / 16; kk++) {
+            if (kk + 1 < BK / 16)
+                frags(xs, ws, wm, wn, lane, (kk + 1) * 16, a[(kk + 1) & 1], b[(kk + 1) & 1]);
+#pragma unroll
+            for (int i = 0; i < MI; i++)
+#pragma unroll
+                for (int j = 0; j < NI; j++)
+                    mma_16816(acc[i][j], a[kk & 1][i], b[kk & 1][j][0], b[kk & 1][j][1]);
+        }
+    }
+
     __device__ void store(float *y, int64_t ld_y, int64_t tok0, int64_t row0, int32_t n_tok, int64_t n,
                           int accumulate, int wm, int wn, int lane) const
     {
@@ -358,6 +391,9 @@ template <int BM, int BN, int BK> struct mma_core {
         }
 #endif
     }
+
+    /* the same as step (the MFMA operands are plain LDS reads) */
+    __device__ void step_db(const __half *xs, const __half *ws, int wm, int wn, int lane) { step(xs, ws, wm, wn, lane); }
 
     __device__ void store(float *y, int64_t ld_y, int64_t tok0, int64_t row0, int32_t n_tok, int64_t n,
                           int accumulate, int wm, int wn, int lane) const
@@ -470,6 +506,126 @@ static int gemm_mma_launch(gpu_stream_t st, const void *w, int64_t row_bytes, in
     const dim3 grid((unsigned)((n_tok + BM - 1) / BM), (unsigned)((n + BN - 1) / BN));
     gemm_mma_kernel<TYPE, XT, BM, BN, BK, PIPE><<<grid, MMA_THREADS, smem, st>>>(
         (const uint8_t *)w, row_bytes, k, n, x, ld_x, n_tok, y, ld_y, accumulate, x_vec);
+    GPU_CHECK(gpu_last_error(), err);
+    return 0;
+}
+
+/* ---- fp16 x fp16: the weights decoded beforehand --------------------------------
+ * y[t][r] (+)= sum_i x[t][i] * w[r][i] with both operands fp16 in memory
+ * (w: rows of ld_w elements, e.g. greta_gpu_dequant_f16's output), the same
+ * tiles, shared-memory layout and inner back ends (mma_core) as
+ * gemm_mma_kernel, but nothing is decoded or converted in the loop: each
+ * step's tiles are copied straight into shared memory GEMM_F16_STAGES - 1
+ * steps ahead (gpu_cp_async16: 16-byte pieces of 8 elements; rows past n_tok
+ * or n and pieces past k are zero-filled), so the copies of later steps
+ * overlap the MMAs of this one and one barrier per step remains. Needs k,
+ * ld_x and ld_w multiples of 8 and x, w 16-byte aligned (checked by the
+ * launcher). */
+#ifndef GEMM_F16_STAGES
+#if defined(GRETA_GPU_HIP)
+#define GEMM_F16_STAGES 3 /* 60 KiB for 128x128: within a CDNA block's 64 KiB of LDS */
+#else
+#define GEMM_F16_STAGES 4
+#endif
+#endif
+
+__host__ __device__ constexpr int gemm_f16_smem_bytes(int bm, int bn, int bk, int stages = GEMM_F16_STAGES)
+{
+    return stages * (bm + bn) * (bk + MMA_PAD) * 2;
+}
+
+template <int BM, int BN, int BK, int S = GEMM_F16_STAGES, bool DB = false, int MINB = gemm_mma_min_blocks(BM, BN, BK)>
+__global__ void __launch_bounds__(MMA_THREADS, MINB)
+gemm_f16_kernel(const uint16_t *__restrict__ w, int64_t ld_w, int64_t k, int64_t n, const uint16_t *__restrict__ x,
+                int64_t ld_x, int32_t n_tok, float *__restrict__ y, int64_t ld_y, int accumulate)
+{
+    typedef mma_core<BM, BN, BK> core_t;
+    constexpr int LDS = core_t::LDS, CPR = BK / 8; /* 16-byte pieces per tile row */
+    static_assert((BM * CPR) % MMA_THREADS == 0 && (BN * CPR) % MMA_THREADS == 0, "loader shape");
+    extern __shared__ uint4 gemm_mma_smem[];
+    __half *xs = (__half *)gemm_mma_smem; /* [S][BM][LDS] */
+    __half *ws = xs + S * BM * LDS;       /* [S][BN][LDS] */
+
+    const int tid = threadIdx.x, lane = tid % GRETA_WARP, warp = tid / GRETA_WARP;
+    const int wm = warp / core_t::WARPS_N, wn = warp % core_t::WARPS_N;
+    const int64_t tok0 = (int64_t)blockIdx.x * BM, row0 = (int64_t)blockIdx.y * BN;
+    const int64_t n_steps = (k + BK - 1) / BK;
+
+    /* This thread's 16-byte pieces of a stage: XP of the activation tile,
+     * WP of the weight tile, at fixed (row, column) places; their sources
+     * advance by BK per step (rows past n_tok or n read nothing). */
+    constexpr int XP = BM * CPR / MMA_THREADS, WP = BN * CPR / MMA_THREADS;
+    const uint16_t *xsrc[XP], *wsrc[WP];
+    int xdst[XP], wdst[WP], xcol[XP], wcol[WP];
+    bool xok[XP], wok[WP];
+#pragma unroll
+    for (int j = 0; j < XP; j++) {
+        const int i = tid + j * MMA_THREADS, r = i / CPR, c = (i % CPR) * 8;
+        xok[j] = tok0 + r < n_tok;
+        xsrc[j] = x + (xok[j] ? (tok0 + r) * ld_x + c : 0);
+        xdst[j] = r * LDS + c, xcol[j] = c;
+    }
+#pragma unroll
+    for (int j = 0; j < WP; j++) {
+        const int i = tid + j * MMA_THREADS, r = i / CPR, c = (i % CPR) * 8;
+        wok[j] = row0 + r < n;
+        wsrc[j] = w + (wok[j] ? (row0 + r) * ld_w + c : 0);
+        wdst[j] = r * LDS + c, wcol[j] = c;
+    }
+    /* step s's tiles into stage s % S, then one commit (also when past the end) */
+    auto issue = [&](int64_t s) {
+        if (s < n_steps) {
+            const int64_t c0 = s * BK;
+            __half *xd = xs + (int)(s % S) * BM * LDS, *wd = ws + (int)(s % S) * BN * LDS;
+#pragma unroll
+            for (int j = 0; j < XP; j++) {
+                const bool ok = xok[j] && c0 + xcol[j] < k;
+                gpu_cp_async16(xd + xdst[j], ok ? xsrc[j] + c0 : x, ok ? 16 : 0);
+            }
+#pragma unroll
+            for (int j = 0; j < WP; j++) {
+                const bool ok = wok[j] && c0 + wcol[j] < k;
+                gpu_cp_async16(wd + wdst[j], ok ? wsrc[j] + c0 : w, ok ? 16 : 0);
+            }
+        }
+        gpu_cp_async_commit();
+    };
+
+    core_t core;
+    core.zero();
+#pragma unroll
+    for (int s = 0; s < S - 1; s++)
+        issue(s);
+    for (int64_t s = 0; s < n_steps; s++) {
+        gpu_cp_async_wait<S - 2>();
+        __syncthreads(); /* step s is in; every warp is done with step s - 1's stage */
+        issue(s + S - 1);
+        if (DB)
+            core.step_db(xs + (int)(s % S) * BM * LDS, ws + (int)(s % S) * BN * LDS, wm, wn, lane);
+        else
+            core.step(xs + (int)(s % S) * BM * LDS, ws + (int)(s % S) * BN * LDS, wm, wn, lane);
+    }
+    core.store(y, ld_y, tok0, row0, n_tok, n, accumulate, wm, wn, lane);
+}
+
+template <int BM, int BN, int BK, int S = GEMM_F16_STAGES, bool DB = false,
+          int MINB = gemm_mma_min_blocks(BM, BN, BK)>
+static int gemm_f16_launch(gpu_stream_t st, const uint16_t *w, int64_t ld_w, int64_t k, int64_t n,
+                           const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
+                           greta_error *err)
+{
+    constexpr int smem = gemm_f16_smem_bytes(BM, BN, BK, S);
+#if defined(GRETA_GPU_CUDA)
+    if (smem > 48 * 1024)
+        GPU_CHECK(cudaFuncSetAttribute(gemm_f16_kernel<BM, BN, BK, S, DB, MINB>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                  err);
+#else
+    static_assert(smem <= 64 * 1024, "AMD: at most 64 KiB of LDS per block");
+#endif
+    const dim3 grid((unsigned)((n_tok + BM - 1) / BM), (unsigned)((n + BN - 1) / BN));
+    gemm_f16_kernel<BM, BN, BK, S, DB, MINB><<<grid, MMA_THREADS, smem, st>>>(w, ld_w, k, n, x, ld_x, n_tok, y, ld_y,
+                                                                          accumulate);
     GPU_CHECK(gpu_last_error(), err);
     return 0;
 }

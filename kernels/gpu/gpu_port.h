@@ -26,6 +26,8 @@
  *   PDL      gpu_launch_pdl(kernel, grid, block, stream, args...) and, in
  *            the kernel, gpu_pdl_wait() / gpu_pdl_trigger(): programmatic
  *            dependent launch (below)
+ *   copies   gpu_cp_async16(), gpu_cp_async_commit(), gpu_cp_async_wait<N>():
+ *            global -> shared memory, asynchronous where the GPU can
  * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
  * accept.
  *
@@ -182,6 +184,47 @@ static inline gpu_error_t gpu_graph_launch(gpu_graph_exec_t x, gpu_stream_t s) {
 static inline gpu_error_t gpu_graph_destroy(gpu_graph_t g) { return cudaGraphDestroy(g); }
 static inline gpu_error_t gpu_graph_exec_destroy(gpu_graph_exec_t x) { return cudaGraphExecDestroy(x); }
 #endif
+
+/* ---- asynchronous copies into shared memory ------------------------------
+ * gpu_cp_async16(dst, src, n) copies n (0..16) bytes from global src to
+ * shared dst (both 16-byte aligned; src readable even when n is 0) and
+ * zero-fills the rest of the 16 bytes. On NVIDIA sm_80+ it returns at once
+ * (cp.async, L1 bypassed): gpu_cp_async_commit() closes the calling
+ * thread's group of copies and gpu_cp_async_wait<N>() returns once at most
+ * N of its groups are still in flight; a __syncthreads() after it makes
+ * every thread's copies visible. Elsewhere (HIP, older NVIDIA GPUs) the
+ * copy is done before gpu_cp_async16 returns and the other two do
+ * nothing, so the same pipelined code runs, without the overlap. */
+__device__ inline void gpu_cp_async16(void *dst, const void *src, int n)
+{
+#if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n) : "memory");
+#else
+    uint8_t *o = (uint8_t *)dst;
+    const uint8_t *i = (const uint8_t *)src;
+    if (n == 16) {
+        *(uint4 *)o = *(const uint4 *)i;
+    } else {
+        for (int j = 0; j < 16; j++)
+            o[j] = j < n ? i[j] : 0;
+    }
+#endif
+}
+
+__device__ inline void gpu_cp_async_commit(void)
+{
+#if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+
+template <int N> __device__ inline void gpu_cp_async_wait(void)
+{
+#if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 
 /* ---- programmatic dependent launch ------------------------------------------
  * A kernel launched with gpu_launch_pdl may start while the kernel before

@@ -90,6 +90,17 @@ int greta_gpu_gemm_mma_ex(greta_gpu_stream *s, uint32_t type, const void *w, int
 /* The tile AUTO chooses for this shape on the current device. */
 greta_gpu_mma_tile greta_gpu_gemm_mma_pick(int64_t n, int32_t n_tok);
 
+/* y[t][r] (+)= sum_i x[t][i] * w[r][i] with fp16 weights w (rows of ld_w
+ * elements: F16 weights, or greta_gpu_dequant_f16's output) and fp16
+ * activations x, summed in fp32 on the matrix cores (the same tiles and
+ * tolerance as greta_gpu_gemm_mma; tile AUTO picks as
+ * greta_gpu_gemm_mma_pick). The tiles are copied into shared memory several
+ * steps ahead of the MMAs (asynchronously on NVIDIA sm_80+). Needs k, ld_w
+ * and ld_x multiples of 8 and w, x 16-byte aligned; else GRETA_ERR_INVALID. */
+int greta_gpu_gemm_f16(greta_gpu_stream *s, const uint16_t *w, int64_t ld_w, int64_t k, int64_t n,
+                       const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
+                       greta_gpu_mma_tile tile, greta_error *err);
+
 /* out[t][i] = fp16 bits of x[t][i] (round to nearest even, as
  * greta_f32_to_fp16), t < n_rows, i < n. */
 int greta_gpu_f32_to_f16(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,

@@ -1,9 +1,10 @@
 # Prefill kernels of issue 8 (label "gpu"), included from tests/gpu/CMakeLists.txt:
-#   test_gemm_mma    the matrix-core GEMM (kernels/gpu/gemm_mma.cu) against a
-#                    CPU reference, every weight type, every tile
+#   test_gemm_mma    the matrix-core GEMMs (kernels/gpu/gemm_mma.cu: native
+#                    blocks, and fp16 weights) against a CPU reference, every
+#                    weight type, every tile
 #   test_flash_attn  the prefill flash attention (kernels/gpu/flash_attn.cu)
 #                    against a CPU reference, fused KV store included
-#   test_gpu_prefill the backend's prefill paths (v1, mma, cublas) end to end
+#   test_gpu_prefill the backend's prefill paths (v1, mma, dqmma, cublas) end to end
 #                    against the CPU backend, their kernels, the selector
 #   gemv-bench       (CUDA only, not a test) GB/s of the decode GEMV v3
 #                    launch-shape variants on the 7B shapes (issue 7)

@@ -49,6 +49,8 @@ run test_gpu_ops "$build/tests/test_gpu_ops"
 run test_gpu_e2e "$build/tests/test_gpu_e2e"
 run test_gpu_decode "$build/tests/test_gpu_decode"
 run test_gpu_prefill "$build/tests/test_gpu_prefill"
+run test_gemm_mma "$build/tests/test_gemm_mma"
+run test_flash_attn "$build/tests/test_flash_attn"
 run test_parity_cli "$build/tests/test_parity_cli" "$build/bin/greta" cpu
 run test_parity_gpu "$build/tests/test_parity_cli" "$build/bin/greta" gpu
 run test_bench_gpu "$build/tests/test_engine_cli" "$build/bin/greta" gpu

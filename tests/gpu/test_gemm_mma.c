@@ -14,7 +14,9 @@
  * tile; every tile (k steps of 32 and 64) and AUTO; fp32 and fp16
  * activations; row strides larger than the row (and odd ones, which disable
  * vector loads); accumulate; bad arguments; the fp32 -> fp16 converter
- * bit-exact against greta_f32_to_fp16.
+ * bit-exact against greta_f32_to_fp16. greta_gpu_gemm_f16 (fp16 weights in
+ * memory) has its own, tighter bound (test_gemm_f16 below) and is checked
+ * after greta_gpu_dequant_f16 as the prefill uses it.
  * Without a GPU every test is skipped with a message.
  */
 #include <math.h>
@@ -247,12 +249,163 @@ static void test_gemm_mma_bad_arguments(void **state)
     greta_gpu_free(d);
 }
 
+/* greta_gpu_gemm_f16: fp16 weights and activations in memory, so the
+ * reference (double, from the same fp16 values) differs only by the fp32
+ * sums: |gpu - ref| <= 1e-4 * sum_i |w_i x_i| + 1e-6 (a misplaced operand
+ * fragment or a stale stage gives errors of the order of the value).
+ * Covered: every tile and AUTO, k of one 8-element piece, not a multiple of
+ * the 32-wide step, and 4096; rows and tokens that are not multiples of any
+ * tile; padded strides; accumulate; one weight row. */
+static double run_f16_case(int64_t k, int64_t n, int32_t T, int64_t ld_w, int64_t ld_x, int64_t ld_y, int accumulate,
+                           unsigned tiles, uint64_t seed)
+{
+    greta_error err = {0};
+    uint16_t *w = xmalloc(sizeof(uint16_t) * (size_t)(n * ld_w)), *x = xmalloc(sizeof(uint16_t) * (size_t)(T * ld_x));
+    for (int64_t i = 0; i < n * ld_w; i++)
+        w[i] = greta_f32_to_fp16(i % ld_w < k ? 0.5f * trng_f(&seed) : NAN); /* NaN padding must not be read */
+    for (int64_t i = 0; i < T * ld_x; i++)
+        x[i] = greta_f32_to_fp16(i % ld_x < k ? trng_f(&seed) : NAN);
+    float *y0 = xmalloc(sizeof(float) * (size_t)(T * ld_y)), *y = xmalloc(sizeof(float) * (size_t)(T * ld_y));
+    for (int64_t i = 0; i < T * ld_y; i++)
+        y0[i] = accumulate ? 4.0f * trng_f(&seed) : NAN;
+    uint16_t *d_w = dev_upload(w, sizeof(uint16_t) * (size_t)(n * ld_w));
+    uint16_t *d_x = dev_upload(x, sizeof(uint16_t) * (size_t)(T * ld_x));
+    double worst = 0.0;
+    for (int tile = 0; tile < GRETA_GPU_MMA_TILE_COUNT; tile++) {
+        if (!(tiles & TILE(tile)))
+            continue;
+        float *d_y = dev_upload(y0, sizeof(float) * (size_t)(T * ld_y));
+        EXPECT_OK(greta_gpu_gemm_f16(NULL, d_w, ld_w, k, n, d_x, ld_x, T, d_y, ld_y, accumulate,
+                                     (greta_gpu_mma_tile)tile, &err));
+        dev_download(y, d_y, sizeof(float) * (size_t)(T * ld_y));
+        greta_gpu_free(d_y);
+        for (int32_t t = 0; t < T; t++)
+            for (int64_t r = 0; r < ld_y; r++) {
+                const double got = y[t * ld_y + r];
+                if (r >= n) {
+                    if (accumulate ? got != y0[t * ld_y + r] : !isnan(got))
+                        fail_msg("gemm_f16 tile %d wrote y[%d][%lld], beyond n = %lld", tile, t, (long long)r,
+                                 (long long)n);
+                    continue;
+                }
+                double a = accumulate ? (double)y0[t * ld_y + r] : 0.0, m = 0.0;
+                for (int64_t i = 0; i < k; i++) {
+                    const double p = (double)greta_fp16_to_f32(w[r * ld_w + i]) * greta_fp16_to_f32(x[t * ld_x + i]);
+                    a += p, m += fabs(p);
+                }
+                const double e = fabs(got - a);
+                if (!(e <= 1e-4 * m + 1e-6))
+                    fail_msg("gemm_f16 k %lld n %lld tokens %d tile %d acc %d: y[%d][%lld] = %.9g, ref %.9g "
+                             "(|err| %.3g > 1e-4 * %.6g)",
+                             (long long)k, (long long)n, T, tile, accumulate, t, (long long)r, got, a, e, m);
+                if (m > 0 && e / m > worst)
+                    worst = e / m;
+            }
+    }
+    greta_gpu_free(d_w), greta_gpu_free(d_x);
+    free(w), free(x), free(y0), free(y);
+    return worst;
+}
+
+static void test_gemm_f16(void **state)
+{
+    GPU_OR_SKIP();
+    double worst = 0.0, v;
+    /* k, n, tokens, ld_w, ld_x, ld_y, accumulate, tiles */
+    v = run_f16_case(8, 136, 130, 8, 16, 136, 0, ALL_TILES | TILE(GRETA_GPU_MMA_AUTO), 1);
+    worst = v > worst ? v : worst;
+    v = run_f16_case(40, 200, 17, 48, 40, 205, 1, ALL_TILES, 2);
+    worst = v > worst ? v : worst;
+    v = run_f16_case(4096, 72, 200, 4104, 4096, 72, 0, ALL_TILES | TILE(GRETA_GPU_MMA_AUTO), 3);
+    worst = v > worst ? v : worst;
+    v = run_f16_case(264, 1, 65, 264, 272, 3, 1, TILE(GRETA_GPU_MMA_128x128) | TILE(GRETA_GPU_MMA_64x64), 4);
+    worst = v > worst ? v : worst;
+    print_message("gemm_f16: worst |err| / sum|w x| = %.2e (bound 1e-4)\n", worst);
+}
+
+/* The decoded-weights path as the prefill uses it: greta_gpu_dequant_f16,
+ * then greta_gpu_gemm_f16, against the reference on the exactly decoded
+ * weights, with gemm_mma's bound (the weights are rounded to fp16 too). */
+static void test_dequant_then_gemm_f16(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    for (int ti = 0; ti < 2; ti++) {
+        const int64_t k = 4096, n = 96;
+        const int32_t T = 130;
+        void *wq;
+        float *wd;
+        make_weights(types[ti], k, n, 700 + (uint64_t)ti, &wq, &wd);
+        uint64_t seed = 31;
+        uint16_t *xh = xmalloc(sizeof(uint16_t) * (size_t)(T * k));
+        for (int64_t i = 0; i < T * k; i++)
+            xh[i] = greta_f32_to_fp16(trng_f(&seed));
+        void *d_wq = dev_upload(wq, ggml_row_bytes(types[ti], (uint64_t)k) * (size_t)n);
+        uint16_t *d_wh = dev_alloc(sizeof(uint16_t) * (size_t)(n * k)), *d_x = dev_upload(xh, sizeof(uint16_t) * (size_t)(T * k));
+        float *d_y = dev_alloc(sizeof(float) * (size_t)(T * n)), *y = xmalloc(sizeof(float) * (size_t)(T * n));
+        EXPECT_OK(greta_gpu_dequant_f16(NULL, types[ti], d_wq, k, n, d_wh, k, &err));
+        EXPECT_OK(greta_gpu_gemm_f16(NULL, d_wh, k, k, n, d_x, k, T, d_y, n, 0, GRETA_GPU_MMA_AUTO, &err));
+        dev_download(y, d_y, sizeof(float) * (size_t)(T * n));
+        double worst = 0.0;
+        for (int32_t t = 0; t < T; t++)
+            for (int64_t r = 0; r < n; r++) {
+                double a = 0.0, m = 0.0;
+                for (int64_t i = 0; i < k; i++) {
+                    const double p = (double)wd[r * k + i] * greta_fp16_to_f32(xh[t * k + i]);
+                    a += p, m += fabs(p);
+                }
+                const double e = fabs(y[t * n + r] - a);
+                if (!(e <= 3e-3 * m + 1e-6))
+                    fail_msg("dequant_f16 + gemm_f16 %s: y[%d][%lld] = %.9g, ref %.9g", ggml_type_name(types[ti]), t,
+                             (long long)r, y[t * n + r], a);
+                if (m > 0 && e / m > worst)
+                    worst = e / m;
+            }
+        print_message("dequant_f16 + gemm_f16 %-4s k 4096, 130 tokens: worst |err| / sum|w x| = %.2e (bound 3e-3)\n",
+                      ggml_type_name(types[ti]), worst);
+        greta_gpu_free(d_wq), greta_gpu_free(d_wh), greta_gpu_free(d_x), greta_gpu_free(d_y);
+        free(wq), free(wd), free(xh), free(y);
+    }
+}
+
+static void test_gemm_f16_bad_arguments(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    uint16_t *d = dev_alloc(1 << 20);
+    float *y = dev_alloc(1 << 20);
+    /* k not a multiple of 8; ld_w, ld_x not multiples of 8; misaligned w, x; ld_y < n; tile out of range */
+    assert_int_equal(greta_gpu_gemm_f16(NULL, d, 12, 12, 4, d, 16, 20, y, 4, 0, GRETA_GPU_MMA_AUTO, &err),
+                     GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "gemm_f16"));
+    assert_int_equal(greta_gpu_gemm_f16(NULL, d, 20, 16, 4, d, 16, 20, y, 4, 0, GRETA_GPU_MMA_AUTO, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_gemm_f16(NULL, d, 16, 16, 4, d, 18, 20, y, 4, 0, GRETA_GPU_MMA_AUTO, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_gemm_f16(NULL, d + 4, 16, 16, 4, d, 16, 20, y, 4, 0, GRETA_GPU_MMA_AUTO, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_gemm_f16(NULL, d, 16, 16, 4, d + 1, 16, 20, y, 4, 0, GRETA_GPU_MMA_AUTO, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_gemm_f16(NULL, d, 16, 16, 4, d, 16, 20, y, 3, 0, GRETA_GPU_MMA_AUTO, &err),
+                     GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_gemm_f16(NULL, d, 16, 16, 4, d, 16, 20, y, 4, 0, (greta_gpu_mma_tile)9, &err),
+                     GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "tile"));
+    assert_int_equal(greta_gpu_gemm_f16(NULL, NULL, 16, 16, 4, d, 16, 20, y, 4, 0, GRETA_GPU_MMA_AUTO, &err),
+                     GRETA_ERR_INVALID);
+    EXPECT_OK(greta_gpu_gemm_f16(NULL, d, 16, 16, 4, d, 16, 0, y, 4, 0, GRETA_GPU_MMA_AUTO, &err));
+    EXPECT_OK(greta_gpu_stream_sync(NULL, &err));
+    greta_gpu_free(d), greta_gpu_free(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_mma_all_types), cmocka_unit_test(test_gemm_mma_7b_rows),
         cmocka_unit_test(test_f32_to_f16),         cmocka_unit_test(test_pick),
-        cmocka_unit_test(test_gemm_mma_bad_arguments),
+        cmocka_unit_test(test_gemm_mma_bad_arguments), cmocka_unit_test(test_gemm_f16),
+        cmocka_unit_test(test_dequant_then_gemm_f16),   cmocka_unit_test(test_gemm_f16_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

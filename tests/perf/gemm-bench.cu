@@ -21,7 +21,9 @@
  * `gemm-bench --prefill` instead times only what the backend's prefill
  * paths run for each shape (issue 8): greta_gpu_dequant_f16 alone,
  * cuBLAS on fp16 weights alone, the two together (the cublas path), and
- * greta_gpu_gemm_mma_f16 AUTO (the mma path), at 512 and 2048 tokens.
+ * greta_gpu_gemm_mma_f16 AUTO (the mma path), greta_gpu_gemm_f16 per tile on
+ * the decoded weights and with the decoding (the dqmma path), at 512 and
+ * 2048 tokens.
  * Weights are random blocks (speed does not depend on values) in enough
  * copies to exceed the L2 cache, used in rotation. Each figure: 7 runs of
  * 10 calls after a warm-up, mean and min..max of the per-call time.
@@ -368,9 +370,72 @@ static void bench_prefill_paths(cublasHandle_t cb, const uint16_t *d_xh, float *
                 });
                 snprintf(label, sizeof label, "T %d: gemm_mma_f16 AUTO (mma path)", T);
                 print_row(label, tm, flop);
+                for (int tile = GRETA_GPU_MMA_AUTO; tile <= GRETA_GPU_MMA_64x64; tile++) {
+                    timing tf = time_it([&](int i) {
+                        CG(greta_gpu_gemm_f16(NULL, (const uint16_t *)ws.wh[i % ws.copies], k, k, n, d_xh, k, T, d_y,
+                                              n, 0, (greta_gpu_mma_tile)tile, &err_));
+                    });
+                    static const char *const tn[] = {"AUTO", "128x128", "64x128", "64x64"};
+                    snprintf(label, sizeof label, "T %d: gemm_f16 %s alone", T, tn[tile]);
+                    print_row(label, tf, flop);
+                }
+                timing tg = time_it([&](int i) {
+                    CG(greta_gpu_dequant_f16(NULL, type, ws.w[i % ws.copies], k, n, (uint16_t *)ws.wh[i % ws.copies],
+                                             k, &err_));
+                    CG(greta_gpu_gemm_f16(NULL, (const uint16_t *)ws.wh[i % ws.copies], k, k, n, d_xh, k, T, d_y, n,
+                                          0, GRETA_GPU_MMA_AUTO, &err_));
+                });
+                snprintf(label, sizeof label, "T %d: dequant_f16 + gemm_f16 (dqmma path)", T);
+                print_row(label, tg, flop);
             }
             wset_free(&ws);
         }
+}
+
+/* --f16: launch variants of gemm_f16_kernel (tile, k step, stages,
+ * fragment double buffering, blocks per SM of the register budget) on fp16
+ * weights, 7B shapes, 512 tokens; the library's choice is greta_gpu_gemm_f16. */
+template <int BM, int BN, int BK, int S, bool DB, int MINB>
+static void f16_variant(const char *name, const __half *wh, int64_t k, int64_t n, const uint16_t *d_xh, float *d_y,
+                        int32_t T, const float *ref)
+{
+    const double flop = 2.0 * T * k * n;
+    timing t = time_it([&](int) {
+        CG((gemm_f16_launch<BM, BN, BK, S, DB, MINB>(0, (const uint16_t *)wh, k, k, n, d_xh, k, T, d_y, n, 0,
+                                                      &err_)));
+    });
+    CK(cudaDeviceSynchronize());
+    char label[96];
+    snprintf(label, sizeof label, "T %d: %s", T, name);
+    print_row(label, t, flop);
+    printf("    max |variant - library| / max |library| = %.2e\n", rel_diff(d_y, ref, (size_t)T * n));
+}
+
+static void bench_f16_variants(const uint16_t *d_xh, float *d_y, float *d_y2)
+{
+    const int64_t shapes[4][2] = {{4096, 4096}, {4096, 11008}, {11008, 4096}, {4096, 32000}};
+    const int32_t T = 512;
+    printf("\n== gemm_f16 variants (fp16 weights), y[T][n_out] = x[T][n_in] W^T ==\n");
+    for (int si = 0; si < 4; si++) {
+        const int64_t k = shapes[si][0], n = shapes[si][1];
+        wset ws;
+        wset_make(&ws, GGML_TYPE_Q4_K, k, n, 1);
+        const __half *wh = ws.wh[0];
+        printf("n_in %lld  n_out %lld\n", (long long)k, (long long)n);
+        CG(greta_gpu_dequant_f16(NULL, GGML_TYPE_Q4_K, ws.w[0], k, n, (uint16_t *)wh, k, &err_));
+        CG(greta_gpu_gemm_f16(NULL, (const uint16_t *)wh, k, k, n, d_xh, k, T, d_y2, n, 0, GRETA_GPU_MMA_AUTO, &err_));
+        f16_variant<128, 128, 32, 4, false, 2>("128x128 k32 s4 (v0)", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 64, 3, false, 1>("128x128 k64 s3", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 32, 6, false, 1>("128x128 k32 s6", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 32, 8, false, 1>("128x128 k32 s8", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 64, 4, false, 1>("128x128 k64 s4", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 64, 5, false, 1>("128x128 k64 s5", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 128, 3, false, 1>("128x128 k128 s3", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<64, 128, 64, 4, false, 2>("64x128 k64 s4 minb2", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<64, 128, 64, 3, false, 2>("64x128 k64 s3 minb2", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<64, 128, 32, 8, false, 1>("64x128 k32 s8", wh, k, n, d_xh, d_y, T, d_y2);
+        wset_free(&ws);
+    }
 }
 
 static void bench_sweep(const float *d_x, const uint16_t *d_xh, float *d_y)
@@ -469,8 +534,9 @@ static void bench_attention(void)
 int main(int argc, char **argv)
 {
     const int prefill_only = argc == 2 && !strcmp(argv[1], "--prefill");
-    if (argc > 1 && !prefill_only) {
-        fprintf(stderr, "usage: gemm-bench [--prefill]\n");
+    const int f16_only = argc == 2 && !strcmp(argv[1], "--f16");
+    if (argc > 1 && !prefill_only && !f16_only) {
+        fprintf(stderr, "usage: gemm-bench [--prefill | --f16]\n");
         return 2;
     }
     greta_gpu_info info;
@@ -496,6 +562,10 @@ int main(int argc, char **argv)
     CG(greta_gpu_f32_to_f16(NULL, d_x, kmax, (int32_t)T, kmax, d_xh, kmax, &err_));
     if (prefill_only) {
         bench_prefill_paths(cb, d_xh, d_y);
+        return 0;
+    }
+    if (f16_only) {
+        bench_f16_variants(d_xh, d_y, d_y2);
         return 0;
     }
     bench_shapes(cb, d_x, d_xh, d_y, d_y2);
