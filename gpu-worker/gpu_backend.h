@@ -91,20 +91,27 @@ typedef struct greta_gpu_backend_opts {
  *           sliced by rows when larger: no second copy of the weights), then
  *           cuBLAS fp16 GEMM with fp32 accumulation; the same attention.
  *           CUDA builds that found cuBLAS only (GRETA_HAVE_GPU_BLAS).
- *   AUTO    GRETA_GPU_PREFILL (auto, v1, mma or cublas) when set, else
- *           CUBLAS where built (measured faster: docs/GPU.md), else MMA.
- * MMA and CUBLAS round both GEMM operands to fp16 (fp32 accumulation). */
+ *   DQMMA   CUBLAS's decoding into the same scratch, then our own matrix-core
+ *           GEMM on the fp16 weights (greta_gpu_gemm_f16: tiles copied into
+ *           shared memory ahead of the MMAs); the same attention. Every
+ *           build (NVIDIA mma.sync, AMD MFMA).
+ *   AUTO    GRETA_GPU_PREFILL (auto, v1, mma, cublas or dqmma) when set,
+ *           else CUBLAS where built (measured faster: docs/GPU.md), else
+ *           DQMMA.
+ * MMA, CUBLAS and DQMMA round both GEMM operands to fp16 (fp32
+ * accumulation). */
 typedef enum greta_gpu_prefill {
     GRETA_GPU_PREFILL_AUTO = 0,
     GRETA_GPU_PREFILL_V1 = 1,
     GRETA_GPU_PREFILL_MMA = 2,
-    GRETA_GPU_PREFILL_CUBLAS = 3
+    GRETA_GPU_PREFILL_CUBLAS = 3,
+    GRETA_GPU_PREFILL_DQMMA = 4
 } greta_gpu_prefill;
 /* Shortest run of one sequence's consecutive positions in a batch that
  * goes to flash attention (shorter ones: the per-token kernel). */
 #define GRETA_GPU_FLASH_MIN_RUN 16
 
-/* "auto", "v1", "mma", "cublas"; NULL outside the enum. */
+/* "auto", "v1", "mma", "cublas", "dqmma"; NULL outside the enum. */
 const char *greta_gpu_prefill_name(int p);
 /* Parses one of those names into *out; GRETA_ERR_INVALID naming them. */
 int greta_gpu_prefill_parse(const char *s, int *out, greta_error *err);

@@ -7,13 +7,13 @@
  *              against a float64 product of the same fp16 operands,
  *              |d| <= 1e-3 * sum|w x| + 1e-6 (fp32 accumulation); bad
  *              arguments.
- *   paths      for V1, MMA and CUBLAS (where built), each forced through
+ *   paths      for V1, MMA, DQMMA and CUBLAS (where built), each forced through
  *              greta_gpu_backend_opts.prefill:
  *              - stories260K, the 200 greedy ids of stories260K-greedy.json
  *                as one batch (logits of every row): each row's top-1 is the
  *                next greedy id, and every row is within 0.05 x its standard
  *                deviation of the CPU backend's row (the fp16 KV cache and,
- *                for MMA/CUBLAS, fp16 GEMM operands; the largest ratio is
+ *                for MMA/DQMMA/CUBLAS, fp16 GEMM operands; the largest ratio is
  *                printed);
  *              - two sequences interleaved in one batch (A: 20 tokens, B: 3,
  *                A: 20 more): flash runs and per-token rows mixed, the
@@ -41,7 +41,7 @@
 
 #define PATH_TOL 0.05 /* max |gpu - cpu| / std(cpu row) */
 
-static const int all_paths[] = {GRETA_GPU_PREFILL_V1, GRETA_GPU_PREFILL_MMA,
+static const int all_paths[] = {GRETA_GPU_PREFILL_V1, GRETA_GPU_PREFILL_MMA, GRETA_GPU_PREFILL_DQMMA,
 #if defined(GRETA_HAVE_GPU_BLAS)
                                 GRETA_GPU_PREFILL_CUBLAS
 #endif
@@ -368,21 +368,21 @@ static void test_selector(void **state)
     EXPECT_OK(greta_model_open(found, &m, &err));
     greta_backend_params p = {.n_ctx = 32, .n_seq = 1, .n_batch = 16, .n_threads = 1};
     greta_backend *b = NULL;
-    for (int i = 0; i <= GRETA_GPU_PREFILL_CUBLAS; i++) {
+    for (int i = 0; i <= GRETA_GPU_PREFILL_DQMMA; i++) {
         int back = -1;
         assert_int_equal(greta_gpu_prefill_parse(greta_gpu_prefill_name(i), &back, &err), 0);
         assert_int_equal(back, i);
     }
-    assert_null(greta_gpu_prefill_name(4));
+    assert_null(greta_gpu_prefill_name(5));
     /* the variable picks the path of the default create */
-    const char *names[] = {"v1", "mma", "auto", ""};
+    const char *names[] = {"v1", "mma", "dqmma", "auto", ""};
 #if defined(GRETA_HAVE_GPU_BLAS)
     const int def = GRETA_GPU_PREFILL_CUBLAS;
 #else
-    const int def = GRETA_GPU_PREFILL_MMA;
+    const int def = GRETA_GPU_PREFILL_DQMMA;
 #endif
-    const int want[] = {GRETA_GPU_PREFILL_V1, GRETA_GPU_PREFILL_MMA, def, def};
-    for (int i = 0; i < 4; i++) {
+    const int want[] = {GRETA_GPU_PREFILL_V1, GRETA_GPU_PREFILL_MMA, GRETA_GPU_PREFILL_DQMMA, def, def};
+    for (int i = 0; i < 5; i++) {
         setenv("GRETA_GPU_PREFILL", names[i], 1);
         EXPECT_OK(greta_gpu_backend_create(m, &p, &b, &err));
         assert_int_equal(greta_gpu_backend_prefill(b), want[i]);
