@@ -10,7 +10,9 @@
  *          and that t is the time to first token;
  *   tg<N>: N greedy steps (argmax of the logits, then a forward pass of that
  *          token), timed per step: tokens/s = N / sum, p50/p99 of the steps.
- * Each test runs -r times after one untimed warm-up forward; the figures
+ * Each test runs -r times after an untimed warm-up (one forward of one
+ * token and, with -p, one prefill of P tokens, so lazily loaded kernels
+ * and libraries are not timed); the figures
  * are the mean and sample standard deviation over the repetitions (wall
  * clock, token read-back included). At depth 0 the tg test starts from BOS
  * alone, so its tokens are the greedy tokens of `greta run -n N --temp 0`
@@ -653,10 +655,17 @@ static int bench_threads(bench_run *br, const greta_engine_params *ep, int first
         if (!strcmp(greta_engine_backend_name(e), "gpu"))
             greta_compare_json_gpu(cJSON_AddObjectToObject(br->root, "gpu"), greta_engine_backend(e));
     }
-    /* warm-up: one forward pass (pages the weights in) */
+    /* warm-up: one forward pass (pages the weights in), then one prefill of
+     * the prompt's length: the prefill path's kernels and libraries load
+     * lazily at their first call (cuBLAS: about 10 ms at pp512, 70 ms at
+     * pp4096), which would otherwise land in the first timed repetition */
     const float *logits;
     const int32_t warm = br->bos >= 0 && br->bos < br->vocab ? br->bos : 0;
     rc = fill_context(e, &warm, 1, &logits, err);
+    if (!rc && o->p > 1) {
+        fill_tokens(br->prompt, o->p, br->vocab, br->bos, 2);
+        rc = fill_context(e, br->prompt, o->p, &logits, err);
+    }
     for (int di = 0; di < o->n_depths && !rc; di++) {
         const int32_t d = o->depths[di];
         char dsuf[32] = "";
