@@ -27,6 +27,9 @@
  * greta_gpu_gemm (240-260 us), so it takes over right after the GEMV.
  */
 #include "gemm_mma.cuh"
+#if defined(GRETA_GPU_CUDA)
+#include "gemm_wgmma.cuh"
+#endif
 #include "gpu_ops.h"
 #include "prefill_ops.h"
 
@@ -208,6 +211,53 @@ static greta_gpu_mma_tile gemm_f16_pick(int64_t n, int32_t n_tok)
     return best;
 }
 
+/* ---- the Hopper kernel (gemm_wgmma.cuh) ----------------------------------------- */
+
+static int g_wgmma_on = 1; /* greta_gpu_set_wgmma */
+
+extern "C" int greta_gpu_wgmma_available(void)
+{
+#if defined(GRETA_GPU_CUDA)
+    static int avail = -1; /* probed once: the build has sm_90a code and the GPU runs it */
+    if (avail < 0) {
+        int dev = 0, major = 0, *d_ok = NULL, ok = 0;
+        avail = 0;
+        if (cudaGetDevice(&dev) == cudaSuccess &&
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9 &&
+            cudaMalloc(&d_ok, sizeof(int)) == cudaSuccess) {
+            gemm_wgmma_probe<<<1, 1>>>(d_ok);
+            if (cudaGetLastError() == cudaSuccess && cudaMemcpy(&ok, d_ok, sizeof ok, cudaMemcpyDeviceToHost) == cudaSuccess)
+                avail = ok == 1;
+            cudaFree(d_ok);
+        }
+        (void)cudaGetLastError(); /* a failed probe is an answer, not an error for later calls */
+    }
+    return avail;
+#else
+    return 0;
+#endif
+}
+
+extern "C" int greta_gpu_set_wgmma(int on)
+{
+    g_wgmma_on = on != 0;
+    return g_wgmma_on && greta_gpu_wgmma_available();
+}
+
+#if defined(GRETA_GPU_CUDA)
+static int gemm_wgmma_launch(gpu_stream_t st, const uint16_t *w, int64_t ld_w, int64_t k, int64_t n,
+                             const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
+                             greta_error *err)
+{
+    constexpr int smem = gemm_wgmma_smem_bytes();
+    GPU_CHECK(cudaFuncSetAttribute(gemm_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), err);
+    const dim3 grid((unsigned)((n_tok + WG_BM - 1) / WG_BM), (unsigned)((n + WG_BN - 1) / WG_BN));
+    gemm_wgmma_kernel<<<grid, WG_THREADS, smem, st>>>(w, ld_w, k, n, x, ld_x, n_tok, y, ld_y, accumulate);
+    GPU_CHECK(gpu_last_error(), err);
+    return 0;
+}
+#endif
+
 extern "C" int greta_gpu_gemm_f16(greta_gpu_stream *s, const uint16_t *w, int64_t ld_w, int64_t k, int64_t n,
                                   const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y,
                                   int accumulate, greta_gpu_mma_tile tile, greta_error *err)
@@ -226,9 +276,13 @@ extern "C" int greta_gpu_gemm_f16(greta_gpu_stream *s, const uint16_t *w, int64_
     if ((n_tok + 63) / 64 > 2147483647 || (n + 63) / 64 > 65535)
         return greta_error_set(err, GRETA_ERR_INVALID, "gemm_f16: %d tokens x %lld rows is too large a grid", n_tok,
                                (long long)n);
+    const gpu_stream_t st = (gpu_stream_t)s;
+#if defined(GRETA_GPU_CUDA)
+    if (tile == GRETA_GPU_MMA_AUTO && n_tok >= GRETA_GPU_WGMMA_MIN_TOK && g_wgmma_on && greta_gpu_wgmma_available())
+        return gemm_wgmma_launch(st, w, ld_w, k, n, x, ld_x, n_tok, y, ld_y, accumulate, err);
+#endif
     if (tile == GRETA_GPU_MMA_AUTO)
         tile = gemm_f16_pick(n, n_tok);
-    const gpu_stream_t st = (gpu_stream_t)s;
     switch (tile) {
     case GRETA_GPU_MMA_128x128:
     case GRETA_GPU_MMA_128x128_K64: /* the k step is the configuration's (below) */

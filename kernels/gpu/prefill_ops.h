@@ -101,6 +101,17 @@ int greta_gpu_gemm_f16(greta_gpu_stream *s, const uint16_t *w, int64_t ld_w, int
                        const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
                        greta_gpu_mma_tile tile, greta_error *err);
 
+/* On NVIDIA Hopper (a build with sm_90a code on a compute capability 9.0
+ * GPU) greta_gpu_gemm_f16 with tile AUTO and at least
+ * GRETA_GPU_WGMMA_MIN_TOK tokens runs a warpgroup-MMA kernel (wgmma, 128 x
+ * 128 tiles; kernels/gpu/gemm_wgmma.cuh) instead of the mma.sync tiles,
+ * with the same bound. greta_gpu_wgmma_available: 1 when it can;
+ * greta_gpu_set_wgmma(0) turns it off process-wide (for comparisons; on by
+ * default), returning whether it is now in use. */
+#define GRETA_GPU_WGMMA_MIN_TOK 64
+int greta_gpu_wgmma_available(void);
+int greta_gpu_set_wgmma(int on);
+
 /* out[t][i] = fp16 bits of x[t][i] (round to nearest even, as
  * greta_f32_to_fp16), t < n_rows, i < n. */
 int greta_gpu_f32_to_f16(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,

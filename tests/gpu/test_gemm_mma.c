@@ -253,9 +253,10 @@ static void test_gemm_mma_bad_arguments(void **state)
  * reference (double, from the same fp16 values) differs only by the fp32
  * sums: |gpu - ref| <= 1e-4 * sum_i |w_i x_i| + 1e-6 (a misplaced operand
  * fragment or a stale stage gives errors of the order of the value).
- * Covered: every tile and AUTO, k of one 8-element piece, not a multiple of
- * the 32-wide step, and 4096; rows and tokens that are not multiples of any
- * tile; padded strides; accumulate; one weight row. */
+ * Covered: every tile and AUTO (with the Hopper wgmma kernel on and off),
+ * k of one 8-element piece, not a multiple of the 32- or 64-wide step, and
+ * 4096; rows and tokens that are not multiples of any tile; padded strides;
+ * accumulate; one weight row. */
 static double run_f16_case(int64_t k, int64_t n, int32_t T, int64_t ld_w, int64_t ld_x, int64_t ld_y, int accumulate,
                            unsigned tiles, uint64_t seed)
 {
@@ -307,20 +308,30 @@ static double run_f16_case(int64_t k, int64_t n, int32_t T, int64_t ld_w, int64_
     return worst;
 }
 
+/* Each case with the Hopper kernel on (tile AUTO from GRETA_GPU_WGMMA_MIN_TOK
+ * tokens, where available) and off (AUTO picks an mma.sync tile). */
 static void test_gemm_f16(void **state)
 {
     GPU_OR_SKIP();
-    double worst = 0.0, v;
-    /* k, n, tokens, ld_w, ld_x, ld_y, accumulate, tiles */
-    v = run_f16_case(8, 136, 130, 8, 16, 136, 0, ALL_TILES | TILE(GRETA_GPU_MMA_AUTO), 1);
-    worst = v > worst ? v : worst;
-    v = run_f16_case(40, 200, 17, 48, 40, 205, 1, ALL_TILES, 2);
-    worst = v > worst ? v : worst;
-    v = run_f16_case(4096, 72, 200, 4104, 4096, 72, 0, ALL_TILES | TILE(GRETA_GPU_MMA_AUTO), 3);
-    worst = v > worst ? v : worst;
-    v = run_f16_case(264, 1, 65, 264, 272, 3, 1, TILE(GRETA_GPU_MMA_128x128) | TILE(GRETA_GPU_MMA_64x64), 4);
-    worst = v > worst ? v : worst;
-    print_message("gemm_f16: worst |err| / sum|w x| = %.2e (bound 1e-4)\n", worst);
+    print_message("gemm_f16: wgmma kernel %s\n", greta_gpu_wgmma_available() ? "available" : "not available");
+    for (int on = 1; on >= 0; on--) {
+        assert_int_equal(greta_gpu_set_wgmma(on), on && greta_gpu_wgmma_available());
+        double worst = 0.0, v;
+        const unsigned all = ALL_TILES | TILE(GRETA_GPU_MMA_AUTO);
+        /* k, n, tokens, ld_w, ld_x, ld_y, accumulate, tiles */
+        v = run_f16_case(8, 136, 130, 8, 16, 136, 0, all, 1);
+        worst = v > worst ? v : worst;
+        v = run_f16_case(40, 200, 17, 48, 40, 205, 1, all, 2);
+        worst = v > worst ? v : worst;
+        v = run_f16_case(4096, 72, 200, 4104, 4096, 72, 0, all, 3);
+        worst = v > worst ? v : worst;
+        v = run_f16_case(264, 1, 65, 264, 272, 3, 1, TILE(GRETA_GPU_MMA_AUTO) | TILE(GRETA_GPU_MMA_64x64), 4);
+        worst = v > worst ? v : worst;
+        v = run_f16_case(136, 260, 300, 136, 144, 263, 1, TILE(GRETA_GPU_MMA_AUTO), 5);
+        worst = v > worst ? v : worst;
+        print_message("gemm_f16 (wgmma %s): worst |err| / sum|w x| = %.2e (bound 1e-4)\n", on ? "on" : "off", worst);
+    }
+    greta_gpu_set_wgmma(1);
 }
 
 /* The decoded-weights path as the prefill uses it: greta_gpu_dequant_f16,

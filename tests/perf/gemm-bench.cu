@@ -424,6 +424,21 @@ static void bench_f16_variants(const uint16_t *d_xh, float *d_y, float *d_y2)
         printf("n_in %lld  n_out %lld\n", (long long)k, (long long)n);
         CG(greta_gpu_dequant_f16(NULL, GGML_TYPE_Q4_K, ws.w[0], k, n, (uint16_t *)wh, k, &err_));
         CG(greta_gpu_gemm_f16(NULL, (const uint16_t *)wh, k, k, n, d_xh, k, T, d_y2, n, 0, GRETA_GPU_MMA_AUTO, &err_));
+        {
+            greta_gpu_set_wgmma(0);
+            CG(greta_gpu_gemm_f16(NULL, (const uint16_t *)wh, k, k, n, d_xh, k, T, d_y2, n, 0, GRETA_GPU_MMA_AUTO,
+                                  &err_));
+            greta_gpu_set_wgmma(1);
+            const double flop = 2.0 * T * k * n;
+            timing t = time_it([&](int) {
+                CG(greta_gpu_gemm_f16(NULL, (const uint16_t *)wh, k, k, n, d_xh, k, T, d_y, n, 0, GRETA_GPU_MMA_AUTO,
+                                      &err_));
+            });
+            CK(cudaDeviceSynchronize());
+            print_row(greta_gpu_wgmma_available() ? "T 512: wgmma 128x128 k64 s5 (AUTO)" : "T 512: AUTO (no wgmma)", t,
+                      flop);
+            printf("    max |wgmma - mma.sync AUTO| / max = %.2e\n", rel_diff(d_y, d_y2, (size_t)T * n));
+        }
         f16_variant<128, 128, 32, 4, false, 2>("128x128 k32 s4 (v0)", wh, k, n, d_xh, d_y, T, d_y2);
         f16_variant<128, 128, 64, 3, false, 1>("128x128 k64 s3", wh, k, n, d_xh, d_y, T, d_y2);
         f16_variant<128, 128, 32, 6, false, 1>("128x128 k32 s6", wh, k, n, d_xh, d_y, T, d_y2);
