@@ -264,6 +264,23 @@ template <int N> __device__ inline void block_sums(float (&v)[N], float (*sm)[N]
     __syncthreads();
 }
 
+/* A group's results when NORM is off: the warps' partial sums of each of
+ * N values stay in shared memory (one barrier per group instead of
+ * block_sums' two plus the one before the next group), and res[i] adds
+ * them up in warp order, as block_sums does, for whichever values the
+ * storing thread needs. */
+template <int N> struct mv_partials {
+    const float (*sm)[N];
+    int n_warps;
+    __device__ __forceinline__ float operator[](int i) const
+    {
+        float r = 0.0f;
+        for (int w = 0; w < n_warps; w++)
+            r += sm[w][i];
+        return r;
+    }
+};
+
 /* The dependency on the previous kernel (gpu_port.h, PDL), once per
  * thread: weights may be loaded before, x only after. */
 __device__ __forceinline__ void mv_wait(bool &waited)
@@ -292,7 +309,8 @@ __device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units
 
 /* The row groups of a launch, RR rows each (G: rows(g) gives group g's
  * mv_rows, H rows per base; done(g, res, i) stores the group's results
- * res[t * RR + r], called by every thread, i = threadIdx.x). The block
+ * res[t * RR + r] (res: a float array, or mv_partials), called by every
+ * thread, i = threadIdx.x). The block
  * takes groups blockIdx.x, + gridDim.x, ...; its threads split each
  * group's 32-value units. Per group, res[t * RR + r] = dot(row r, x[t]), or
  * with the fused RMSNorm (NORM, gw = its weights, over the k values of x)
@@ -308,8 +326,9 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
                                           int64_t k, const float *__restrict__ gw, float eps)
 {
     constexpr int N = NT * RR + (NORM ? NT : 0);
-    __shared__ float sm[MV3_BLOCK / GPU_MIN_WARP][N];
+    __shared__ float sm[2][MV3_BLOCK / GPU_MIN_WARP][N]; /* [group parity] */
     __shared__ float res[N];
+    int par = 0;
     const int64_t n_units = k / 32;
     bool waited = false;
     for (int64_t g = blockIdx.x; g < n_groups; g += gridDim.x) {
@@ -336,16 +355,31 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
             if (NORM)
                 flat[NT * RR + t] = ss[t];
         }
-        block_sums<N>(flat, sm, res);
-        if (NORM) {
+        if constexpr (NORM) {
+            block_sums<N>(flat, sm[0], res);
             if (threadIdx.x < NT * RR) {
                 const float mean = res[NT * RR + threadIdx.x / RR] / (float)k;
                 res[threadIdx.x] *= 1.0f / sqrtf(mean + eps);
             }
             __syncthreads();
+            grp.done(g, res, (int)threadIdx.x);
+            __syncthreads(); /* res is reused by the block's next group */
+        } else {
+            /* the next group writes the other half of sm, and the one after
+             * this half only once every thread has passed the next barrier */
+            const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
+#pragma unroll
+            for (int i = 0; i < N; i++)
+                flat[i] = gpu_warp_sum(flat[i]);
+            if (lane == 0)
+#pragma unroll
+                for (int i = 0; i < N; i++)
+                    sm[par][warp][i] = flat[i];
+            __syncthreads();
+            const mv_partials<N> part{sm[par], (int)(blockDim.x / GRETA_WARP)};
+            grp.done(g, part, (int)threadIdx.x);
+            par ^= 1;
         }
-        grp.done(g, res, (int)threadIdx.x);
-        __syncthreads(); /* res is reused by the block's next group */
     }
 }
 
@@ -398,7 +432,7 @@ template <int NT, bool EPI, int R> struct mv3_groups {
                            m == 0 ? A.type[0] : m == 1 ? A.type[1] : A.type[2]};
         return r;
     }
-    __device__ __forceinline__ void done(int64_t g, const float *res, int i) const
+    template <class Res> __device__ __forceinline__ void done(int64_t g, const Res &res, int i) const
     {
         const int m = mat(g);
         const int64_t row0 = first_row(g, m), n = m == 0 ? A.n[0] : m == 1 ? A.n[1] : A.n[2];
@@ -455,7 +489,7 @@ template <int NT, int R> struct glu_groups {
         const mv_rows r = {wg + g * R * row_bytes, wu + g * R * row_bytes, row_bytes, left < R ? (int)left : R, type};
         return r;
     }
-    __device__ __forceinline__ void done(int64_t g, const float *res, int i) const
+    template <class Res> __device__ __forceinline__ void done(int64_t g, const Res &res, int i) const
     {
         const int t = i / R, r = i % R;
         if (i < NT * R && g * R + r < n) {
