@@ -392,10 +392,34 @@ void greta_shm_ring(_Atomic uint32_t *bell, uint32_t value)
     syscall(SYS_futex, (uint32_t *)bell, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
+static int64_t shm_now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
 int greta_shm_wait(_Atomic uint32_t *bell, uint32_t seen, int timeout_us)
 {
     if (atomic_load_explicit(bell, memory_order_acquire) != seen)
         return 1;
+    /* Spin first: a bell rung within GRETA_SHM_SPIN_US is seen without a
+     * futex sleep and wake-up, which cost tens of microseconds per hand-off
+     * (the gpu-worker waits this long for the sampler every step). */
+    const int spin = timeout_us < GRETA_SHM_SPIN_US ? timeout_us : GRETA_SHM_SPIN_US;
+    if (spin > 0) {
+        const int64_t end = shm_now_us() + spin;
+        do {
+            for (int i = 0; i < 32; i++) {
+                if (atomic_load_explicit(bell, memory_order_acquire) != seen)
+                    return 1;
+#if defined(__x86_64__) || defined(__i386__)
+                __builtin_ia32_pause();
+#endif
+            }
+        } while (shm_now_us() < end);
+        timeout_us -= spin;
+    }
     if (timeout_us > 0) {
         struct timespec ts = {timeout_us / 1000000, (long)(timeout_us % 1000000) * 1000};
         syscall(SYS_futex, (uint32_t *)bell, FUTEX_WAIT, seen, &ts, NULL, 0); /* relative, CLOCK_MONOTONIC */

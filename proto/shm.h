@@ -264,7 +264,10 @@ int greta_proc_alive(int pid, uint64_t start_time);
 void greta_shm_ring(_Atomic uint32_t *bell, uint32_t value);
 /* Waits until the doorbell holds something other than `seen` or timeout_us
  * passes (a spurious early return is possible: callers re-check what they
- * wait for). 1 when the value differs now, 0 otherwise. */
+ * wait for). 1 when the value differs now, 0 otherwise. The first
+ * GRETA_SHM_SPIN_US of the wait (at most timeout_us) spin on the bell; the
+ * rest sleep on it (futex). */
+#define GRETA_SHM_SPIN_US 50
 int greta_shm_wait(_Atomic uint32_t *bell, uint32_t seen, int timeout_us);
 
 /* Makes this process the owner (adoption): owner pid/start, generation + 1. */
