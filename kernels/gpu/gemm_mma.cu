@@ -95,30 +95,42 @@ static int mma_sm_count(void)
     return v;
 }
 
-extern "C" greta_gpu_mma_tile greta_gpu_gemm_mma_pick(int64_t n, int32_t n_tok)
+/* One tile of a picker's table: shape, blocks sharing an SM, relative
+ * cost per output element and k step. */
+typedef struct tile_cost {
+    greta_gpu_mma_tile tile;
+    int bm, bn, per_sm;
+    double cost;
+} tile_cost;
+
+/* The tile with the least estimated time: (waves of resident blocks) x
+ * (blocks sharing an SM in a wave) x (tile area) x (cost). */
+static greta_gpu_mma_tile pick_tile(const tile_cost *tiles, size_t count, int64_t n, int32_t n_tok)
 {
-    static const struct {
-        greta_gpu_mma_tile tile;
-        int bm, bn;
-        double cost; /* relative cost per output element and k step */
-    } tiles[] = {
-        {GRETA_GPU_MMA_128x128, 128, 128, 1.0},
-        {GRETA_GPU_MMA_64x128, 64, 128, 1.45},
-        {GRETA_GPU_MMA_64x64, 64, 64, 1.06},
-    };
     int sms = mma_sm_count();
     if (sms <= 0)
         sms = 1;
-    greta_gpu_mma_tile best = GRETA_GPU_MMA_128x128;
+    greta_gpu_mma_tile best = tiles[0].tile;
     double best_t = 0.0;
-    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
+    for (size_t i = 0; i < count; i++) {
         const int64_t blocks = ((int64_t)n_tok + tiles[i].bm - 1) / tiles[i].bm * ((n + tiles[i].bn - 1) / tiles[i].bn);
-        const int64_t per_sm = (blocks + sms - 1) / sms;
-        const double t = (double)per_sm * tiles[i].bm * tiles[i].bn * tiles[i].cost;
+        const int64_t slots = (int64_t)sms * tiles[i].per_sm, waves = (blocks + slots - 1) / slots;
+        const int64_t on_sm = (blocks + sms - 1) / sms, shared = on_sm < tiles[i].per_sm ? on_sm : tiles[i].per_sm;
+        const double t = (double)waves * (double)shared * tiles[i].bm * tiles[i].bn * tiles[i].cost;
         if (i == 0 || t < best_t)
             best = tiles[i].tile, best_t = t;
     }
     return best;
+}
+
+extern "C" greta_gpu_mma_tile greta_gpu_gemm_mma_pick(int64_t n, int32_t n_tok)
+{
+    static const tile_cost tiles[] = {
+        {GRETA_GPU_MMA_128x128, 128, 128, 1, 1.0},
+        {GRETA_GPU_MMA_64x128, 64, 128, 1, 1.45},
+        {GRETA_GPU_MMA_64x64, 64, 64, 1, 1.06},
+    };
+    return pick_tile(tiles, sizeof tiles / sizeof tiles[0], n, n_tok);
 }
 
 extern "C" int greta_gpu_gemm_mma_ex(greta_gpu_stream *s, uint32_t type, const void *w, int64_t k, int64_t n,
@@ -181,34 +193,16 @@ extern "C" int greta_gpu_gemm_mma_f16(greta_gpu_stream *s, uint32_t type, const 
 #define F16_S_64 4
 #endif
 
-/* AUTO for gemm_f16: the tile with the least estimated time, (waves of
- * resident blocks) x (blocks sharing an SM in a wave) x (tile area) x (cost
- * per element), costs fitted to gemm-bench --f16 (H200, 512 tokens). */
+/* AUTO for gemm_f16's mma.sync / MFMA tiles: pick_tile with costs fitted
+ * to gemm-bench --f16 (H200, 512 tokens). */
 static greta_gpu_mma_tile gemm_f16_pick(int64_t n, int32_t n_tok)
 {
-    static const struct {
-        greta_gpu_mma_tile tile;
-        int bm, bn, per_sm;
-        double cost;
-    } tiles[] = {
+    static const tile_cost tiles[] = {
         {GRETA_GPU_MMA_128x128, 128, 128, 1, 1.0},
         {GRETA_GPU_MMA_64x128, 64, 128, 2, 1.0},
         {GRETA_GPU_MMA_64x64, 64, 64, 2, 1.3},
     };
-    int sms = mma_sm_count();
-    if (sms <= 0)
-        sms = 1;
-    greta_gpu_mma_tile best = GRETA_GPU_MMA_128x128;
-    double best_t = 0.0;
-    for (size_t i = 0; i < sizeof tiles / sizeof tiles[0]; i++) {
-        const int64_t blocks = ((int64_t)n_tok + tiles[i].bm - 1) / tiles[i].bm * ((n + tiles[i].bn - 1) / tiles[i].bn);
-        const int64_t slots = (int64_t)sms * tiles[i].per_sm, waves = (blocks + slots - 1) / slots;
-        const int64_t shared = (blocks + sms - 1) / sms < tiles[i].per_sm ? (blocks + sms - 1) / sms : tiles[i].per_sm;
-        const double t = (double)waves * (double)shared * tiles[i].bm * tiles[i].bn * tiles[i].cost;
-        if (i == 0 || t < best_t)
-            best = tiles[i].tile, best_t = t;
-    }
-    return best;
+    return pick_tile(tiles, sizeof tiles / sizeof tiles[0], n, n_tok);
 }
 
 /* ---- the Hopper kernel (gemm_wgmma.cuh) ----------------------------------------- */
@@ -286,12 +280,12 @@ extern "C" int greta_gpu_gemm_f16(greta_gpu_stream *s, const uint16_t *w, int64_
     switch (tile) {
     case GRETA_GPU_MMA_128x128:
     case GRETA_GPU_MMA_128x128_K64: /* the k step is the configuration's (below) */
-        return gemm_f16_launch<128, 128, F16_BK_128, F16_S_128, false, 1>(st, w, ld_w, k, n, x, ld_x, n_tok, y,
-                                                                         ld_y, accumulate, err);
+        return gemm_f16_launch<128, 128, F16_BK_128, F16_S_128, 1>(st, w, ld_w, k, n, x, ld_x, n_tok, y, ld_y,
+                                                                  accumulate, err);
     case GRETA_GPU_MMA_64x128:
     case GRETA_GPU_MMA_64x128_K64:
-        return gemm_f16_launch<64, 128, F16_BK_64, F16_S_64, false, 2>(st, w, ld_w, k, n, x, ld_x, n_tok, y, ld_y,
-                                                                      accumulate, err);
+        return gemm_f16_launch<64, 128, F16_BK_64, F16_S_64, 2>(st, w, ld_w, k, n, x, ld_x, n_tok, y, ld_y,
+                                                               accumulate, err);
     default:
         return gemm_f16_launch<64, 64, MMA_BK>(st, w, ld_w, k, n, x, ld_x, n_tok, y, ld_y, accumulate, err);
     }

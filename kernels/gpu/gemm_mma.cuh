@@ -262,32 +262,7 @@ template <int BM, int BN, int BK> struct mma_core {
                     acc[i][j][e] = 0.0f;
     }
 
-    /* One BK step over the stage (xs, ws); wm, wn: this warp's position. */
-    __device__ void step(const __half *xs, const __half *ws, int wm, int wn, int lane)
-    {
-#pragma unroll
-        for (int kk = 0; kk < BK; kk += 16) {
-            uint32_t a[MI][4], b[NI][2];
-#pragma unroll
-            for (int i = 0; i < MI; i++)
-                mma_ldmatrix_x4(a[i], xs + (wm * WTM + i * 16 + (lane & 15)) * LDS + kk + (lane >> 4) * 8);
-#pragma unroll
-            for (int j = 0; j < NI; j += 2) {
-                uint32_t r[4];
-                mma_ldmatrix_x4(r, ws + (wn * WTN + j * 8 + (lane & 7) + ((lane >> 4) << 3)) * LDS + kk +
-                                       ((lane >> 3) & 1) * 8);
-                b[j][0] = r[0], b[j][1] = r[1], b[j + 1][0] = r[2], b[j + 1][1] = r[3];
-            }
-#pragma unroll
-            for (int i = 0; i < MI; i++)
-#pragma unroll
-                for (int j = 0; j < NI; j++)
-                    mma_16816(acc[i][j], a[i], b[j][0], b[j][1]);
-        }
-    }
-
-    /* step with the fragments of k slice kk + 16 loaded before the MMAs of
-     * slice kk (twice the fragment registers) */
+    /* The A (activation) and B (weight) fragments of k slice kk. */
     __device__ void frags(const __half *xs, const __half *ws, int wm, int wn, int lane, int kk, uint32_t (&a)[MI][4],
                           uint32_t (&b)[NI][2]) const
     {
@@ -303,19 +278,18 @@ template <int BM, int BN, int BK> struct mma_core {
         }
     }
 
-    __device__ void step_db(const __half *xs, const __half *ws, int wm, int wn, int lane)
+    /* One BK step over the stage (xs, ws); wm, wn: this warp's position. */
+    __device__ void step(const __half *xs, const __half *ws, int wm, int wn, int lane)
     {
-        uint32_t a[2][MI][4], b[2][NI][2];
-        frags(xs, ws, wm, wn, lane, 0, a[0], b[0]);
 #pragma unroll
-        for (int kk = 0; kk < BK / 16; kk++) {
-            if (kk + 1 < BK / 16)
-                frags(xs, ws, wm, wn, lane, (kk + 1) * 16, a[(kk + 1) & 1], b[(kk + 1) & 1]);
+        for (int kk = 0; kk < BK; kk += 16) {
+            uint32_t a[MI][4], b[NI][2];
+            frags(xs, ws, wm, wn, lane, kk, a, b);
 #pragma unroll
             for (int i = 0; i < MI; i++)
 #pragma unroll
                 for (int j = 0; j < NI; j++)
-                    mma_16816(acc[i][j], a[kk & 1][i], b[kk & 1][j][0], b[kk & 1][j][1]);
+                    mma_16816(acc[i][j], a[i], b[j][0], b[j][1]);
         }
     }
 
@@ -391,9 +365,6 @@ template <int BM, int BN, int BK> struct mma_core {
         }
 #endif
     }
-
-    /* the same as step (the MFMA operands are plain LDS reads) */
-    __device__ void step_db(const __half *xs, const __half *ws, int wm, int wn, int lane) { step(xs, ws, wm, wn, lane); }
 
     __device__ void store(float *y, int64_t ld_y, int64_t tok0, int64_t row0, int32_t n_tok, int64_t n,
                           int accumulate, int wm, int wn, int lane) const
@@ -529,19 +500,69 @@ static int gemm_mma_launch(gpu_stream_t st, const void *w, int64_t row_bytes, in
 #endif
 #endif
 
+/* A thread's share of copying one k step of an activation tile (XR rows)
+ * and a weight tile (WR rows) into shared memory: 16-byte pieces of 8
+ * values at fixed (row, piece) places, sources kept in registers and
+ * advanced by the step's first column c0 (the per-step address arithmetic
+ * cost 20-30% of gemm_f16_kernel's time before). Rows past n_tok or n and
+ * pieces past k are zero-filled. dst(r, c) is the byte offset of row r's
+ * piece c in a stage (the kernel's layout). */
+template <int XR, int WR, int CPR, int THREADS> struct tile_copier {
+    static constexpr int XP = XR * CPR / THREADS, WP = WR * CPR / THREADS;
+    static_assert((XR * CPR) % THREADS == 0 && (WR * CPR) % THREADS == 0, "whole pieces per thread");
+    const uint16_t *xsrc[XP], *wsrc[WP];
+    int xdst[XP], wdst[WP], xcol[XP], wcol[WP];
+    bool xok[XP], wok[WP];
+
+    template <class DST>
+    __device__ __forceinline__ void init(const uint16_t *x, int64_t ld_x, int64_t tok0, int32_t n_tok,
+                                         const uint16_t *w, int64_t ld_w, int64_t row0, int64_t n, int tid, DST dst)
+    {
+#pragma unroll
+        for (int j = 0; j < XP; j++) {
+            const int i = tid + j * THREADS, r = i / CPR, c = i % CPR;
+            xok[j] = tok0 + r < n_tok;
+            xsrc[j] = x + (xok[j] ? (tok0 + r) * ld_x + 8 * c : 0);
+            xdst[j] = dst(r, c), xcol[j] = 8 * c;
+        }
+#pragma unroll
+        for (int j = 0; j < WP; j++) {
+            const int i = tid + j * THREADS, r = i / CPR, c = i % CPR;
+            wok[j] = row0 + r < n;
+            wsrc[j] = w + (wok[j] ? (row0 + r) * ld_w + 8 * c : 0);
+            wdst[j] = dst(r, c), wcol[j] = 8 * c;
+        }
+    }
+
+    /* the step at column c0 into the stage at xd / wd, then one commit */
+    __device__ __forceinline__ void issue(uint8_t *xd, uint8_t *wd, int64_t c0, int64_t k, const uint16_t *x,
+                                          const uint16_t *w) const
+    {
+#pragma unroll
+        for (int j = 0; j < XP; j++) {
+            const bool ok = xok[j] && c0 + xcol[j] < k;
+            gpu_cp_async16(xd + xdst[j], ok ? xsrc[j] + c0 : x, ok ? 16 : 0);
+        }
+#pragma unroll
+        for (int j = 0; j < WP; j++) {
+            const bool ok = wok[j] && c0 + wcol[j] < k;
+            gpu_cp_async16(wd + wdst[j], ok ? wsrc[j] + c0 : w, ok ? 16 : 0);
+        }
+    }
+};
+
 __host__ __device__ constexpr int gemm_f16_smem_bytes(int bm, int bn, int bk, int stages = GEMM_F16_STAGES)
 {
     return stages * (bm + bn) * (bk + MMA_PAD) * 2;
 }
 
-template <int BM, int BN, int BK, int S = GEMM_F16_STAGES, bool DB = false, int MINB = gemm_mma_min_blocks(BM, BN, BK)>
+template <int BM, int BN, int BK, int S = GEMM_F16_STAGES, int MINB = gemm_mma_min_blocks(BM, BN, BK)>
 __global__ void __launch_bounds__(MMA_THREADS, MINB)
 gemm_f16_kernel(const uint16_t *__restrict__ w, int64_t ld_w, int64_t k, int64_t n, const uint16_t *__restrict__ x,
                 int64_t ld_x, int32_t n_tok, float *__restrict__ y, int64_t ld_y, int accumulate)
 {
     typedef mma_core<BM, BN, BK> core_t;
     constexpr int LDS = core_t::LDS, CPR = BK / 8; /* 16-byte pieces per tile row */
-    static_assert((BM * CPR) % MMA_THREADS == 0 && (BN * CPR) % MMA_THREADS == 0, "loader shape");
     extern __shared__ uint4 gemm_mma_smem[];
     __half *xs = (__half *)gemm_mma_smem; /* [S][BM][LDS] */
     __half *ws = xs + S * BM * LDS;       /* [S][BN][LDS] */
@@ -551,43 +572,13 @@ gemm_f16_kernel(const uint16_t *__restrict__ w, int64_t ld_w, int64_t k, int64_t
     const int64_t tok0 = (int64_t)blockIdx.x * BM, row0 = (int64_t)blockIdx.y * BN;
     const int64_t n_steps = (k + BK - 1) / BK;
 
-    /* This thread's 16-byte pieces of a stage: XP of the activation tile,
-     * WP of the weight tile, at fixed (row, column) places; their sources
-     * advance by BK per step (rows past n_tok or n read nothing). */
-    constexpr int XP = BM * CPR / MMA_THREADS, WP = BN * CPR / MMA_THREADS;
-    const uint16_t *xsrc[XP], *wsrc[WP];
-    int xdst[XP], wdst[WP], xcol[XP], wcol[WP];
-    bool xok[XP], wok[WP];
-#pragma unroll
-    for (int j = 0; j < XP; j++) {
-        const int i = tid + j * MMA_THREADS, r = i / CPR, c = (i % CPR) * 8;
-        xok[j] = tok0 + r < n_tok;
-        xsrc[j] = x + (xok[j] ? (tok0 + r) * ld_x + c : 0);
-        xdst[j] = r * LDS + c, xcol[j] = c;
-    }
-#pragma unroll
-    for (int j = 0; j < WP; j++) {
-        const int i = tid + j * MMA_THREADS, r = i / CPR, c = (i % CPR) * 8;
-        wok[j] = row0 + r < n;
-        wsrc[j] = w + (wok[j] ? (row0 + r) * ld_w + c : 0);
-        wdst[j] = r * LDS + c, wcol[j] = c;
-    }
+    tile_copier<BM, BN, CPR, MMA_THREADS> cp;
+    cp.init(x, ld_x, tok0, n_tok, w, ld_w, row0, n, tid, [](int r, int c) { return (r * LDS + 8 * c) * 2; });
     /* step s's tiles into stage s % S, then one commit (also when past the end) */
     auto issue = [&](int64_t s) {
-        if (s < n_steps) {
-            const int64_t c0 = s * BK;
-            __half *xd = xs + (int)(s % S) * BM * LDS, *wd = ws + (int)(s % S) * BN * LDS;
-#pragma unroll
-            for (int j = 0; j < XP; j++) {
-                const bool ok = xok[j] && c0 + xcol[j] < k;
-                gpu_cp_async16(xd + xdst[j], ok ? xsrc[j] + c0 : x, ok ? 16 : 0);
-            }
-#pragma unroll
-            for (int j = 0; j < WP; j++) {
-                const bool ok = wok[j] && c0 + wcol[j] < k;
-                gpu_cp_async16(wd + wdst[j], ok ? wsrc[j] + c0 : w, ok ? 16 : 0);
-            }
-        }
+        if (s < n_steps)
+            cp.issue((uint8_t *)(xs + (int)(s % S) * BM * LDS), (uint8_t *)(ws + (int)(s % S) * BN * LDS), s * BK, k,
+                     x, w);
         gpu_cp_async_commit();
     };
 
@@ -600,16 +591,12 @@ gemm_f16_kernel(const uint16_t *__restrict__ w, int64_t ld_w, int64_t k, int64_t
         gpu_cp_async_wait<S - 2>();
         __syncthreads(); /* step s is in; every warp is done with step s - 1's stage */
         issue(s + S - 1);
-        if (DB)
-            core.step_db(xs + (int)(s % S) * BM * LDS, ws + (int)(s % S) * BN * LDS, wm, wn, lane);
-        else
-            core.step(xs + (int)(s % S) * BM * LDS, ws + (int)(s % S) * BN * LDS, wm, wn, lane);
+        core.step(xs + (int)(s % S) * BM * LDS, ws + (int)(s % S) * BN * LDS, wm, wn, lane);
     }
     core.store(y, ld_y, tok0, row0, n_tok, n, accumulate, wm, wn, lane);
 }
 
-template <int BM, int BN, int BK, int S = GEMM_F16_STAGES, bool DB = false,
-          int MINB = gemm_mma_min_blocks(BM, BN, BK)>
+template <int BM, int BN, int BK, int S = GEMM_F16_STAGES, int MINB = gemm_mma_min_blocks(BM, BN, BK)>
 static int gemm_f16_launch(gpu_stream_t st, const uint16_t *w, int64_t ld_w, int64_t k, int64_t n,
                            const uint16_t *x, int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate,
                            greta_error *err)
@@ -617,14 +604,14 @@ static int gemm_f16_launch(gpu_stream_t st, const uint16_t *w, int64_t ld_w, int
     constexpr int smem = gemm_f16_smem_bytes(BM, BN, BK, S);
 #if defined(GRETA_GPU_CUDA)
     if (smem > 48 * 1024)
-        GPU_CHECK(cudaFuncSetAttribute(gemm_f16_kernel<BM, BN, BK, S, DB, MINB>,
+        GPU_CHECK(cudaFuncSetAttribute(gemm_f16_kernel<BM, BN, BK, S, MINB>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
                   err);
 #else
     static_assert(smem <= 64 * 1024, "AMD: at most 64 KiB of LDS per block");
 #endif
     const dim3 grid((unsigned)((n_tok + BM - 1) / BM), (unsigned)((n + BN - 1) / BN));
-    gemm_f16_kernel<BM, BN, BK, S, DB, MINB><<<grid, MMA_THREADS, smem, st>>>(w, ld_w, k, n, x, ld_x, n_tok, y, ld_y,
+    gemm_f16_kernel<BM, BN, BK, S, MINB><<<grid, MMA_THREADS, smem, st>>>(w, ld_w, k, n, x, ld_x, n_tok, y, ld_y,
                                                                           accumulate);
     GPU_CHECK(gpu_last_error(), err);
     return 0;

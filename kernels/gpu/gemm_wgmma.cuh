@@ -23,7 +23,7 @@
 #ifndef GRETA_GPU_GEMM_WGMMA_CUH
 #define GRETA_GPU_GEMM_WGMMA_CUH
 
-#include "gpu_port.h"
+#include "gemm_mma.cuh" /* tile_copier */
 
 #define WG_BM 128
 #define WG_BN 128
@@ -98,7 +98,6 @@ gemm_wgmma_kernel(const uint16_t *__restrict__ w, int64_t ld_w, int64_t k, int64
 {
 #if defined(GRETA_WGMMA)
     static_assert(WG_BK == 64, "one 128-byte swizzled row per tile row");
-    constexpr int CPR = WG_BK / 8, XP = WG_BM * CPR / WG_THREADS, WP = WG_BN * CPR / WG_THREADS;
     extern __shared__ uint4 gemm_wgmma_smem[];
     uint8_t *xs = (uint8_t *)(((uintptr_t)gemm_wgmma_smem + 1023) & ~(uintptr_t)1023); /* [S][BM rows][128 B] */
     uint8_t *ws = xs + WG_S * WG_BM * WG_BK * 2;                                        /* [S][BN rows][128 B] */
@@ -106,38 +105,13 @@ gemm_wgmma_kernel(const uint16_t *__restrict__ w, int64_t ld_w, int64_t k, int64
     const int64_t tok0 = (int64_t)blockIdx.x * WG_BM, row0 = (int64_t)blockIdx.y * WG_BN;
     const int64_t n_steps = (k + WG_BK - 1) / WG_BK;
 
-    const uint16_t *xsrc[XP], *wsrc[WP];
-    int xdst[XP], wdst[WP], xcol[XP], wcol[WP];
-    bool xok[XP], wok[WP];
-#pragma unroll
-    for (int j = 0; j < XP; j++) {
-        const int i = tid + j * WG_THREADS, r = i / CPR, c = i % CPR;
-        xok[j] = tok0 + r < n_tok;
-        xsrc[j] = x + (xok[j] ? (tok0 + r) * ld_x + 8 * c : 0);
-        xdst[j] = (r >> 3) * 1024 + (r & 7) * 128 + ((c ^ (r & 7)) << 4), xcol[j] = 8 * c;
-    }
-#pragma unroll
-    for (int j = 0; j < WP; j++) {
-        const int i = tid + j * WG_THREADS, r = i / CPR, c = i % CPR;
-        wok[j] = row0 + r < n;
-        wsrc[j] = w + (wok[j] ? (row0 + r) * ld_w + 8 * c : 0);
-        wdst[j] = (r >> 3) * 1024 + (r & 7) * 128 + ((c ^ (r & 7)) << 4), wcol[j] = 8 * c;
-    }
+    tile_copier<WG_BM, WG_BN, WG_BK / 8, WG_THREADS> cp;
+    cp.init(x, ld_x, tok0, n_tok, w, ld_w, row0, n, tid,
+            [](int r, int c) { return (r >> 3) * 1024 + (r & 7) * 128 + ((c ^ (r & 7)) << 4); });
     auto issue = [&](int64_t s) {
-        if (s < n_steps) {
-            const int64_t c0 = s * WG_BK;
-            uint8_t *xd = xs + (int)(s % WG_S) * WG_BM * WG_BK * 2, *wd = ws + (int)(s % WG_S) * WG_BN * WG_BK * 2;
-#pragma unroll
-            for (int j = 0; j < XP; j++) {
-                const bool ok = xok[j] && c0 + xcol[j] < k;
-                gpu_cp_async16(xd + xdst[j], ok ? xsrc[j] + c0 : x, ok ? 16 : 0);
-            }
-#pragma unroll
-            for (int j = 0; j < WP; j++) {
-                const bool ok = wok[j] && c0 + wcol[j] < k;
-                gpu_cp_async16(wd + wdst[j], ok ? wsrc[j] + c0 : w, ok ? 16 : 0);
-            }
-        }
+        if (s < n_steps)
+            cp.issue(xs + (int)(s % WG_S) * WG_BM * WG_BK * 2, ws + (int)(s % WG_S) * WG_BN * WG_BK * 2, s * WG_BK, k,
+                     x, w);
         gpu_cp_async_commit();
     };
 

@@ -244,7 +244,8 @@ __device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const 
 /* The block's sums of v[0..N-1] (every thread passes its own) into res[N]
  * (shared), visible to every thread on return. Barriers inside: call from
  * all threads. */
-template <int N> __device__ inline void block_sums(float (&v)[N], float (*sm)[N], float *res)
+/* Each warp's sums of v[0..N-1] into sm[warp] (no barrier). */
+template <int N> __device__ inline void warp_partials(float (&v)[N], float (*sm)[N])
 {
     const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
 #pragma unroll
@@ -254,6 +255,11 @@ template <int N> __device__ inline void block_sums(float (&v)[N], float (*sm)[N]
 #pragma unroll
         for (int i = 0; i < N; i++)
             sm[warp][i] = v[i];
+}
+
+template <int N> __device__ inline void block_sums(float (&v)[N], float (*sm)[N], float *res)
+{
+    warp_partials<N>(v, sm);
     __syncthreads();
     if (threadIdx.x < N) {
         float r = 0.0f;
@@ -367,14 +373,7 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
         } else {
             /* the next group writes the other half of sm, and the one after
              * this half only once every thread has passed the next barrier */
-            const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
-#pragma unroll
-            for (int i = 0; i < N; i++)
-                flat[i] = gpu_warp_sum(flat[i]);
-            if (lane == 0)
-#pragma unroll
-                for (int i = 0; i < N; i++)
-                    sm[par][warp][i] = flat[i];
+            warp_partials<N>(flat, sm[par]);
             __syncthreads();
             const mv_partials<N> part{sm[par], (int)(blockDim.x / GRETA_WARP)};
             grp.done(g, part, (int)threadIdx.x);

@@ -393,15 +393,15 @@ static void bench_prefill_paths(cublasHandle_t cb, const uint16_t *d_xh, float *
 }
 
 /* --f16: launch variants of gemm_f16_kernel (tile, k step, stages,
- * fragment double buffering, blocks per SM of the register budget) on fp16
+ * blocks per SM of the register budget) on fp16
  * weights, 7B shapes, 512 tokens; the library's choice is greta_gpu_gemm_f16. */
-template <int BM, int BN, int BK, int S, bool DB, int MINB>
+template <int BM, int BN, int BK, int S, int MINB>
 static void f16_variant(const char *name, const __half *wh, int64_t k, int64_t n, const uint16_t *d_xh, float *d_y,
                         int32_t T, const float *ref)
 {
     const double flop = 2.0 * T * k * n;
     timing t = time_it([&](int) {
-        CG((gemm_f16_launch<BM, BN, BK, S, DB, MINB>(0, (const uint16_t *)wh, k, k, n, d_xh, k, T, d_y, n, 0,
+        CG((gemm_f16_launch<BM, BN, BK, S, MINB>(0, (const uint16_t *)wh, k, k, n, d_xh, k, T, d_y, n, 0,
                                                       &err_)));
     });
     CK(cudaDeviceSynchronize());
@@ -439,16 +439,16 @@ static void bench_f16_variants(const uint16_t *d_xh, float *d_y, float *d_y2)
                       flop);
             printf("    max |wgmma - mma.sync AUTO| / max = %.2e\n", rel_diff(d_y, d_y2, (size_t)T * n));
         }
-        f16_variant<128, 128, 32, 4, false, 2>("128x128 k32 s4 (v0)", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<128, 128, 64, 3, false, 1>("128x128 k64 s3", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<128, 128, 32, 6, false, 1>("128x128 k32 s6", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<128, 128, 32, 8, false, 1>("128x128 k32 s8", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<128, 128, 64, 4, false, 1>("128x128 k64 s4", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<128, 128, 64, 5, false, 1>("128x128 k64 s5", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<128, 128, 128, 3, false, 1>("128x128 k128 s3", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<64, 128, 64, 4, false, 2>("64x128 k64 s4 minb2", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<64, 128, 64, 3, false, 2>("64x128 k64 s3 minb2", wh, k, n, d_xh, d_y, T, d_y2);
-        f16_variant<64, 128, 32, 8, false, 1>("64x128 k32 s8", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 32, 4, 2>("128x128 k32 s4 (v0)", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 64, 3, 1>("128x128 k64 s3", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 32, 6, 1>("128x128 k32 s6", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 32, 8, 1>("128x128 k32 s8", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 64, 4, 1>("128x128 k64 s4", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 64, 5, 1>("128x128 k64 s5", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<128, 128, 128, 3, 1>("128x128 k128 s3", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<64, 128, 64, 4, 2>("64x128 k64 s4 minb2", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<64, 128, 64, 3, 2>("64x128 k64 s3 minb2", wh, k, n, d_xh, d_y, T, d_y2);
+        f16_variant<64, 128, 32, 8, 1>("64x128 k32 s8", wh, k, n, d_xh, d_y, T, d_y2);
         wset_free(&ws);
     }
 }
