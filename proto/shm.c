@@ -318,23 +318,31 @@ greta_shm_topk *greta_shm_topk_row(greta_shm *shm, uint32_t slot)
     return (greta_shm_topk *)((char *)shm->base + h->topk_off + (uint64_t)slot * h->topk_stride);
 }
 
-uint64_t greta_proc_start_time(int pid)
+/* The fields of /proc/PID/stat after the command name (from the state on)
+ * into buf; NULL when pid does not exist. The command name may contain
+ * spaces and ')': the fields follow the last ')'. */
+static const char *proc_stat_fields(int pid, char *buf, size_t size)
 {
     if (pid <= 0)
-        return 0;
-    char path[64], buf[1024];
+        return NULL;
+    char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+        return NULL;
+    size_t n = fread(buf, 1, size - 1, f);
     fclose(f);
     buf[n] = '\0';
-    /* the command name may contain spaces and ')': fields follow the last ')' */
-    char *p = strrchr(buf, ')');
+    const char *p = strrchr(buf, ')');
+    return p ? p + 1 : NULL;
+}
+
+uint64_t greta_proc_start_time(int pid)
+{
+    char buf[1024];
+    const char *p = proc_stat_fields(pid, buf, sizeof buf);
     if (!p)
         return 0;
-    p++;
     char state = 0;
     unsigned long long start = 0;
     /* fields 3 (state) .. 22 (starttime) */
@@ -344,6 +352,13 @@ uint64_t greta_proc_start_time(int pid)
     if (state == 'Z' || state == 'X')
         return 0;
     return start ? start : 1;
+}
+
+char greta_proc_state(int pid)
+{
+    char buf[1024];
+    const char *p = proc_stat_fields(pid, buf, sizeof buf);
+    return p && p[0] == ' ' ? p[1] : 0;
 }
 
 int greta_proc_alive(int pid, uint64_t start_time)

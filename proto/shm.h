@@ -257,6 +257,9 @@ greta_shm_topk *greta_shm_topk_row(greta_shm *shm, uint32_t slot); /* [topk_max]
 /* Process start time (clock ticks since boot, /proc/<pid>/stat field 22);
  * 0 when the process does not exist. */
 uint64_t greta_proc_start_time(int pid);
+/* The state letter of process pid (/proc/PID/stat field 3: R, S, T for
+ * stopped, Z...); 0 when the process does not exist. */
+char greta_proc_state(int pid);
 /* 1 when pid runs, is not a zombie, and (if start_time != 0) started then. */
 int greta_proc_alive(int pid, uint64_t start_time);
 

@@ -281,7 +281,7 @@ static int freeze_answer(greta_shm *shm)
 {
     int w = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
     kill(w, SIGSTOP);
-    for (long long end = now_ms() + pty_slack_ms(5000); greta_test_proc_state(w) != 'T' && now_ms() < end;)
+    for (long long end = now_ms() + pty_slack_ms(5000); greta_proc_state(w) != 'T' && now_ms() < end;)
         usleep(1000);
     int active = 0;
     for (uint32_t i = 0; i < greta_shm_hdr(shm)->n_slots; i++)

@@ -214,7 +214,7 @@ static void run_window(int us)
 static void hold(int pid, int64_t end)
 {
     kill(pid, SIGSTOP);
-    while (greta_test_proc_state(pid) != 'T' && now_ms() < end)
+    while (greta_proc_state(pid) != 'T' && now_ms() < end)
         sched_yield();
 }
 

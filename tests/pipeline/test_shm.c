@@ -196,6 +196,8 @@ static void test_stale_detection(void **state)
     assert_true(greta_proc_alive(getpid(), me));
     assert_false(greta_proc_alive(getpid(), me + 1));
     assert_false(greta_proc_alive(0, 0));
+    assert_int_equal(greta_proc_state(getpid()), 'R'); /* this process, reading its own stat */
+    assert_int_equal(greta_proc_state(0), 0);
 
     /* a child creates the segment and dies: the segment is stale */
     pid_t child = fork();

@@ -106,17 +106,3 @@ int greta_test_run_cmd(const char *cmd, const char *dir, char **out, char **err)
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
-
-char greta_test_proc_state(int pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    const char *p = strrchr(buf, ')');
-    return p && p[1] ? p[2] : 0;
-}

@@ -55,8 +55,4 @@ const char *greta_test_tmpdir(const char *test_name);
  * the command line does not fit or an output file cannot be read. */
 int greta_test_run_cmd(const char *cmd, const char *dir, char **out, char **err);
 
-/* The state letter of process pid in /proc/PID/stat (T: stopped), 0 when
- * it is gone. */
-char greta_test_proc_state(int pid);
-
 #endif
