@@ -48,6 +48,17 @@ __device__ inline float *att_row(float *partial, int t, int h, int sp, int32_t n
     return partial + GRETA_GPU_ATTENTION_SPLIT_ROWS + (((int64_t)t * n_heads + h) * n_split + sp) * (head_dim + 2);
 }
 
+/* The positions [start, end) of split sp when the positions a token at
+ * position p sees (0..p, at most n_ctx of them) are cut into n_split equal
+ * chunks (empty past the last position). */
+__device__ inline void att_split_range(int32_t p, int32_t n_ctx, int32_t n_split, int sp, int32_t &start, int32_t &end)
+{
+    const int32_t len = p < n_ctx ? p + 1 : n_ctx;
+    const int32_t chunk = (len + n_split - 1) / n_split;
+    start = sp * chunk;
+    end = start + chunk < len ? start + chunk : len;
+}
+
 /* Combines n online-softmax states (state i: max m[i * ms], sum l[i * ms],
  * weighted values acc[i * as ..+head_dim]; m = -inf for a state that saw
  * no position) into o[d] for this thread's d (tid, + blockDim.x, ...),
@@ -144,10 +155,8 @@ attention_kernel(const float *__restrict__ q, int64_t ld_q, const KVT *__restric
     const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
     const int n_warps = blockDim.x / GRETA_WARP;
     const int32_t p = pos[t], sq = seq[t];
-    const int32_t len = p < n_ctx ? p + 1 : n_ctx;
-    const int32_t chunk = (len + n_split - 1) / n_split;
-    const int32_t start = sp * chunk;
-    const int32_t end = start + chunk < len ? start + chunk : len;
+    int32_t start, end;
+    att_split_range(p, n_ctx, n_split, sp, start, end);
     const int kvh = h / (n_heads / n_kv_heads);
     const int half_dim = head_dim / 2;
     const float scale = 1.0f / sqrtf((float)head_dim);
@@ -324,10 +333,8 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
     const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
     const int slot = threadIdx.x / G, gl = threadIdx.x % G;
     const int32_t p = pos[t], sq = seq[t];
-    const int32_t len = p < n_ctx ? p + 1 : n_ctx;
-    const int32_t chunk = (len + n_split - 1) / n_split;
-    const int32_t start = sp * chunk;
-    const int32_t end = start + chunk < len ? start + chunk : len;
+    int32_t start, end;
+    att_split_range(p, n_ctx, n_split, sp, start, end);
     const int kvh = h / (n_heads / n_kv_heads);
     const float scale = 1.0f / sqrtf((float)HD);
     float qv[8], acc[8];
