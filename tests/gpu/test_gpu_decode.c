@@ -164,23 +164,33 @@ static void dot_ref(const float *w, const float *x, int64_t k, double *ref, doub
 static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
                          uint64_t seed);
 
-static void test_matvec_q8(void **state)
+/* One product's cases: each type at row lengths 256, 768 and 11008 for the
+ * token counts toks (rows: 1 with the first count, else 301; long_rows at
+ * 11008), seeds ti * seed_mul + 3 ki + j; then Q/K/V-like, three matrices
+ * of mixed types in one launch (rows 256, mix_k_rows, 67) for 1 and
+ * mix_tok tokens, seeds mix_seed and mix_seed + 1. */
+static void matvec_cases(int q8, const int32_t toks[4], int64_t long_rows, uint64_t seed_mul, int64_t mix_k_rows,
+                         int32_t mix_tok, uint64_t mix_seed)
 {
-    GPU_OR_SKIP();
     const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     const int64_t ks[] = {256, 768, 11008};
-    const int32_t toks[] = {1, 2, 5, 8};
     for (int ti = 0; ti < 2; ti++)
         for (int ki = 0; ki < 3; ki++)
             for (int j = 0; j < 4; j++) {
-                const int64_t n[1] = {ks[ki] > 4096 ? 40 : (j == 0 ? 1 : 301)};
-                check_matvec(1, &types[ti], 1, ks[ki], n, toks[j], 11 * ti + 3 * ki + j);
+                const int64_t n[1] = {ks[ki] > 4096 ? long_rows : (j == 0 ? 1 : 301)};
+                check_matvec(q8, &types[ti], 1, ks[ki], n, toks[j], seed_mul * ti + 3 * ki + j);
             }
-    /* Q/K/V-like: three matrices, mixed types, one launch */
     const uint32_t mix[3] = {GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
-    const int64_t ns[3] = {256, 64, 67};
-    check_matvec(1, mix, 3, 512, ns, 1, 77);
-    check_matvec(1, mix, 3, 512, ns, 6, 78);
+    const int64_t ns[3] = {256, mix_k_rows, 67};
+    check_matvec(q8, mix, 3, 512, ns, 1, mix_seed);
+    check_matvec(q8, mix, 3, 512, ns, mix_tok, mix_seed + 1);
+}
+
+static void test_matvec_q8(void **state)
+{
+    GPU_OR_SKIP();
+    const int32_t toks[] = {1, 2, 5, 8};
+    matvec_cases(1, toks, 40, 11, 64, 6, 77);
 }
 
 static void test_matvec_q8_glu(void **state)
@@ -300,19 +310,8 @@ static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, co
 static void test_matvec_f32(void **state)
 {
     GPU_OR_SKIP();
-    const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
-    const int64_t ks[] = {256, 768, 11008};
     const int32_t toks[] = {1, 2, 3, 8};
-    for (int ti = 0; ti < 2; ti++)
-        for (int ki = 0; ki < 3; ki++)
-            for (int j = 0; j < 4; j++) {
-                const int64_t n[1] = {ks[ki] > 4096 ? 41 : (j == 0 ? 1 : 301)};
-                check_matvec(0, &types[ti], 1, ks[ki], n, toks[j], 13 * ti + 3 * ki + j);
-            }
-    const uint32_t mix[3] = {GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
-    const int64_t ns[3] = {256, 65, 67};
-    check_matvec(0, mix, 3, 512, ns, 1, 79);
-    check_matvec(0, mix, 3, 512, ns, 5, 80);
+    matvec_cases(0, toks, 41, 13, 65, 5, 79);
 }
 
 static void test_matvec_f32_glu(void **state)
