@@ -24,6 +24,13 @@
 #define GPU_ALIGN 256
 /* Device memory kept free beyond the plan (runtime, kernels, fragmentation). */
 #define GPU_RESERVE_BYTES ((uint64_t)512 << 20)
+/* v5 decode: steps whose positions are all below this use the one-block
+ * attention (greta_gpu_attention_decode's one_block: no split to merge) and
+ * a graph of their own; longer contexts the split kernel. H200, 7B: tg128
+ * 392-397 against 376-382 tokens/s with the split kernel (the first 128
+ * positions); at depth 128, 262 / 257 with the bound at 256 / 128 (that run
+ * had a prefetch experiment on, slower for both; same lease). */
+#define DEC_ONE_BLOCK_MAX 256
 
 /* ---- config and weights ------------------------------------------------- */
 
@@ -85,14 +92,17 @@ typedef struct gpu_backend {
     /* decode (n_tok <= GRETA_GPU_MATVEC_MAX_TOK), issue 7: see decode_settings */
     int kernels;       /* 1: fp32 GEMV (matvec.cu) of issue 5; 2: int8 activations (matvec_q8.cu) and fusions;
                           3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu);
-                          4: 3 with programmatic dependent launch (greta_gpu_set_pdl) */
+                          4: 3 with programmatic dependent launch (greta_gpu_set_pdl);
+                          5: 4 with the decode attention that loads early (attention_early_kernel) */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
     int v2_output;     /* lm_head has one */
     void *q8;          /* device, see gpu_layout.q8 */
-    greta_gpu_graph *graphs[GRETA_GPU_MATVEC_MAX_TOK]; /* [n_tok - 1] */
-    int32_t graph_nsel[GRETA_GPU_MATVEC_MAX_TOK];      /* rows with logits the graph was captured for */
+    /* [n_tok - 1][1: one-block attention (v5, every position < DEC_ONE_BLOCK_MAX), else 0] */
+    greta_gpu_graph *graphs[GRETA_GPU_MATVEC_MAX_TOK][2];
+    int32_t graph_nsel[GRETA_GPU_MATVEC_MAX_TOK][2]; /* rows with logits the graph was captured for */
+    int one_block;                                   /* the step being built: one-block attention */
 
     /* prefill (n_tok > GRETA_GPU_MATVEC_MAX_TOK), issue 8: see prefill_step */
     gpu_prefill pf;
@@ -375,18 +385,18 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
-    b->kernels = 4;
-    if (o->decode_kernels >= 1 && o->decode_kernels <= 4)
+    b->kernels = 5;
+    if (o->decode_kernels >= 1 && o->decode_kernels <= 5)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..4",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..5",
                                o->decode_kernels);
     else if (ek && *ek) {
-        if (!strcmp(ek, "v1") || !strcmp(ek, "v2") || !strcmp(ek, "v3") || !strcmp(ek, "v4"))
+        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '5' && !ek[2])
             b->kernels = ek[1] - '0';
         else
-            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3 or v4",
-                                   ek);
+            return greta_error_set(err, GRETA_ERR_INVALID,
+                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4 or v5", ek);
     }
     b->use_graph = 1;
     if (o->graph == 1 || o->graph == 2)
@@ -574,10 +584,12 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
             TRY(attn_in(b, L, l, T, d_pos, d_seq, err));
         }
         TRY(prof_mark(b, GRETA_GPU_PROF_QKV, err));
+        const int one = b->one_block;
         if (b->kernels >= 3 && greta_gpu_attention_decode_supported((int32_t)c->head_dim))
             TRY(greta_gpu_attention_decode(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
                                            (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
-                                           (int32_t)b->n_ctx, splits, b->partial, b->att, c->q_dim, err));
+                                           (int32_t)b->n_ctx, one ? 1 : splits, one, b->partial, b->att,
+                                           c->q_dim, err));
         else
             TRY(greta_gpu_attention(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
                                     (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
@@ -627,8 +639,8 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
  * positions, sequences and ids live in d_ints, so steps replay unchanged. */
 static int decode_graph(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *err)
 {
-    greta_gpu_graph **g = &b->graphs[T - 1];
-    if (*g && b->graph_nsel[T - 1] != n_sel)
+    greta_gpu_graph **g = &b->graphs[T - 1][b->one_block];
+    if (*g && b->graph_nsel[T - 1][b->one_block] != n_sel)
         greta_gpu_graph_destroy(g);
     if (!*g) {
         int rc = greta_gpu_graph_begin(b->stream, err);
@@ -643,7 +655,7 @@ static int decode_graph(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *e
         }
         if (rc2)
             return rc2;
-        b->graph_nsel[T - 1] = n_sel;
+        b->graph_nsel[T - 1][b->one_block] = n_sel;
     }
     return greta_gpu_graph_launch(*g, b->stream, err);
 }
@@ -766,6 +778,13 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
     greta_gpu_stream *s = b->stream;
     int rc;
     TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)nb * sizeof(int32_t), GRETA_GPU_H2D, s, err));
+    b->one_block = 0;
+    if (b->kernels >= 5 && greta_gpu_attention_decode_supported((int32_t)c->head_dim)) {
+        int32_t pmax = 0;
+        for (int64_t t = 0; t < T; t++)
+            pmax = batch->pos[t] > pmax ? batch->pos[t] : pmax;
+        b->one_block = pmax < DEC_ONE_BLOCK_MAX;
+    }
     if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->use_graph && !b->prof_on)
         return decode_graph(b, T, n_sel, err);
     if (T <= GRETA_GPU_MATVEC_MAX_TOK) {
@@ -1004,7 +1023,8 @@ static void gpu_destroy(greta_backend *base)
     greta_gpu_free_host(b->h_logits);
     greta_gpu_free_host(b->h_topk);
     for (int i = 0; i < GRETA_GPU_MATVEC_MAX_TOK; i++)
-        greta_gpu_graph_destroy(&b->graphs[i]);
+        for (int j = 0; j < 2; j++)
+            greta_gpu_graph_destroy(&b->graphs[i][j]);
     gpu_prefill_free(&b->pf);
     greta_gpu_stream_destroy(&b->stream);
     free(b->layers);

@@ -275,6 +275,11 @@ static int att_check(const char *what, int32_t n_tok, int32_t n_heads, int32_t n
  * with DEC_U positions' K and V loads in flight. The groups merge in shared
  * memory as attention_kernel's warps do. */
 #define DEC_U 4
+/* The one-block shape for short contexts (greta_gpu_attention_decode's
+ * one_block): 256 threads, 8 positions per group in flight, so one turn
+ * covers 128 positions of a 128-dim head, and no split to merge. */
+#define DEC1_THREADS 256
+#define DEC1_U 8
 
 template <typename KVT> struct kv8;
 template <> struct kv8<uint16_t> {
@@ -317,14 +322,14 @@ template <int G> __device__ inline float group_sum(float v)
     return v;
 }
 
-template <typename KVT, int G>
-__global__ void __launch_bounds__(ATT_THREADS)
+template <typename KVT, int G, int THREADS, int U>
+__global__ void __launch_bounds__(THREADS)
 attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc, const int32_t *__restrict__ pos,
                      const int32_t *__restrict__ seq,
                      int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *__restrict__ partial,
                      float *__restrict__ out, int64_t ld_out)
 {
-    constexpr int HD = 8 * G, SLOTS = ATT_THREADS / G;
+    constexpr int HD = 8 * G, SLOTS = THREADS / G;
     __shared__ float sm_m[SLOTS], sm_l[SLOTS];
     __shared__ float sm_acc[SLOTS][HD];
     gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel (so not
@@ -351,20 +356,20 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
      * need all lanes): jw is the warp's first slot, the group's position
      * j0 = jw + its offset in the warp */
     const int wslot0 = (threadIdx.x / GRETA_WARP) * (GRETA_WARP / G);
-    for (int32_t jw = start + wslot0; jw < end; jw += SLOTS * DEC_U) {
+    for (int32_t jw = start + wslot0; jw < end; jw += SLOTS * U) {
         const int32_t j0 = jw + (slot - wslot0);
-        typename kv8<KVT>::raw kr[DEC_U], vr[DEC_U];
+        typename kv8<KVT>::raw kr[U], vr[U];
 #pragma unroll
-        for (int u = 0; u < DEC_U; u++) {
+        for (int u = 0; u < U; u++) {
             const int32_t j = j0 + u * SLOTS;
             if (j < end) {
                 kr[u] = kv8<KVT>::load(kb + (int64_t)j * HD);
                 vr[u] = kv8<KVT>::load(vb + (int64_t)j * HD);
             }
         }
-        float s[DEC_U], mx = m;
+        float s[U], mx = m;
 #pragma unroll
-        for (int u = 0; u < DEC_U; u++) {
+        for (int u = 0; u < U; u++) {
             float kv[8], d = 0.0f;
             if (j0 + u * SLOTS < end) {
                 kv8<KVT>::unpack(kr[u], kv);
@@ -382,7 +387,7 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
         for (int i = 0; i < 8; i++)
             acc[i] *= corr;
 #pragma unroll
-        for (int u = 0; u < DEC_U; u++) {
+        for (int u = 0; u < U; u++) {
             if (j0 + u * SLOTS < end) {
                 const float e = expf(s[u] - mx);
                 float vv[8];
@@ -406,7 +411,7 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
     att_merge_slots(SLOTS, sm_m, sm_l, &sm_acc[0][0], HD, HD, t, h, sp, n_heads, n_split, partial, out, ld_out);
 }
 
-template <typename KVT>
+template <typename KVT, int THREADS, int U>
 static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const float *q, int64_t ld_q,
                              const void *kc, const void *vc, const int32_t *d_pos, const int32_t *d_seq,
                              int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *partial,
@@ -415,8 +420,8 @@ static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim
     const KVT *k = (const KVT *)kc, *v = (const KVT *)vc;
 #define DEC_CASE(G)                                                                                            \
     case 8 * G:                                                                                                \
-        return gpu_launch_pdl(attention_dec_kernel<KVT, G>, grid, dim3(ATT_THREADS), st, q, ld_q, k, v, d_pos,     \
-                              d_seq, n_heads, n_kv_heads, n_ctx, n_split, partial, out, ld_out);
+        return gpu_launch_pdl(attention_dec_kernel<KVT, G, THREADS, U>, grid, dim3(THREADS), st, q, ld_q, k, v,   \
+                              d_pos, d_seq, n_heads, n_kv_heads, n_ctx, n_split, partial, out, ld_out);
     switch (head_dim) {
         DEC_CASE(1)
         DEC_CASE(2)
@@ -439,8 +444,8 @@ extern "C" int greta_gpu_attention_decode_supported(int32_t head_dim)
 extern "C" int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
                                           const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos,
                                           const int32_t *d_seq, int32_t n_tok, int32_t n_heads, int32_t n_kv_heads,
-                                          int32_t head_dim, int32_t n_ctx, int32_t n_split, float *partial,
-                                          float *out, int64_t ld_out, greta_error *err)
+                                          int32_t head_dim, int32_t n_ctx, int32_t n_split, int one_block,
+                                          float *partial, float *out, int64_t ld_out, greta_error *err)
 {
     if (!greta_gpu_attention_decode_supported(head_dim))
         return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
@@ -452,18 +457,29 @@ extern "C" int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, i
     if (ld_q % 4 != 0)
         return greta_error_set(err, GRETA_ERR_INVALID, "attention_decode: ld_q %lld is not a multiple of 4",
                                (long long)ld_q);
+    if (one_block && n_split != 1)
+        return greta_error_set(err, GRETA_ERR_INVALID, "attention_decode: one block per head with %d splits",
+                               n_split);
     if (n_tok == 0)
         return 0;
     const gpu_stream_t st = (gpu_stream_t)s;
     const dim3 grid(n_heads, n_tok, n_split);
+    gpu_error_t e;
     if (kv == GRETA_GPU_KV_F16)
-        GPU_CHECK(attention_dec_go<uint16_t>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads,
-                                             n_kv_heads, n_ctx, n_split, partial, out, ld_out),
-                  err);
+        e = one_block ? attention_dec_go<uint16_t, DEC1_THREADS, DEC1_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
+                                                                         d_pos, d_seq, n_heads, n_kv_heads, n_ctx,
+                                                                         n_split, partial, out, ld_out)
+                      : attention_dec_go<uint16_t, ATT_THREADS, DEC_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
+                                                                       d_pos, d_seq, n_heads, n_kv_heads, n_ctx,
+                                                                       n_split, partial, out, ld_out);
     else
-        GPU_CHECK(attention_dec_go<float>(st, grid, head_dim, q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads,
-                                          n_kv_heads, n_ctx, n_split, partial, out, ld_out),
-                  err);
+        e = one_block ? attention_dec_go<float, DEC1_THREADS, DEC1_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
+                                                                      d_pos, d_seq, n_heads, n_kv_heads, n_ctx,
+                                                                      n_split, partial, out, ld_out)
+                      : attention_dec_go<float, ATT_THREADS, DEC_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
+                                                                    d_pos, d_seq, n_heads, n_kv_heads, n_ctx, n_split,
+                                                                    partial, out, ld_out);
+    GPU_CHECK(e, err);
     return 0;
 }
 

@@ -36,6 +36,8 @@ extern "C" {
 
 /* ---- runtime ------------------------------------------------------------- */
 
+
+
 typedef struct greta_gpu_stream greta_gpu_stream; /* a CUDA/HIP stream */
 typedef struct greta_gpu_event greta_gpu_event;   /* a CUDA/HIP event */
 typedef struct greta_gpu_graph greta_gpu_graph;   /* an instantiated graph */
@@ -192,12 +194,16 @@ int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t ld_q, const
  * (another summation order) from a kernel cut for long contexts: a group
  * of head_dim / 8 lanes per position, 16-byte K/V loads, per-group online
  * softmax. head_dim 8, 16, 32, 64, 128 or 256 (else GRETA_ERR_UNSUPPORTED),
- * ld_q % 4 == 0. */
+ * ld_q % 4 == 0. one_block (n_split must be 1): one block of 256 threads
+ * per (token, head) with 128 positions of a 128-dim head in flight, for
+ * short contexts, where the split's merge (a global round trip, a fence and
+ * an atomic) costs more than the positions. */
 int greta_gpu_attention_decode_supported(int32_t head_dim);
 int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
                                const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos, const int32_t *d_seq,
                                int32_t n_tok, int32_t n_heads, int32_t n_kv_heads, int32_t head_dim, int32_t n_ctx,
-                               int32_t n_split, float *partial, float *out, int64_t ld_out, greta_error *err);
+                               int32_t n_split, int one_block, float *partial, float *out, int64_t ld_out,
+                               greta_error *err);
 
 /* swiglu.cu: gate[t][i] = silu(gate[t][i]) * up[t][i], silu(g) = g / (1 + expf(-g)),
  * i < n; gate and up rows of ld. */

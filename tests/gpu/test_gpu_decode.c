@@ -28,15 +28,21 @@
  *   attention_decode  against greta_gpu_attention (another summation order):
  *                   within 1e-5 of the output's largest magnitude; head_dim
  *                   8..256, GQA, contexts 1..1500, 1 and several splits, fp16
- *                   and fp32 caches; an unsupported head_dim refused
+ *                   and fp32 caches, the split kernel (twice: its counters
+ *                   reset) and the one-block kernel; an unsupported head_dim
+ *                   and one block with splits refused
+ *   one-block buckets  v5 decode across position 256 (one-block attention,
+ *                   then the split kernel, a graph each): graph replay
+ *                   bit-identical to launching, within 1e-4 of v4
  *   rope_kv_store   bit-identical q, k and cache to greta_gpu_rope (q, k) +
  *                   greta_gpu_kv_store, fp16 and fp32 caches, GQA, partial
  *                   rotation, several sequences; bad shapes refused
  *   backend         quant/gqa-Q4_K_M.gguf: greedy ids of gqa-greedy.json with
- *                   kernels v1/v2/v3 x graph on/off; graph replay bit-identical
+ *                   kernels v1..v5 x graph on/off; graph replay bit-identical
  *                   to launching; v2 logits differ from v1 (the option acts) by
  *                   < 5% of the logits' spread, v3 differ from v1 (other
- *                   kernels) by < 1e-4 of it; GRETA_GPU_KERNELS /
+ *                   kernels) by < 1e-4 of it, v5 from v4 likewise;
+ *                   GRETA_GPU_KERNELS /
  *                   GRETA_GPU_GRAPH select the same as the options, bad values
  *                   fail create naming the variable
  */
@@ -541,23 +547,38 @@ static void test_attention_decode(void **state)
             float *d_o[2] = {dev_alloc(sizeof(float) * (size_t)qn), dev_alloc(sizeof(float) * (size_t)qn)};
             EXPECT_OK(greta_gpu_attention(NULL, d_q, nh * hd, d_k, d_v, kv, d_pos, d_seq, n_tok, nh, nkv, hd, n_ctx,
                                           split, d_part, d_o[0], nh * hd, &err));
-            EXPECT_OK(greta_gpu_attention_decode(NULL, d_q, nh * hd, d_k, d_v, kv, d_pos, d_seq, n_tok, nh, nkv, hd,
-                                                 n_ctx, split, d_part, d_o[1], nh * hd, &err));
             float *a = xmalloc(sizeof(float) * (size_t)qn), *b = xmalloc(sizeof(float) * (size_t)qn);
             dev_download(a, d_o[0], sizeof(float) * (size_t)qn);
-            dev_download(b, d_o[1], sizeof(float) * (size_t)qn);
-            char what[96];
-            snprintf(what, sizeof what, "attention_decode hd %d heads %d/%d ctx %d split %d %s", hd, nh, nkv, n_ctx,
-                     split, kvt ? "f32" : "f16");
-            expect_close(a, b, qn, 1e-5, what);
+            /* the split kernel, then one block per (token, head) */
+            for (int one = 0; one < 2; one++) {
+                /* twice each: the split counters must be back at zero after a launch */
+                for (int rep = 0; rep < 2; rep++) {
+                    EXPECT_OK(greta_gpu_memset(d_o[1], 0xff, sizeof(float) * (size_t)qn, NULL, &err));
+                    EXPECT_OK(greta_gpu_attention_decode(NULL, d_q, nh * hd, d_k, d_v, kv, d_pos, d_seq, n_tok, nh,
+                                                         nkv, hd, n_ctx, one ? 1 : split, one, d_part, d_o[1],
+                                                         nh * hd, &err));
+                    dev_download(b, d_o[1], sizeof(float) * (size_t)qn);
+                    char what[112];
+                    snprintf(what, sizeof what, "attention_decode%s hd %d heads %d/%d ctx %d split %d %s",
+                             one ? " one block" : "", hd, nh, nkv, n_ctx, split, kvt ? "f32" : "f16");
+                    expect_close(a, b, qn, 1e-5, what);
+                }
+            }
             free(a), free(b), free(q), free(kc), free(vc);
             greta_gpu_free(d_k), greta_gpu_free(d_v), greta_gpu_free(d_q), greta_gpu_free(d_pos);
             greta_gpu_free(d_seq), greta_gpu_free(d_part), greta_gpu_free(d_o[0]), greta_gpu_free(d_o[1]);
         }
     assert_false(greta_gpu_attention_decode_supported(96));
     assert_int_equal(greta_gpu_attention_decode(NULL, NULL, 96, NULL, NULL, GRETA_GPU_KV_F16, NULL, NULL, 1, 1, 1, 96,
-                                                8, 1, NULL, NULL, 96, &err),
+                                                8, 1, 0, NULL, NULL, 96, &err),
                      GRETA_ERR_UNSUPPORTED);
+    /* one block per head takes no splits */
+    float *d = dev_alloc(4096);
+    assert_int_equal(greta_gpu_attention_decode(NULL, d, 128, d, d, GRETA_GPU_KV_F16, (int32_t *)d, (int32_t *)d, 1, 1,
+                                                1, 128, 8, 2, 1, d, d, 128, &err),
+                     GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "one block"));
+    greta_gpu_free(d);
 }
 
 static void test_rope_kv_store(void **state)
@@ -726,27 +747,31 @@ static void test_backend_settings(void **state)
     unsetenv("GRETA_GPU_KERNELS");
     unsetenv("GRETA_GPU_GRAPH");
     greta_error err = {0};
-    run_out r[8];
-    for (int i = 0; i < 8; i++) {
+    run_out r[10];
+    for (int i = 0; i < 10; i++) {
         const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 1 + i / 2, .graph = 1 + i % 2};
         EXPECT_OK(greedy_run(model_path, prompt, &o, &r[i], &err));
     }
     const int vocab = 512;
-    double lo = 1e30, hi = -1e30, maxd = 0.0, maxd3 = 0.0;
+    double lo = 1e30, hi = -1e30, maxd = 0.0, maxd3 = 0.0, maxd5 = 0.0;
     for (int v = 0; v < vocab; v++) {
         lo = fmin(lo, r[0].last[v]), hi = fmax(hi, r[0].last[v]);
         maxd = fmax(maxd, fabs((double)r[0].last[v] - r[2].last[v]));
         maxd3 = fmax(maxd3, fabs((double)r[0].last[v] - r[4].last[v]));
+        maxd5 = fmax(maxd5, fabs((double)r[6].last[v] - r[8].last[v]));
     }
     /* graph replay = the same kernels launched one by one */
     assert_memory_equal(r[0].last, r[1].last, sizeof(float) * vocab);
     assert_memory_equal(r[2].last, r[3].last, sizeof(float) * vocab);
     assert_memory_equal(r[4].last, r[5].last, sizeof(float) * vocab);
     assert_memory_equal(r[6].last, r[7].last, sizeof(float) * vocab);
+    assert_memory_equal(r[8].last, r[9].last, sizeof(float) * vocab);
     /* v4 = v3's kernels launched early (PDL): the same bits */
     assert_memory_equal(r[4].last, r[6].last, sizeof(float) * vocab);
     print_message("v1 vs v2 (int8 activations): max |d logit| %.3g, logit range %.3g\n", maxd, hi - lo);
     print_message("v1 vs v3 (fp32, other kernels): max |d logit| %.3g\n", maxd3);
+    print_message("v4 vs v5 (attention splits in another order): max |d logit| %.3g\n", maxd5);
+    assert_true(maxd5 < 1e-4 * (hi - lo));
 
 
     assert_true(maxd > 0.0);
@@ -770,17 +795,21 @@ static void test_backend_settings(void **state)
     /* whether this GPU can launch early (NVIDIA sm_90+) */
     const int can_pdl = greta_gpu_set_pdl(1);
     greta_gpu_set_pdl(0);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v4, graph on */
-    assert_memory_equal(e.last, r[6].last, sizeof(float) * vocab);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v5, graph on */
+    assert_memory_equal(e.last, r[8].last, sizeof(float) * vocab);
     assert_int_equal(greta_gpu_pdl_enabled(), can_pdl);
     print_message("v4: programmatic dependent launch %s\n", can_pdl ? "on" : "not available (same kernels as v3)");
+    free(e.last);
+    setenv("GRETA_GPU_KERNELS", "v4", 1);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
+    assert_memory_equal(e.last, r[6].last, sizeof(float) * vocab);
     free(e.last);
     setenv("GRETA_GPU_KERNELS", "v3", 1);
     EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
     assert_memory_equal(e.last, r[4].last, sizeof(float) * vocab);
     assert_int_equal(greta_gpu_pdl_enabled(), 0);
     free(e.last);
-    setenv("GRETA_GPU_KERNELS", "v5", 1);
+    setenv("GRETA_GPU_KERNELS", "v6", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
     unsetenv("GRETA_GPU_KERNELS");
@@ -788,11 +817,65 @@ static void test_backend_settings(void **state)
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_GRAPH"));
     unsetenv("GRETA_GPU_GRAPH");
-    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 5};
+    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 6};
     assert_int_equal(greedy_run(model_path, prompt, &bad, &e, &err), GRETA_ERR_INVALID);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < 10; i++)
         free(r[i].last);
     cJSON_Delete(j);
+}
+
+/* v5's context buckets: decode steps from position 250 to 261 (one-block
+ * attention below 256, the split kernel from 256 on, a graph each) after a
+ * 250-token prefill. Graph replay equals launching (so each bucket's graph
+ * holds its own kernels and the switch happens on the right step), and v5
+ * stays within 1e-4 of the logits' spread of v4 (which splits throughout)
+ * at every step. */
+static void test_one_block_buckets(void **state)
+{
+    GPU_OR_SKIP();
+    GRETA_TESTDATA_OR_SKIP(model_path, "quant/gqa-Q4_K_M.gguf");
+    greta_error err = {0};
+    greta_model *m = NULL;
+    EXPECT_OK(greta_model_open(model_path, &m, &err));
+    const int32_t vocab = (int32_t)m->cfg.vocab_size, n_pre = 250, n_dec = 12;
+    int32_t *toks = xmalloc(sizeof(int32_t) * (size_t)n_pre), *pos = xmalloc(sizeof(int32_t) * (size_t)n_pre),
+            *sq = calloc((size_t)n_pre, sizeof(int32_t));
+    uint64_t sd = 5;
+    for (int32_t i = 0; i < n_pre; i++)
+        toks[i] = 1 + (int32_t)(trng_f(&sd) * 0.5f * (float)(vocab - 2) + 0.5f * (float)(vocab - 2)), pos[i] = i;
+    float *lg[3];
+    const int kern[3] = {5, 5, 4}, graph[3] = {1, 2, 1};
+    for (int r = 0; r < 3; r++) {
+        const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = kern[r], .graph = graph[r]};
+        greta_backend_params p = {.n_ctx = 320, .n_seq = 1, .n_batch = 256, .n_threads = 1};
+        greta_backend *b = NULL;
+        EXPECT_OK(greta_gpu_backend_create_opts(m, &p, &o, &b, &err));
+        lg[r] = xmalloc(sizeof(float) * (size_t)vocab * (size_t)n_dec);
+        float *logits = xmalloc(sizeof(float) * (size_t)vocab);
+        const greta_batch pb = {.n_tokens = n_pre, .tokens = toks, .pos = pos, .seq = sq};
+        EXPECT_OK(b->ops->forward(b, &pb, logits, &err));
+        for (int32_t g = 0; g < n_dec; g++) {
+            const int32_t id = (int32_t)greta_cpu_argmax(logits, vocab), ps = n_pre + g, s0 = 0;
+            const greta_batch db = {.n_tokens = 1, .tokens = &id, .pos = &ps, .seq = &s0};
+            EXPECT_OK(b->ops->forward(b, &db, logits, &err));
+            memcpy(lg[r] + (size_t)g * (size_t)vocab, logits, sizeof(float) * (size_t)vocab);
+        }
+        free(logits);
+        greta_backend_destroy(&b);
+    }
+    assert_memory_equal(lg[0], lg[1], sizeof(float) * (size_t)vocab * (size_t)n_dec);
+    for (int32_t g = 0; g < n_dec; g++) {
+        const float *a = lg[0] + (size_t)g * (size_t)vocab, *c = lg[2] + (size_t)g * (size_t)vocab;
+        double lo = 1e30, hi = -1e30, md = 0.0;
+        for (int32_t v = 0; v < vocab; v++)
+            lo = fmin(lo, c[v]), hi = fmax(hi, c[v]), md = fmax(md, fabs((double)a[v] - c[v]));
+        if (!(md < 1e-4 * (hi - lo)))
+            fail_msg("step at position %d: v5 vs v4 max |d logit| %.3g, spread %.3g", n_pre + g, md, hi - lo);
+    }
+    for (int r = 0; r < 3; r++)
+        free(lg[r]);
+    free(toks), free(pos), free(sq);
+    greta_model_close(&m);
 }
 
 int main(void)
@@ -801,7 +884,7 @@ int main(void)
         cmocka_unit_test(test_quantize_q8),   cmocka_unit_test(test_matvec_q8),
         cmocka_unit_test(test_matvec_q8_glu), cmocka_unit_test(test_matvec_f32),
         cmocka_unit_test(test_matvec_f32_glu), cmocka_unit_test(test_matvec_f32_fusions),
-        cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_attention_decode),
+        cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_attention_decode), cmocka_unit_test(test_one_block_buckets),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_backend_settings),
     };
