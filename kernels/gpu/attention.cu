@@ -322,43 +322,12 @@ template <int G> __device__ inline float group_sum(float v)
     return v;
 }
 
-template <typename KVT, int G, int THREADS, int U>
-__global__ void __launch_bounds__(THREADS)
-attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc, const int32_t *__restrict__ pos,
-                     const int32_t *__restrict__ seq,
-                     int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *__restrict__ partial,
-                     float *__restrict__ out, int64_t ld_out)
-{
-    constexpr int HD = 8 * G, SLOTS = THREADS / G;
-    __shared__ float sm_m[SLOTS], sm_l[SLOTS];
-    __shared__ float sm_acc[SLOTS][HD];
-    gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel (so not
-                       __restrict__: the compiler must not move their loads above the wait) */
-    gpu_pdl_trigger();
-    const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
-    const int slot = threadIdx.x / G, gl = threadIdx.x % G;
-    const int32_t p = pos[t], sq = seq[t];
-    int32_t start, end;
-    att_split_range(p, n_ctx, n_split, sp, start, end);
-    const int kvh = h / (n_heads / n_kv_heads);
-    const float scale = 1.0f / sqrtf((float)HD);
-    float qv[8], acc[8];
-    const float *qt = q + (int64_t)t * ld_q + (int64_t)h * HD + gl * 8;
-#pragma unroll
-    for (int i = 0; i < 8; i++) {
-        qv[i] = qt[i];
-        acc[i] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    const int64_t base = kv_offset(sq, kvh, 0, gl * 8, n_kv_heads, n_ctx, HD);
-    const KVT *kb = kc + base, *vb = vc + base;
-    /* the loop runs the same turns in every group of a warp (its shuffles
-     * need all lanes): jw is the warp's first slot, the group's position
-     * j0 = jw + its offset in the warp */
-    const int wslot0 = (threadIdx.x / GRETA_WARP) * (GRETA_WARP / G);
-    for (int32_t jw = start + wslot0; jw < end; jw += SLOTS * U) {
-        const int32_t j0 = jw + (slot - wslot0);
-        typename kv8<KVT>::raw kr[U], vr[U];
+/* One turn of a group: the K and V rows of its U positions j0, j0 +
+ * SLOTS, ... (those below end), loaded together. */
+template <typename KVT, int U> struct dec_turn {
+    typename kv8<KVT>::raw kr[U], vr[U];
+    template <int SLOTS, int HD> __device__ __forceinline__ void load(const KVT *kb, const KVT *vb, int32_t j0, int32_t end)
+    {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int32_t j = j0 + u * SLOTS;
@@ -367,6 +336,13 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
                 vr[u] = kv8<KVT>::load(vb + (int64_t)j * HD);
             }
         }
+    }
+    /* the group's online softmax (m, l, acc) over the turn's positions;
+     * every lane of the warp must call it (group shuffles) */
+    template <int G, int SLOTS> __device__ __forceinline__ void consume(int32_t j0, int32_t end, const float (&qv)[8],
+                                                                       float scale, float &m, float &l,
+                                                                       float (&acc)[8]) const
+    {
         float s[U], mx = m;
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -399,6 +375,47 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
             }
         }
         m = mx;
+    }
+};
+
+template <typename KVT, int G, int THREADS, int U>
+__global__ void __launch_bounds__(THREADS)
+attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc, const int32_t *__restrict__ pos,
+                     const int32_t *__restrict__ seq,
+                     int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *__restrict__ partial,
+                     float *__restrict__ out, int64_t ld_out)
+{
+    constexpr int HD = 8 * G, SLOTS = THREADS / G, STEP = SLOTS * U;
+    __shared__ float sm_m[SLOTS], sm_l[SLOTS];
+    __shared__ float sm_acc[SLOTS][HD];
+    gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel (so not
+                       __restrict__: the compiler must not move their loads above the wait) */
+    gpu_pdl_trigger();
+    const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
+    const int slot = threadIdx.x / G, gl = threadIdx.x % G;
+    const int32_t p = pos[t], sq = seq[t];
+    int32_t start, end;
+    att_split_range(p, n_ctx, n_split, sp, start, end);
+    const int kvh = h / (n_heads / n_kv_heads);
+    const float scale = 1.0f / sqrtf((float)HD);
+    float qv[8], acc[8];
+    const float *qt = q + (int64_t)t * ld_q + (int64_t)h * HD + gl * 8;
+#pragma unroll
+    for (int i = 0; i < 8; i++) {
+        qv[i] = qt[i];
+        acc[i] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    const int64_t base = kv_offset(sq, kvh, 0, gl * 8, n_kv_heads, n_ctx, HD);
+    const KVT *kb = kc + base, *vb = vc + base;
+    /* the loop runs the same turns in every group of a warp (its shuffles
+     * need all lanes): jw is the warp's first slot, the group's position
+     * j0 = jw + its offset in the warp */
+    const int wslot0 = (threadIdx.x / GRETA_WARP) * (GRETA_WARP / G), off = slot - wslot0;
+    for (int32_t jw = start + wslot0; jw < end; jw += STEP) {
+        dec_turn<KVT, U> a;
+        a.template load<SLOTS, HD>(kb, vb, jw + off, end);
+        a.template consume<G, SLOTS>(jw + off, end, qv, scale, m, l, acc);
     }
     if (gl == 0) {
         sm_m[slot] = m;

@@ -429,6 +429,7 @@ static void test_bench_json(void **state)
             assert_true(cJSON_GetObjectItem(it, "ttft_ms_mean")->valuedouble > 0);
         } else {
             assert_string_equal(test, "tg16");
+            assert_string_equal(cJSON_GetObjectItem(it, "argmax")->valuestring, "host"); /* CPU: no forward_topk */
             assert_true(cJSON_GetObjectItem(it, "ms_per_token_p50")->valuedouble <=
                         cJSON_GetObjectItem(it, "ms_per_token_p99")->valuedouble);
             const cJSON *toks = cJSON_GetObjectItem(it, "tokens");
@@ -552,6 +553,25 @@ static void test_bench_gpu(void **state)
     const double total = cJSON_GetObjectItem(g, "total_mem_bytes")->valuedouble;
     const double free_after = cJSON_GetObjectItem(g, "free_mem_after_load_bytes")->valuedouble;
     assert_true(total >= 1e9 && free_after > 0 && free_after < total);
+    /* tg8: the GPU backend picks each token itself (forward_topk, k = 1): the greedy tokens of the model */
+    const char *gj = greta_testdata_find("stories260K-greedy.json");
+    char *gtext = greta_read_file(gj, NULL);
+    cJSON *gjson = cJSON_Parse(gtext);
+    free(gtext);
+    const cJSON *ids = cJSON_GetObjectItem(gjson, "ids"), *it;
+    int n_tg = 0;
+    cJSON_ArrayForEach(it, cJSON_GetObjectItem(j, "results")) {
+        if (strcmp(cJSON_GetObjectItem(it, "test")->valuestring, "tg8"))
+            continue;
+        n_tg++;
+        assert_string_equal(cJSON_GetObjectItem(it, "argmax")->valuestring, "backend");
+        const cJSON *toks = cJSON_GetObjectItem(it, "tokens");
+        assert_int_equal(cJSON_GetArraySize(toks), 8);
+        for (int k = 0; k < 8; k++)
+            assert_int_equal(cJSON_GetArrayItem(toks, k)->valueint, cJSON_GetArrayItem(ids, k + 1)->valueint);
+    }
+    assert_int_equal(n_tg, 1);
+    cJSON_Delete(gjson);
     cJSON_Delete(j);
     /* --profile: one more tg per depth with GPU events per block */
     unlink(json);
