@@ -618,16 +618,21 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
         TRY(prof_mark(b, GRETA_GPU_PROF_FFN_W2, err));
     }
     if (n_sel > 0) {
-        TRY(greta_gpu_gather_rows(s, b->x, c->dim, d_sel, n_sel, c->dim, b->q, c->dim, err));
+        /* the rows with logits; every row (run_batch lists them in order: n_sel == T) needs no gather */
+        const float *xs = b->x;
+        if (n_sel != T) {
+            TRY(greta_gpu_gather_rows(s, b->x, c->dim, d_sel, n_sel, c->dim, b->q, c->dim, err));
+            xs = b->q;
+        }
         if (b->kernels == 2 && b->v2_output && c->dim % 256 == 0) {
             const greta_gpu_mv_mat out = mv_of(&b->output, b->logits);
-            TRY(greta_gpu_rmsnorm_q8(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, b->q8,
+            TRY(greta_gpu_rmsnorm_q8(s, xs, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, b->q8,
                                      err));
             TRY(greta_gpu_matvec_q8(s, b->q8, c->dim, n_sel, &out, 1, 0, err));
         } else {
             const gpu_weight *wout[1] = {&b->output};
             float *const ylog[1] = {b->logits};
-            TRY(greta_gpu_rmsnorm(s, b->q, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
+            TRY(greta_gpu_rmsnorm(s, xs, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
             TRY(mv_group(b, wout, ylog, 1, b->xn, n_sel, 0, err));
         }
         TRY(prof_mark(b, GRETA_GPU_PROF_LM_HEAD, err));

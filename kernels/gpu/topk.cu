@@ -12,12 +12,18 @@
  *      ones in index order), are gathered in shared memory;
  *   3. each of the k entries finds its rank by comparing with the others.
  * Every pass reads the row (it stays in L1/L2): about 6 reads of a 32000-entry
- * row for any k. The log-sum-exp is max + log(sum exp(x - max)) in fp32; a
- * NaN or +inf in the row makes it NaN. */
+ * row for k > 1. k = 1 (greedy) is one pass that also makes the
+ * log-sum-exp: each thread keeps its best (key, index) and an online max m
+ * and sum s of exp(x - m) (s rescaled when m grows), combined over the
+ * block as sum of s_t * exp(m_t - M). In fp32; a NaN or +inf in the row
+ * makes the log-sum-exp NaN, -inf entries add nothing. (The former k = 1 path, an argmax pass and
+ * two more for max and sum, took 18.8 us per 32000-entry row on the H200
+ * in a decode step; bench/results/2026-11-27-gpu-h200-decode-v5.txt.) */
 #include "gpu_ops.h"
 #include "gpu_port.h"
 
 #define TOPK_THREADS 1024
+#define TOPK_V 8 /* float4 loads in flight per thread (k = 1) */
 
 /* Ascending key order = ascending float order; NaN below -inf. */
 __device__ inline uint32_t topk_key(float f)
@@ -60,43 +66,115 @@ __device__ inline bool topk_before(uint32_t ka, int ia, uint32_t kb, int ib)
     return ka > kb || (ka == kb && ia < ib);
 }
 
-/* k = 1: one pass, a block-wide reduction of (key, index). */
-__device__ inline void topk_argmax(const float *xr, int n, int *out_id)
+/* One value into a thread's online log-sum-exp state (m, s): s is the sum
+ * of exp(x - m) over the values seen, m their max; NaN or +inf sets bad. */
+__device__ inline void lse_add(float v, float &m, float &s, bool &bad)
+{
+    if (isnan(v) || v == INFINITY)
+        bad = true;
+    else if (v == -INFINITY)
+        return; /* exp(-inf) = 0, even before the first finite value */
+    else if (v > m) {
+        s = s * expf(m - v) + 1.0f;
+        m = v;
+    } else {
+        s += expf(v - m);
+    }
+}
+
+/* k = 1 and the log-sum-exp in one pass: a block-wide reduction of
+ * (key, index) and of the threads' (m, s). */
+__device__ inline void topk_argmax_lse(const float *xr, int n, int *out_id, float *out_lse)
 {
     __shared__ uint32_t wk[GPU_MAX_WARPS];
     __shared__ int wi[GPU_MAX_WARPS];
+    __shared__ float wm[GPU_MAX_WARPS], ws[GPU_MAX_WARPS];
+    __shared__ int wbad[GPU_MAX_WARPS];
     const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
     const int n_warps = blockDim.x / GRETA_WARP;
     uint32_t bk = 0;
     int bi = n; /* none yet: key 0 ranks last, and any real index wins a tie */
-    for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const uint32_t key = topk_key(xr[i]);
+    float m = -INFINITY, s = 0.0f;
+    bool bad = false;
+    auto take = [&](float v, int i) {
+        const uint32_t key = topk_key(v);
         if (topk_before(key, i, bk, bi)) {
             bk = key;
             bi = i;
         }
-    }
+        lse_add(v, m, s, bad);
+    };
+    int done = 0;
+    if ((uintptr_t)xr % 16 == 0) {
+        /* float4 loads, TOPK_V of them in flight per thread before any is used (one pass over a
+         * 32000-entry row: one memory round trip, not one per element) */
+        const float4 *x4 = (const float4 *)xr;
+        const int n4 = n / 4;
+        for (int b = 0; b < n4; b += TOPK_V * (int)blockDim.x) {
+            float4 v[TOPK_V];
 #pragma unroll
-    for (int m = GRETA_WARP / 2; m > 0; m >>= 1) {
-        const uint32_t ok = (uint32_t)gpu_shfl_xor((int)bk, m);
-        const int oi = gpu_shfl_xor(bi, m);
+            for (int j = 0; j < TOPK_V; j++) {
+                const int i = b + j * (int)blockDim.x + (int)threadIdx.x;
+                if (i < n4)
+                    v[j] = x4[i];
+            }
+#pragma unroll
+            for (int j = 0; j < TOPK_V; j++) {
+                const int i = b + j * (int)blockDim.x + (int)threadIdx.x;
+                if (i < n4) {
+                    take(v[j].x, 4 * i);
+                    take(v[j].y, 4 * i + 1);
+                    take(v[j].z, 4 * i + 2);
+                    take(v[j].w, 4 * i + 3);
+                }
+            }
+        }
+        done = 4 * n4;
+    }
+    for (int i = done + (int)threadIdx.x; i < n; i += blockDim.x)
+        take(xr[i], i);
+#pragma unroll
+    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
+        const uint32_t ok = (uint32_t)gpu_shfl_xor((int)bk, o);
+        const int oi = gpu_shfl_xor(bi, o);
         if (topk_before(ok, oi, bk, bi)) {
             bk = ok;
             bi = oi;
         }
+        const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
+        const float os = __int_as_float(gpu_shfl_xor(__float_as_int(s), o));
+        bad = gpu_shfl_xor((int)bad, o) || bad;
+        const float mm = fmaxf(m, om);
+        s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (om == -INFINITY ? 0.0f : os * expf(om - mm));
+        m = mm;
     }
     if (lane == 0) {
         wk[warp] = bk;
         wi[warp] = bi;
+        wm[warp] = m;
+        ws[warp] = s;
+        wbad[warp] = bad;
     }
     __syncthreads();
     if (threadIdx.x == 0) {
-        for (int w = 1; w < n_warps; w++)
+        float mm = wm[0];
+        for (int w = 1; w < n_warps; w++) {
             if (topk_before(wk[w], wi[w], bk, bi)) {
                 bk = wk[w];
                 bi = wi[w];
             }
+            mm = fmaxf(mm, wm[w]);
+        }
+        float ss = 0.0f;
+        int any_bad = 0;
+        for (int w = 0; w < n_warps; w++) {
+            if (wm[w] > -INFINITY)
+                ss += ws[w] * expf(wm[w] - mm);
+            any_bad |= wbad[w];
+        }
         *out_id = bi;
+        /* all -inf: no finite sum either */
+        *out_lse = any_bad || mm == -INFINITY ? NAN : mm + logf(ss);
     }
     __syncthreads();
 }
@@ -113,15 +191,19 @@ topk_kernel(const float *__restrict__ x, int64_t ld_x, int n, int k, int32_t *__
     __shared__ uint32_t sel_key[GRETA_GPU_TOPK_MAX];
     __shared__ int sel_id[GRETA_GPU_TOPK_MAX];
     __shared__ int sel_count;
+    __shared__ float sh_lse;
     const float *xr = x + (int64_t)blockIdx.x * ld_x;
     const int warp = threadIdx.x / GRETA_WARP, n_warps = blockDim.x / GRETA_WARP;
 
     if (k == 1) {
-        topk_argmax(xr, n, &sh_best);
+        topk_argmax_lse(xr, n, &sh_best, &sh_lse);
         if (threadIdx.x == 0) {
             ids[blockIdx.x] = sh_best;
             vals[blockIdx.x] = xr[sh_best];
+            if (lse)
+                lse[blockIdx.x] = sh_lse;
         }
+        return;
     } else {
         /* 1. radix select of the k-th largest key */
         uint32_t prefix = 0, mask = 0;

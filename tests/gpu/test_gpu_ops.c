@@ -489,8 +489,10 @@ static void test_topk(void **state)
     float *x = xmalloc(sizeof(float) * (size_t)(n * rows));
     for (int64_t i = 0; i < n * rows; i++)
         x[i] = 10.0f * trng_f(&seed);
-    /* row 0: ties at the top (lower id first); row 1: NaN and inf; row 2: all equal */
+    /* row 0: ties at the top (lower id first), -inf where a thread starts; row 1: NaN and inf; row 2: all
+     * equal */
     x[100] = x[7] = x[31999] = 50.0f;
+    x[0] = x[1024] = -INFINITY;
     x[n + 3] = NAN;
     x[n + 9] = INFINITY;
     for (int64_t i = 0; i < n; i++)
@@ -540,6 +542,23 @@ static void test_topk(void **state)
         greta_gpu_free(d_ids), greta_gpu_free(d_vals), greta_gpu_free(d_lse);
         free(ids), free(vals);
     }
+    /* k = 1 on a row that is not 16-byte aligned (the element-wise path): x[1 ..] of row 0 */
+    int32_t *d_id = dev_alloc(sizeof(int32_t));
+    float *d_v = dev_alloc(sizeof(float)), *d_l = dev_alloc(sizeof(float));
+    EXPECT_OK(greta_gpu_topk(NULL, d_x + 1, n, 1, n - 1, 1, d_id, d_v, d_l, &err));
+    int32_t id1;
+    float l1;
+    dev_download(&id1, d_id, sizeof id1);
+    dev_download(&l1, d_l, sizeof l1);
+    assert_int_equal(id1, 6); /* x[7], the first of the ties at 50 */
+    double m1 = -INFINITY, s1 = 0.0;
+    for (int64_t i = 1; i < n; i++)
+        m1 = fmax(m1, x[i]);
+    for (int64_t i = 1; i < n; i++)
+        s1 += exp((double)x[i] - m1);
+    if (!(fabs(l1 - (m1 + log(s1))) <= 1e-5))
+        fail_msg("topk lse (unaligned row) %.9g, want %.9g", l1, m1 + log(s1));
+    greta_gpu_free(d_id), greta_gpu_free(d_v), greta_gpu_free(d_l);
     greta_gpu_free(d_x);
     free(x);
 }
