@@ -241,9 +241,6 @@ __device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const 
     }
 }
 
-/* The block's sums of v[0..N-1] (every thread passes its own) into res[N]
- * (shared), visible to every thread on return. Barriers inside: call from
- * all threads. */
 /* Each warp's sums of v[0..N-1] into sm[warp] (no barrier). */
 template <int N> __device__ inline void warp_partials(float (&v)[N], float (*sm)[N])
 {
@@ -257,24 +254,10 @@ template <int N> __device__ inline void warp_partials(float (&v)[N], float (*sm)
             sm[warp][i] = v[i];
 }
 
-template <int N> __device__ inline void block_sums(float (&v)[N], float (*sm)[N], float *res)
-{
-    warp_partials<N>(v, sm);
-    __syncthreads();
-    if (threadIdx.x < N) {
-        float r = 0.0f;
-        for (int w = 0; w < (int)(blockDim.x / GRETA_WARP); w++)
-            r += sm[w][threadIdx.x];
-        res[threadIdx.x] = r;
-    }
-    __syncthreads();
-}
-
-/* A group's results when NORM is off: the warps' partial sums of each of
- * N values stay in shared memory (one barrier per group instead of
- * block_sums' two plus the one before the next group), and res[i] adds
- * them up in warp order, as block_sums does, for whichever values the
- * storing thread needs. */
+/* A group's results: the warps' partial sums of each of N values stay in
+ * shared memory (one barrier per group, not two for a block-wide sum plus
+ * one before the next group), and [i] adds them up in warp order for
+ * whichever values the storing thread needs. */
 template <int N> struct mv_partials {
     const float (*sm)[N];
     int n_warps;
@@ -284,6 +267,19 @@ template <int N> struct mv_partials {
         for (int w = 0; w < n_warps; w++)
             r += sm[w][i];
         return r;
+    }
+};
+
+/* mv_partials with the fused RMSNorm: value i (< NI, of token i / RR) is
+ * the product times 1 / sqrtf(sum(x^2) / k + eps), the sum of squares of
+ * that token being value NI + i / RR. */
+template <int N, int NI, int RR> struct mv_normed {
+    mv_partials<N> p;
+    float k, eps;
+    __device__ __forceinline__ float operator[](int i) const
+    {
+        const float mean = p[NI + i / RR] / k;
+        return p[i] * (1.0f / sqrtf(mean + eps));
     }
 };
 
@@ -333,7 +329,6 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
 {
     constexpr int N = NT * RR + (NORM ? NT : 0);
     __shared__ float sm[2][MV3_BLOCK / GPU_MIN_WARP][N]; /* [group parity] */
-    __shared__ float res[N];
     int par = 0;
     const int64_t n_units = k / 32;
     bool waited = false;
@@ -361,24 +356,18 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
             if (NORM)
                 flat[NT * RR + t] = ss[t];
         }
-        if constexpr (NORM) {
-            block_sums<N>(flat, sm[0], res);
-            if (threadIdx.x < NT * RR) {
-                const float mean = res[NT * RR + threadIdx.x / RR] / (float)k;
-                res[threadIdx.x] *= 1.0f / sqrtf(mean + eps);
-            }
-            __syncthreads();
-            grp.done(g, res, (int)threadIdx.x);
-            __syncthreads(); /* res is reused by the block's next group */
-        } else {
-            /* the next group writes the other half of sm, and the one after
-             * this half only once every thread has passed the next barrier */
-            warp_partials<N>(flat, sm[par]);
-            __syncthreads();
-            const mv_partials<N> part{sm[par], (int)(blockDim.x / GRETA_WARP)};
+        /* the next group writes the other half of sm, and the one after this
+         * half only once every thread has passed the next barrier; with the
+         * norm its sums of squares are partial sums like the products (one
+         * barrier either way) */
+        warp_partials<N>(flat, sm[par]);
+        __syncthreads();
+        const mv_partials<N> part{sm[par], (int)(blockDim.x / GRETA_WARP)};
+        if constexpr (NORM)
+            grp.done(g, mv_normed<N, NT * RR, RR>{part, (float)k, eps}, (int)threadIdx.x);
+        else
             grp.done(g, part, (int)threadIdx.x);
-            par ^= 1;
-        }
+        par ^= 1;
     }
 }
 
