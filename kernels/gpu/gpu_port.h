@@ -240,7 +240,12 @@ template <int N> __device__ inline void gpu_cp_async_wait(void)
  * what it does before (loading weights) overlaps the previous kernel's
  * tail and the launch latency. Kernels call gpu_pdl_trigger() once they no
  * longer need their SM slots to themselves (after their own wait), so at
- * most the next kernel waits beside them. Without the attribute (an older
+ * most the next kernel waits beside them; the RMSNorm triggers before its
+ * wait (rmsnorm.cu), so the product after it can start while the product
+ * before it drains. Either way a kernel's reads after its wait follow the
+ * completion of every kernel before it (the previous one completes only
+ * after its own wait), so before the wait a kernel must read only data no
+ * earlier kernel of the chain writes (weights). Without the attribute (an older
  * GPU, a plain launch) or on HIP (no equivalent: a plain launch) both
  * calls do nothing. */
 __device__ inline void gpu_pdl_wait(void)
