@@ -54,7 +54,15 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
 }
 
 /* register budget: MV3_MIN_BLOCKS blocks per SM for one token; two
- * tokens need more registers (at 4 blocks they spill): 2 */
+ * tokens need more registers (at 4 blocks they spill): 2. Rows longer than
+ * one unit per thread (k > 32 * MV3_BLOCK: the 7B w_down, k = 11008, 2.7
+ * units a thread) also take the budget of 2 blocks per SM (255 registers):
+ * the compiler then keeps the next unit's loads in flight while a unit is
+ * used. H100, 7B Q4_K_M, same lease: tg128 390.6 / 392.9 against 381.9 /
+ * 384.1 with 3 blocks per SM, 290.3 / 290.5 against 287.1 / 286.9 at depth
+ * 4096; 4 blocks per SM: 368.3 / 367.8 (another lease: 391.4 / 387.7
+ * against 385.4 / 380.4). */
+#define MV3_LONG_MIN_BLOCKS 2
 /* Launched with gpu_launch_pdl: the blocks load their first weights while
  * the previous kernel of the stream finishes (gpu_port.h). */
 template <int NT, int R, int MINB>
@@ -135,7 +143,9 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
             At.seq = A.seq + t0;
         }
         const float *xt = x + t0 * ld_x;
-        if (n_tok - t0 == 1)
+        if (n_tok - t0 == 1 && k / 32 > MV3_BLOCK)
+            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS>(st, groups, At, xt, ld_x, k, accumulate)), err);
+        else if (n_tok - t0 == 1)
             GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_MIN_BLOCKS>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else
             GPU_CHECK((mv3_go<2, MV3_ROWS, 2>(st, groups, At, xt, ld_x, k, accumulate)), err);
