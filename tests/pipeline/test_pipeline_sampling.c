@@ -600,6 +600,9 @@ static void test_parallel(void **state)
     (void)state;
     GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
     (void)model_path;
+    /* the gpu-worker is held (SIGSTOP) below; on a loaded machine the fixture's 1 s hang timeout
+     * could end before it is let go, and the restarted worker would run the requests one by one */
+    setenv("GRETA_HANG_TIMEOUT_MS", "10000", 1);
     assert_int_equal(greta_up("--slots 6"), 0);
     greta_error err = {0};
     greta_client *c = NULL;
@@ -631,7 +634,7 @@ static void test_parallel(void **state)
             fail_msg("submit %d: %s", k, err.msg);
         }
     }
-    usleep(100 * 1000); /* the tokenizer encodes and forwards them meanwhile (the hang timeout here: 1 s) */
+    usleep(100 * 1000); /* the tokenizer encodes and forwards them meanwhile (the hang timeout here: 10 s) */
     kill(wpid, SIGCONT);
     greta_shm_detach(&shm);
     for (int k = 0; k < PAR_N; k++) {
