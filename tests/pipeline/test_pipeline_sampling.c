@@ -15,8 +15,9 @@
  *             bad GRETA_HANDOFF value stops the worker from starting.
  *   bench     `greta bench --pipeline`: same tokens in and out of process,
  *             the JSON fields, an existing instance via --instance.
- *   parallel  six seeded temperature requests at once (full-vocabulary rows):
- *             each equals its in-process run, and where this process may
+ *   parallel  six seeded temperature requests at once (full-vocabulary rows,
+ *             submitted while the sampler is held, so the worker batches
+ *             them): each equals its in-process run, and where this process may
  *             use two or more CPUs the sampler shared steps out to its
  *             threads (its "stopping" log line counts them).
  */
@@ -600,8 +601,8 @@ static void test_parallel(void **state)
     (void)state;
     GRETA_TESTDATA_OR_SKIP(model_path, "stories260K.gguf");
     (void)model_path;
-    /* the gpu-worker is held (SIGSTOP) below; on a loaded machine the fixture's 1 s hang timeout
-     * could end before it is let go, and the restarted worker would run the requests one by one */
+    /* the sampler is held (SIGSTOP) below: more than the fixture's 1 s hang timeout on a loaded
+     * machine must not get it restarted */
     setenv("GRETA_HANG_TIMEOUT_MS", "10000", 1);
     assert_int_equal(greta_up("--slots 6"), 0);
     greta_error err = {0};
@@ -610,15 +611,17 @@ static void test_parallel(void **state)
     size_t n_prompt = 0;
     int32_t *prompt = encode(c, "Once upon a time", &n_prompt);
     /* all six submitted back to back (one client, no waiting for tokens)
-     * while the gpu-worker is held (SIGSTOP), so it finds them together and
-     * runs them side by side even on a loaded machine, where 90 tokens of
-     * one request can be over before the next is submitted; then each is
-     * streamed from its first token (the tokenizer keeps a request until it
-     * is released) */
+     * while the sampler is held (SIGSTOP): the gpu-worker admits them into
+     * slots while it waits for the sampler's answer to its first step, so
+     * the steps after it carry all six rows even on a loaded machine, where
+     * 90 tokens of one request can be over before the next is submitted;
+     * then each is streamed from its first token (the tokenizer keeps a
+     * request until it is released). (Holding the gpu-worker instead held
+     * the submissions too, until the supervisor restarted it as hung.) */
     greta_shm *shm = attach();
-    const int wpid = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
-    assert_true(wpid > 0);
-    assert_int_equal(kill(wpid, SIGSTOP), 0);
+    const int spid = atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_SAMPLER)->pid);
+    assert_true(spid > 0);
+    assert_int_equal(kill(spid, SIGSTOP), 0);
     greta_client_request reqs[PAR_N];
     uint64_t rids[PAR_N];
     gen_out outs[PAR_N];
@@ -630,12 +633,12 @@ static void test_parallel(void **state)
                                          .seed = 100 + (uint64_t)k};
         rids[k] = greta_client_request_id();
         if (greta_client_submit(c, rids[k], &reqs[k], NULL, &err) < 0) {
-            kill(wpid, SIGCONT);
+            kill(spid, SIGCONT);
             fail_msg("submit %d: %s", k, err.msg);
         }
     }
-    usleep(100 * 1000); /* the tokenizer encodes and forwards them meanwhile (the hang timeout here: 10 s) */
-    kill(wpid, SIGCONT);
+    usleep(100 * 1000); /* the tokenizer and the gpu-worker take them in meanwhile (hang timeout here: 10 s) */
+    kill(spid, SIGCONT);
     greta_shm_detach(&shm);
     for (int k = 0; k < PAR_N; k++) {
         memset(&outs[k], 0, sizeof outs[k]);
