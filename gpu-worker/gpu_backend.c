@@ -29,7 +29,9 @@
  * a graph of their own; longer contexts the split kernel. H200, 7B: tg128
  * 392-397 against 376-382 tokens/s with the split kernel (the first 128
  * positions); at depth 128, 262 / 257 with the bound at 256 / 128 (that run
- * had a prefetch experiment on, slower for both; same lease). */
+ * had a prefetch experiment on, slower for both; same lease). H100, tg128
+ * from depth 256 / 512: 365.3 / 347.5 with the bound at 1024 against 367.0
+ * / 360.1 at 256 (bench/results/2026-11-27-gpu-h200-decode-v5.txt). */
 #define DEC_ONE_BLOCK_MAX 256
 
 /* ---- config and weights ------------------------------------------------- */
