@@ -95,7 +95,7 @@ typedef struct gpu_backend {
     int kernels;       /* 1: fp32 GEMV (matvec.cu) of issue 5; 2: int8 activations (matvec_q8.cu) and fusions;
                           3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu);
                           4: 3 with programmatic dependent launch (greta_gpu_set_pdl);
-                          5: 4 with the decode attention that loads early (attention_early_kernel) */
+                          5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */

@@ -245,8 +245,8 @@ template <int N> __device__ inline void gpu_cp_async_wait(void)
  * before it drains. Either way a kernel's reads after its wait follow the
  * completion of every kernel before it (the previous one completes only
  * after its own wait), so before the wait a kernel must read only data no
- * earlier kernel of the chain writes (weights). Without the attribute (an older
- * GPU, a plain launch) or on HIP (no equivalent: a plain launch) both
+ * earlier kernel of the chain writes (weights). Without the attribute (an
+ * older GPU, a plain launch) or on HIP (no equivalent: a plain launch) both
  * calls do nothing. */
 __device__ inline void gpu_pdl_wait(void)
 {

@@ -16,9 +16,10 @@
  * log-sum-exp: each thread keeps its best (key, index) and an online max m
  * and sum s of exp(x - m) (s rescaled when m grows), combined over the
  * block as sum of s_t * exp(m_t - M). In fp32; a NaN or +inf in the row
- * makes the log-sum-exp NaN, -inf entries add nothing. (The former k = 1 path, an argmax pass and
- * two more for max and sum, took 18.8 us per 32000-entry row on the H200
- * in a decode step; bench/results/2026-11-27-gpu-h200-decode-v5.txt.) */
+ * makes the log-sum-exp NaN, -inf entries add nothing. (The former k = 1
+ * path, an argmax pass and two more for max and sum, took 18.8 us per
+ * 32000-entry row on the H200 in a decode step;
+ * bench/results/2026-11-27-gpu-h200-decode-v5.txt.) */
 #include "gpu_ops.h"
 #include "gpu_port.h"
 

@@ -489,8 +489,8 @@ static void test_topk(void **state)
     float *x = xmalloc(sizeof(float) * (size_t)(n * rows));
     for (int64_t i = 0; i < n * rows; i++)
         x[i] = 10.0f * trng_f(&seed);
-    /* row 0: ties at the top (lower id first), -inf where a thread starts; row 1: NaN and inf; row 2: all
-     * equal */
+    /* row 0: ties at the top (lower id first), -inf where a thread starts;
+     * row 1: NaN and inf; row 2: all equal */
     x[100] = x[7] = x[31999] = 50.0f;
     x[0] = x[1024] = -INFINITY;
     x[n + 3] = NAN;
