@@ -95,8 +95,7 @@ typedef struct gpu_backend {
     int kernels;       /* 1: fp32 GEMV (matvec.cu) of issue 5; 2: int8 activations (matvec_q8.cu) and fusions;
                           3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu);
                           4: 3 with programmatic dependent launch (greta_gpu_set_pdl);
-                          5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions;
-                          6: 5 with the GEMV's ring launch (greta_gpu_mv_fuse.ring) */
+                          5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
@@ -372,7 +371,7 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
 
 /* ---- decode step (issue 7) --------------------------------------------------------- */
 
-/* GRETA_GPU_KERNELS=v1..v6 and GRETA_GPU_GRAPH=0|1 (the options win
+/* GRETA_GPU_KERNELS=v1..v5 and GRETA_GPU_GRAPH=0|1 (the options win
  * when set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's
  * input to int8 once and runs the integer GEMV of matvec_q8.cu with
  * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
@@ -384,24 +383,23 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
  * each RMSNorm, GEMV and attention kernel starts while the previous one
  * finishes, the GEMVs loading their first weights meanwhile; the same
  * results); v5 (the default) is v4 with the one-block decode attention at
- * short contexts; v6 is v5 with the GEMVs' ring launch (persistent blocks
- * staging the weights through shared memory; the same bits). The graph (default on) records a decode step once per
+ * short contexts. The graph (default on) records a decode step once per
  * token count and replays it. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
     b->kernels = 5;
-    if (o->decode_kernels >= 1 && o->decode_kernels <= 6)
+    if (o->decode_kernels >= 1 && o->decode_kernels <= 5)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..6",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..5",
                                o->decode_kernels);
     else if (ek && *ek) {
-        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '6' && !ek[2])
+        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '5' && !ek[2])
             b->kernels = ek[1] - '0';
         else
             return greta_error_set(err, GRETA_ERR_INVALID,
-                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4, v5 or v6", ek);
+                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4 or v5", ek);
     }
     b->use_graph = 1;
     if (o->graph == 1 || o->graph == 2)
@@ -446,8 +444,7 @@ static int mv_group(gpu_backend *b, const gpu_weight *const *w, float *const *y,
         greta_gpu_mv_mat m[3];
         for (int i = 0; i < n; i++)
             m[i] = mv_of(w[i], y[i]);
-        const greta_gpu_mv_fuse f = {.ring = b->kernels >= 6};
-        return greta_gpu_matvec_f32(b->stream, x, w[0]->n_in, w[0]->n_in, (int32_t)T, m, n, accumulate, &f, err);
+        return greta_gpu_matvec_f32(b->stream, x, w[0]->n_in, w[0]->n_in, (int32_t)T, m, n, accumulate, NULL, err);
     }
     for (int i = 0; i < n; i++) {
         const int rc = matmul(b, w[i], x, T, y[i], accumulate, err);
@@ -513,8 +510,7 @@ static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, con
                                      .d_seq = d_seq,
                                      .k_cache = k_cache(b, l),
                                      .v_cache = v_cache(b, l),
-                                     .kv = b->kv,
-                                     .ring = b->kernels >= 6};
+                                     .kv = b->kv};
         return greta_gpu_matvec_f32(s, b->xn, c->dim, c->dim, t, qkv, 3, 0, &f, err);
     }
     const gpu_weight *w[3] = {&L->wq, &L->wk, &L->wv};
@@ -532,8 +528,7 @@ static int ffn_glu(gpu_backend *b, const gpu_layer *L, int64_t T, greta_error *e
     int rc = greta_gpu_rmsnorm(b->stream, b->x, c->dim, L->ffn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err);
     if (!rc && v3_ok(b, &L->w_gate) && L->w_gate.type == L->w_up.type) {
         const greta_gpu_mv_mat g = mv_of(&L->w_gate, NULL), u = mv_of(&L->w_up, NULL);
-        const greta_gpu_mv_fuse f = {.ring = b->kernels >= 6};
-        return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, &f, b->gate,
+        return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, NULL, b->gate,
                                         c->ffn_dim, err);
     }
     if (!rc)

@@ -59,7 +59,7 @@ int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p
 typedef struct greta_gpu_backend_opts {
     greta_gpu_kv_type kv_type;
     /* Decode (batches of <= GRETA_GPU_MATVEC_MAX_TOK tokens), issue 7.
-     * decode_kernels: 0 = GRETA_GPU_KERNELS (v1..v6, default v5), 1 =
+     * decode_kernels: 0 = GRETA_GPU_KERNELS (v1..v5, default v5), 1 =
      * the fp32 GEMV of issue 5, 2 = int8 activations + integer GEMV with
      * fused RMSNorm/quantize, Q/K/V and gate/up/SiLU, 3 = the fp32 GEMV of
      * matvec_f32.cu with Q/K/V (+ RoPE, KV cache) and gate/up/SiLU fused,
@@ -67,10 +67,7 @@ typedef struct greta_gpu_backend_opts {
      * launch (each decode kernel starts while the previous one finishes;
      * NVIDIA sm_90+, elsewhere the same as 3; greta_gpu_set_pdl), 5 = 4
      * with one block per (token, head) in the decode attention while every
-     * position is below 256 (greta_gpu_attention_decode's `one_block`), 6 =
-     * 5 with the GEMVs' ring launch (greta_gpu_mv_fuse.ring: persistent
-     * blocks copying the weights into shared memory ahead of the
-     * arithmetic; the same bits as 5).
+     * position is below 256 (greta_gpu_attention_decode's `one_block`).
      * graph: 0 = GRETA_GPU_GRAPH (0|1, default 1), 1 = capture each decode
      * step's launches once per token count and replay them, 2 = launch them
      * one by one. Bad values (options or variables) fail create. */

@@ -70,20 +70,14 @@ int greta_gpu_matvec_q8_glu(greta_gpu_stream *s, const void *q8, int64_t k, int3
  * greta_gpu_matvec. */
 int greta_gpu_matvec_f32_supported(uint32_t type, int64_t k);
 
-/* Fusions and options of greta_gpu_matvec_f32 / _glu (NULL: none).
+/* Fusions of greta_gpu_matvec_f32 / _glu (NULL: none).
  *   norm_w  RMSNorm of each x[t] over its k values with these weights (as
  *           greta_gpu_rmsnorm, eps) before the products: y = W (x*g) / rms
  *   cs      the Q/K/V of a decode step (3 matrices: q, k, v): q and k are
  *           rotated as greta_gpu_rope with the table cs [n_tok][rope_dim]
  *           (heads of head_dim), and k and v are also written into
  *           k_cache / v_cache as greta_gpu_kv_store does (d_pos, d_seq,
- *           n_kv_heads, n_ctx, kv).
- *   ring    nonzero: v6's launch (matvec_f32.cuh, mv_groups_ring): as many
- *           blocks as fit on the GPU, each taking row groups in turn and
- *           copying their weights into a shared-memory ring ahead of the
- *           arithmetic. The same bits as without. Taken when the weights
- *           are 16-byte aligned, norm_w is unset and the ring fits in
- *           shared memory; otherwise the call runs as without it. */
+ *           n_kv_heads, n_ctx, kv). */
 typedef struct greta_gpu_mv_fuse {
     const float *norm_w;
     float eps;
@@ -92,7 +86,6 @@ typedef struct greta_gpu_mv_fuse {
     const int32_t *d_pos, *d_seq;
     void *k_cache, *v_cache;
     greta_gpu_kv_type kv;
-    int ring;
 } greta_gpu_mv_fuse;
 
 /* y_i[t] (+)= W_i x[t] for n_mat (1..3) matrices sharing the input x

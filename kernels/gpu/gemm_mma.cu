@@ -82,6 +82,19 @@ static int gemm_mma_f16x(gpu_stream_t st, greta_gpu_mma_tile tile, const void *w
                                           accumulate, err);
 }
 
+static int mma_sm_count(void)
+{
+    int dev = 0, v = 0;
+#if defined(GRETA_GPU_HIP)
+    if (hipGetDevice(&dev) != hipSuccess || hipDeviceGetAttribute(&v, hipDeviceAttributeMultiprocessorCount, dev) != hipSuccess)
+        return 0;
+#else
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+        return 0;
+#endif
+    return v;
+}
+
 /* One tile of a picker's table: shape, blocks sharing an SM, relative
  * cost per output element and k step. */
 typedef struct tile_cost {
@@ -94,7 +107,7 @@ typedef struct tile_cost {
  * (blocks sharing an SM in a wave) x (tile area) x (cost). */
 static greta_gpu_mma_tile pick_tile(const tile_cost *tiles, size_t count, int64_t n, int32_t n_tok)
 {
-    int sms = gpu_sm_count();
+    int sms = mma_sm_count();
     if (sms <= 0)
         sms = 1;
     greta_gpu_mma_tile best = tiles[0].tile;

@@ -23,13 +23,11 @@
  *   params   GPU_GRID_CONSTANT: a const struct kernel parameter that device
  *            code may reference without a local copy (CUDA's
  *            __grid_constant__; HIP kernel arguments need nothing)
- *   PDL      gpu_launch_pdl(kernel, grid, block, stream, args...)
- *            (gpu_launch_pdl_smem: with dynamic shared memory) and, in
+ *   PDL      gpu_launch_pdl(kernel, grid, block, stream, args...) and, in
  *            the kernel, gpu_pdl_wait() / gpu_pdl_trigger(): programmatic
  *            dependent launch (below)
  *   copies   gpu_cp_async16(), gpu_cp_async_commit(), gpu_cp_async_wait<N>():
  *            global -> shared memory, asynchronous where the GPU can
- *   sizing   gpu_sm_count(), gpu_smem_blocks_per_sm(kernel, threads, smem)
  * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
  * accept.
  *
@@ -268,23 +266,22 @@ __device__ inline void gpu_pdl_trigger(void)
  * runtime.cu; default off): off, it is a plain launch. */
 extern "C" int greta_gpu_pdl_enabled(void);
 
-/* gpu_launch_pdl with `smem` bytes of dynamic shared memory. */
 template <typename... KArgs, typename... Args>
-static inline gpu_error_t gpu_launch_pdl_smem(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
-                                              gpu_stream_t stream, Args... args)
+static inline gpu_error_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, gpu_stream_t stream,
+                                         Args... args)
 {
 #if defined(GRETA_GPU_HIP)
-    kernel<<<grid, block, smem, stream>>>(((KArgs)args)...);
+    kernel<<<grid, block, 0, stream>>>(((KArgs)args)...);
     return hipGetLastError();
 #else
     if (!greta_gpu_pdl_enabled()) {
-        kernel<<<grid, block, smem, stream>>>(((KArgs)args)...);
+        kernel<<<grid, block, 0, stream>>>(((KArgs)args)...);
         return cudaGetLastError();
     }
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
     cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
+    cfg.dynamicSmemBytes = 0;
     cfg.stream = stream;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
@@ -293,52 +290,6 @@ static inline gpu_error_t gpu_launch_pdl_smem(void (*kernel)(KArgs...), dim3 gri
     cfg.numAttrs = 1;
     return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
 #endif
-}
-
-template <typename... KArgs, typename... Args>
-static inline gpu_error_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, gpu_stream_t stream,
-                                         Args... args)
-{
-    return gpu_launch_pdl_smem(kernel, grid, block, 0, stream, args...);
-}
-
-/* ---- host-side launch sizing ---------------------------------------------- */
-
-/* Multiprocessors (NVIDIA SMs, AMD compute units) of the current device; 0
- * on error. */
-static inline int gpu_sm_count(void)
-{
-    int dev = 0, v = 0;
-#if defined(GRETA_GPU_HIP)
-    if (hipGetDevice(&dev) != hipSuccess ||
-        hipDeviceGetAttribute(&v, hipDeviceAttributeMultiprocessorCount, dev) != hipSuccess)
-        return 0;
-#else
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-        return 0;
-#endif
-    return v;
-}
-
-/* Lets `kernel` launch with `smem` bytes of dynamic shared memory (NVIDIA
- * needs an opt-in above 48 KB) and returns how many of its blocks of
- * `threads` fit on one multiprocessor with it: 0 when none (or on error). */
-template <typename... KArgs>
-static inline int gpu_smem_blocks_per_sm(void (*kernel)(KArgs...), int threads, size_t smem)
-{
-    int n = 0;
-#if defined(GRETA_GPU_HIP)
-    if (hipFuncSetAttribute((const void *)kernel, hipFuncAttributeMaxDynamicSharedMemorySize, (int)smem) !=
-            hipSuccess ||
-        hipOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) != hipSuccess)
-        return 0;
-#else
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem) != cudaSuccess)
-        return 0;
-#endif
-    return n;
 }
 
 /* ---- device-side helpers -------------------------------------------------- */

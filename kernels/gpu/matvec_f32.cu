@@ -79,66 +79,6 @@ static gpu_error_t mv3_go(gpu_stream_t st, unsigned groups, const mv3_args &A, c
     return gpu_launch_pdl(mv3_kernel<NT, false, false, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
 }
 
-/* ---- v6: the ring launch (mv_groups_ring) ----
- * Rows per group and stages: for rows of at most one unit per thread (k <=
- * 4096) groups of MV6_ROWS rows and MV6_STAGES stages; longer rows (the 7B
- * w_down, k = 11008) MV6_LONG_ROWS rows and MV6_LONG_STAGES stages, so
- * two blocks still fit on an SM. Chosen with tests/perf/gemv-bench.cu. */
-#define MV6_ROWS 8
-#define MV6_STAGES 4
-#define MV6_LONG_ROWS 4
-#define MV6_LONG_STAGES 3
-#define MV6_MIN_BLOCKS 2
-
-/* Blocks of a ring launch of `groups` groups: as many as fit on the GPU
- * with `smem` bytes each (at most one per group); 0 when none fits. Asked
- * at every launch: a few microseconds of host time, once per graph
- * capture in decode. */
-template <typename K> static unsigned mv6_grid(K kern, size_t smem, int64_t groups)
-{
-    const int64_t slots = (int64_t)gpu_smem_blocks_per_sm(kern, MV3_BLOCK, smem) * gpu_sm_count();
-    if (slots <= 0)
-        return 0;
-    return (unsigned)(slots < groups ? slots : groups);
-}
-
-/* The ring launch of mv3's products (groups of R rows, S stages); returns
- * 1 when it launched (its error in *e), 0 when the ring does not fit. */
-template <int NT, int R, int S>
-static int mv6_go(gpu_stream_t st, const mv3_args &A, int n_mat, int64_t groups, const float *x, int64_t ld_x,
-                  int64_t k, int accumulate, gpu_error_t *e)
-{
-    int64_t rb = 0;
-    for (int i = 0; i < n_mat; i++)
-        rb = A.row_bytes[i] > rb ? A.row_bytes[i] : rb;
-    const int64_t part = mv_ring_part(R, rb);
-    const size_t smem = (size_t)(S * part);
-    if (A.cs) {
-        const unsigned grid = mv6_grid(mv6_kernel<NT, true, R, S, MV6_MIN_BLOCKS>, smem, groups);
-        if (grid)
-            *e = gpu_launch_pdl_smem(mv6_kernel<NT, true, R, S, MV6_MIN_BLOCKS>, dim3(grid), dim3(MV3_BLOCK), smem,
-                                     st, A, x, ld_x, k, accumulate, part);
-        return grid != 0;
-    }
-    const unsigned grid = mv6_grid(mv6_kernel<NT, false, R, S, MV6_MIN_BLOCKS>, smem, groups);
-    if (grid)
-        *e = gpu_launch_pdl_smem(mv6_kernel<NT, false, R, S, MV6_MIN_BLOCKS>, dim3(grid), dim3(MV3_BLOCK), smem, st,
-                                 A, x, ld_x, k, accumulate, part);
-    return grid != 0;
-}
-
-/* Whether a call may take the ring launch: asked for, no fused RMSNorm,
- * every matrix 16-byte aligned. */
-static int mv6_wanted(const greta_gpu_mv_fuse *f, const void *const *w, int n)
-{
-    if (!f || !f->ring || f->norm_w)
-        return 0;
-    for (int i = 0; i < n; i++)
-        if ((uintptr_t)w[i] % 16 != 0)
-            return 0;
-    return 1;
-}
-
 /* A.end for groups of R rows; returns the number of groups. */
 static int64_t mv3_ends(mv3_args &A, const greta_gpu_mv_mat *m, int n_mat, int R)
 {
@@ -192,10 +132,6 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
         A.kv_f32 = fuse->kv == GRETA_GPU_KV_F32;
     }
     const gpu_stream_t st = (gpu_stream_t)s;
-    const void *wp[MV3_MAX_MATS] = {A.w[0], A.w[1], A.w[2]};
-    const int ring = mv6_wanted(fuse, wp, n_mat), long_rows = k / 32 > MV3_BLOCK;
-    mv3_args Ar = A;
-    const int64_t ring_groups = mv3_ends(Ar, m, n_mat, long_rows ? MV6_LONG_ROWS : MV6_ROWS);
     const unsigned groups = (unsigned)mv3_ends(A, m, n_mat, MV3_ROWS);
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         mv3_args At = A;
@@ -207,23 +143,6 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
             At.seq = A.seq + t0;
         }
         const float *xt = x + t0 * ld_x;
-        if (ring) {
-            mv3_args Art = At;
-            memcpy(Art.end, Ar.end, sizeof Art.end);
-            gpu_error_t e = gpu_success;
-            const int one = n_tok - t0 == 1;
-            const int done = long_rows ? (one ? mv6_go<1, MV6_LONG_ROWS, MV6_LONG_STAGES>(st, Art, n_mat, ring_groups,
-                                                                                       xt, ld_x, k, accumulate, &e)
-                                              : mv6_go<2, MV6_LONG_ROWS, MV6_LONG_STAGES>(st, Art, n_mat, ring_groups,
-                                                                                       xt, ld_x, k, accumulate, &e))
-                                       : (one ? mv6_go<1, MV6_ROWS, MV6_STAGES>(st, Art, n_mat, ring_groups, xt, ld_x,
-                                                                                 k, accumulate, &e)
-                                              : mv6_go<2, MV6_ROWS, MV6_STAGES>(st, Art, n_mat, ring_groups, xt, ld_x,
-                                                                                 k, accumulate, &e));
-            GPU_CHECK(e, err);
-            if (done)
-                continue;
-        }
         if (n_tok - t0 == 1 && k / 32 > MV3_BLOCK)
             GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else if (n_tok - t0 == 1)
@@ -232,22 +151,6 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
             GPU_CHECK((mv3_go<2, MV3_ROWS, 2>(st, groups, At, xt, ld_x, k, accumulate)), err);
     }
     return 0;
-}
-
-/* The ring launch of gate/up (R rows of each per group, S stages);
- * returns 1 when it launched (its error in *e), 0 when the ring does not
- * fit. */
-template <int NT, int R, int S>
-static int glu6_go(gpu_stream_t st, uint32_t type, const uint8_t *wg, const uint8_t *wu, int64_t rb, int64_t n,
-                   const float *x, int64_t ld_x, int64_t k, float *out, int64_t ld_out, gpu_error_t *e)
-{
-    const int64_t part = mv_ring_part(R, rb);
-    const size_t smem = (size_t)(2 * S * part);
-    const unsigned grid = mv6_grid(mv6_glu_kernel<NT, R, S, MV6_MIN_BLOCKS>, smem, (n + R - 1) / R);
-    if (grid)
-        *e = gpu_launch_pdl_smem(mv6_glu_kernel<NT, R, S, MV6_MIN_BLOCKS>, dim3(grid), dim3(MV3_BLOCK), smem, st,
-                                 type, wg, wu, rb, n, x, ld_x, k, out, ld_out, part);
-    return grid != 0;
 }
 
 template <int NT, int R, int MINB>
@@ -288,21 +191,9 @@ extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int
     const uint8_t *wg = (const uint8_t *)gate->w, *wu = (const uint8_t *)up->w;
     const int64_t n = gate->n;
     const unsigned groups = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
-    const void *wp[2] = {wg, wu};
-    const int ring = mv6_wanted(fuse, wp, 2);
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         const float *xt = x + t0 * ld_x;
         float *ot = out + t0 * ld_out;
-        if (ring) {
-            gpu_error_t e = gpu_success;
-            const int done =
-                n_tok - t0 == 1
-                    ? glu6_go<1, MV3_GLU_ROWS, MV6_STAGES>(st, gate->type, wg, wu, rb, n, xt, ld_x, k, ot, ld_out, &e)
-                    : glu6_go<2, MV3_GLU_ROWS, MV6_STAGES>(st, gate->type, wg, wu, rb, n, xt, ld_x, k, ot, ld_out, &e);
-            GPU_CHECK(e, err);
-            if (done)
-                continue;
-        }
         if (n_tok - t0 == 1)
             GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_MIN_BLOCKS>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k,
                                                                   g, eps, ot, ld_out)),

@@ -309,44 +309,6 @@ __device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units
     }
 }
 
-/* The end of group g in every thread: acc (and ss) summed over the
- * block, then grp.done(g, ...). sm: this group's half of the partials
- * (the next group writes the other half, and the one after this half only
- * once every thread has passed the next barrier; with the norm its sums of
- * squares are partial sums like the products: one barrier either way). */
-template <int NT, int RR, bool NORM, int N, class G>
-__device__ __forceinline__ void group_store(const G &grp, int64_t g, const float (&acc)[NT][RR],
-                                            const float (&ss)[NT], float (*sm)[N], int64_t k, float eps)
-{
-    float flat[N];
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-#pragma unroll
-        for (int r = 0; r < RR; r++)
-            flat[t * RR + r] = acc[t][r];
-        if (NORM)
-            flat[NT * RR + t] = ss[t];
-    }
-    warp_partials<N>(flat, sm);
-    __syncthreads();
-    const mv_partials<N> part{sm, (int)(blockDim.x / GRETA_WARP)};
-    if constexpr (NORM)
-        grp.done(g, mv_normed<N, NT * RR, RR>{part, (float)k, eps}, (int)threadIdx.x);
-    else
-        grp.done(g, part, (int)threadIdx.x);
-}
-
-template <int NT, int RR> __device__ __forceinline__ void acc_zero(float (&acc)[NT][RR], float (&ss)[NT])
-{
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        ss[t] = 0.0f;
-#pragma unroll
-        for (int r = 0; r < RR; r++)
-            acc[t][r] = 0.0f;
-    }
-}
-
 /* The row groups of a launch, RR rows each (G: rows(g) gives group g's
  * mv_rows, H rows per base; done(g, res, i) stores the group's results
  * res[t * RR + r] (res: a float array, or mv_partials), called by every
@@ -372,120 +334,41 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
     bool waited = false;
     for (int64_t g = blockIdx.x; g < n_groups; g += gridDim.x) {
         float acc[NT][RR], ss[NT];
-        acc_zero<NT, RR>(acc, ss);
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            ss[t] = 0.0f;
+#pragma unroll
+            for (int r = 0; r < RR; r++)
+                acc[t][r] = 0.0f;
+        }
         const mv_rows rows = grp.rows(g);
         if (rows.type == GGML_TYPE_Q6_K)
             group_units<GGML_TYPE_Q6_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss, waited);
         else
             group_units<GGML_TYPE_Q4_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss, waited);
         mv_wait(waited); /* threads without units: before the results are stored */
-        group_store<NT, RR, NORM, N>(grp, g, acc, ss, sm[par], k, eps);
-        par ^= 1;
-    }
-}
-
-/* ---- v6: persistent blocks, the weights staged through a shared-memory ring
- * The grid has as many blocks as fit on the GPU at once (the host sizes
- * it); block b takes groups b, b + gridDim.x, ... as above, but copies each
- * group's weight rows into a ring of S stages in shared memory
- * (gpu_cp_async16: on NVIDIA sm_80+ the copies run while the block
- * computes), S - 1 groups ahead. The first S - 1 groups' copies are issued
- * before the PDL wait, so they overlap the previous kernel's tail. The
- * arithmetic is mv_groups': the same units per thread in the same order,
- * the same reductions, so the same bits.
- *
- * A stage holds each base's valid rows of the group (H of them at most) as
- * one byte range copied from the 16-byte boundary at or before its first
- * byte (the base must be 16-byte aligned, so nothing before it is read;
- * the last 16 bytes are copied up to the range's end only); `part` bytes
- * per base (mv_ring_part), base 1 (gate/up's up rows) after base 0. */
-__host__ __device__ inline int64_t mv_ring_part(int64_t rows, int64_t row_bytes)
-{
-    return (rows * row_bytes + 15 + 15) / 16 * 16;
-}
-
-/* The copies of one base's valid rows (block-wide; no commit). */
-__device__ __forceinline__ void ring_copy(uint8_t *dst, const uint8_t *src, int64_t bytes)
-{
-    const uint8_t *a = (const uint8_t *)((uintptr_t)src & ~(uintptr_t)15);
-    const int64_t end = (src - a) + bytes;
-    for (int64_t i = 16 * (int64_t)threadIdx.x; i < end; i += 16 * (int64_t)blockDim.x)
-        gpu_cp_async16(dst + i, a + i, end - i < 16 ? (int)(end - i) : 16);
-}
-
-template <int H> __device__ __forceinline__ int ring_valid(const mv_rows &r)
-{
-    return r.last + 1 < H ? r.last + 1 : H;
-}
-
-template <int RR, int H> __device__ __forceinline__ void ring_issue(const mv_rows &r, uint8_t *stage, int64_t part)
-{
-    const int64_t bytes = (int64_t)ring_valid<H>(r) * r.row_bytes;
-    ring_copy(stage, r.base0, bytes);
-    if (H < RR)
-        ring_copy(stage + part, r.base1, bytes);
-}
-
-/* The group's rows as they lie in its stage. */
-template <int RR, int H> __device__ __forceinline__ mv_rows ring_rows(const mv_rows &r, uint8_t *stage, int64_t part)
-{
-    mv_rows s = r;
-    s.base0 = stage + ((uintptr_t)r.base0 & 15);
-    s.base1 = H < RR ? stage + part + ((uintptr_t)r.base1 & 15) : nullptr;
-    return s;
-}
-
-template <uint32_t TYPE, int NT, int RR, int H, bool NORM>
-__device__ __forceinline__ void ring_units(const mv_rows &rows, int64_t n_units, const float *x, int64_t ld_x,
-                                           const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
-{
-    mv_unit<RR> U;
-    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
-        unit_load<TYPE, RR, H>(rows, u, U);
-        unit_dot<TYPE, NT, RR, NORM>(U, u, x, ld_x, gw, acc, ss);
-    }
-}
-
-template <int NT, int RR, int H, bool NORM, int S, class G>
-__device__ __forceinline__ void mv_groups_ring(const G &grp, int64_t n_groups, const float *x, int64_t ld_x,
-                                               int64_t k, const float *__restrict__ gw, float eps, int64_t part)
-{
-    static_assert(S >= 2, "a ring of at least two stages");
-    constexpr int N = NT * RR + (NORM ? NT : 0);
-    __shared__ float sm[2][MV3_BLOCK / GPU_MIN_WARP][N];
-    extern __shared__ uint4 mv_ring_sm[];
-    uint8_t *ring = (uint8_t *)mv_ring_sm;
-    const int64_t stage = (H < RR ? 2 : 1) * part, n_units = k / 32;
+        float flat[N];
 #pragma unroll
-    for (int i = 0; i < S - 1; i++) {
-        const int64_t g = blockIdx.x + (int64_t)i * gridDim.x;
-        if (g < n_groups)
-            ring_issue<RR, H>(grp.rows(g), ring + i * stage, part);
-        gpu_cp_async_commit(); /* empty groups too: one group per stage keeps the count */
-    }
-    gpu_pdl_wait();
-    gpu_pdl_trigger();
-    int par = 0, slot = 0;
-    for (int64_t g = blockIdx.x; g < n_groups; g += gridDim.x) {
-        gpu_cp_async_wait<S - 2>(); /* this thread's copies of group g */
-        __syncthreads();            /* everyone's; and the stage before is free */
-        const int64_t gn = g + (int64_t)(S - 1) * gridDim.x;
-        const int next = slot == 0 ? S - 1 : slot - 1;
-        if (gn < n_groups)
-            ring_issue<RR, H>(grp.rows(gn), ring + next * stage, part);
-        gpu_cp_async_commit();
-        float acc[NT][RR], ss[NT];
-        acc_zero<NT, RR>(acc, ss);
-        const mv_rows rows = ring_rows<RR, H>(grp.rows(g), ring + slot * stage, part);
-        if (rows.type == GGML_TYPE_Q6_K)
-            ring_units<GGML_TYPE_Q6_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss);
+        for (int t = 0; t < NT; t++) {
+#pragma unroll
+            for (int r = 0; r < RR; r++)
+                flat[t * RR + r] = acc[t][r];
+            if (NORM)
+                flat[NT * RR + t] = ss[t];
+        }
+        /* the next group writes the other half of sm, and the one after this
+         * half only once every thread has passed the next barrier; with the
+         * norm its sums of squares are partial sums like the products (one
+         * barrier either way) */
+        warp_partials<N>(flat, sm[par]);
+        __syncthreads();
+        const mv_partials<N> part{sm[par], (int)(blockDim.x / GRETA_WARP)};
+        if constexpr (NORM)
+            grp.done(g, mv_normed<N, NT * RR, RR>{part, (float)k, eps}, (int)threadIdx.x);
         else
-            ring_units<GGML_TYPE_Q4_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss);
-        group_store<NT, RR, NORM, N>(grp, g, acc, ss, sm[par], k, eps);
+            grp.done(g, part, (int)threadIdx.x);
         par ^= 1;
-        slot = slot + 1 == S ? 0 : slot + 1;
     }
-    gpu_cp_async_wait<0>(); /* nothing may be left in flight when the block exits */
 }
 
 /* Up to MV3_MAX_MATS matrices sharing one input; blocks [end[i-1], end[i])
@@ -580,17 +463,6 @@ mv3_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *x, int64_t ld_x, int
     mv_groups<NT, R, R, NORM>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, A.gamma, A.eps);
 }
 
-/* v6 (mv_groups_ring): the products of mv3_kernel (no fused RMSNorm) with
- * S stages of `part` bytes of dynamic shared memory (mv_ring_part of R
- * rows of the longest row); the grid is sized by the host. */
-template <int NT, bool EPI, int R, int S, int MINB>
-__global__ void __launch_bounds__(MV3_BLOCK, MINB)
-mv6_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *x, int64_t ld_x, int64_t k, int accumulate, int64_t part)
-{
-    const mv3_groups<NT, EPI, R> grp{A, accumulate};
-    mv_groups_ring<NT, R, R, false, S>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, nullptr, 0.0f, part);
-}
-
 /* gate/up + SiLU groups: R rows of gate and the same rows of up
  * (res[t * 2R + j]: j < R gate, else up). */
 template <int NT, int R> struct glu_groups {
@@ -625,17 +497,6 @@ mv3_glu_kernel(uint32_t type, const uint8_t *__restrict__ wg, const uint8_t *__r
 {
     const glu_groups<NT, R> grp{type, wg, wu, row_bytes, n, out, ld_out};
     mv_groups<NT, 2 * R, R, NORM>(grp, (n + R - 1) / R, x, ld_x, k, g, eps);
-}
-
-/* v6's gate/up + SiLU (mv_groups_ring; no fused RMSNorm): stages of two
- * parts (gate rows, up rows), mv_ring_part of R rows each. */
-template <int NT, int R, int S, int MINB>
-__global__ void __launch_bounds__(MV3_BLOCK, MINB)
-mv6_glu_kernel(uint32_t type, const uint8_t *wg, const uint8_t *wu, int64_t row_bytes, int64_t n, const float *x,
-               int64_t ld_x, int64_t k, float *__restrict__ out, int64_t ld_out, int64_t part)
-{
-    const glu_groups<NT, R> grp{type, wg, wu, row_bytes, n, out, ld_out};
-    mv_groups_ring<NT, 2 * R, R, false, S>(grp, (n + R - 1) / R, x, ld_x, k, nullptr, 0.0f, part);
 }
 
 #endif

@@ -16,8 +16,7 @@
  *   matvec_q8_glu   silu(g) * u within the bound that the g and u bounds give
  *   matvec_f32      (v3, fp32 activations) |gpu - ref| <= 1e-5 * sum_i |w_i x_i|
  *                   (fp32 sums in another order), same shapes as matvec_q8,
- *                   rows not a multiple of the rows per warp; v6's ring
- *                   launch (greta_gpu_mv_fuse.ring) gives the same bits
+ *                   rows not a multiple of the rows per warp
  *   matvec_f32_glu  silu(g) * u within the bound that the g and u bounds give
  *   f32 fusions     RMSNorm fused into matvec_f32 / matvec_f32_glu, and the
  *                   Q/K/V fusion (RMSNorm + products + RoPE + KV cache, fp16
@@ -279,28 +278,18 @@ static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, co
         d_y[i] = dev_upload(y0[i], sizeof(float) * (size_t)(ns[i] * n_tok));
         m[i] = (greta_gpu_mv_mat){.type = types[i], .w = d_w[i], .n = ns[i], .y = d_y[i], .ld_y = ns[i]};
     }
-    float *first[3] = {NULL, NULL, NULL}; /* fp32: the launch without the ring */
-    for (int run = 0; run < (q8 ? 2 : 4); run++) {
-        const int acc = run & 1, ring = run >> 1;
+    for (int acc = 0; acc < 2; acc++) {
         if (acc)
             for (int i = 0; i < n_mat; i++) /* back to y0 to accumulate onto it */
                 EXPECT_OK(greta_gpu_copy(d_y[i], y0[i], sizeof(float) * (size_t)(ns[i] * n_tok), GRETA_GPU_H2D,
                                          NULL, &err));
-        const greta_gpu_mv_fuse f = {.ring = ring};
         if (q8)
             EXPECT_OK(greta_gpu_matvec_q8(NULL, d_q, k, n_tok, m, n_mat, acc, &err));
         else
-            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, &f, &err));
+            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, NULL, &err));
         for (int i = 0; i < n_mat; i++) {
             float *y = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
             dev_download(y, d_y[i], sizeof(float) * (size_t)(ns[i] * n_tok));
-            /* v6's ring launch: the same bits as without (accumulating: the first's base is y0 too) */
-            if (!q8 && run == 1) {
-                first[i] = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
-                memcpy(first[i], y, sizeof(float) * (size_t)(ns[i] * n_tok));
-            }
-            if (!q8 && run == 3)
-                assert_memory_equal(y, first[i], sizeof(float) * (size_t)(ns[i] * n_tok));
             for (int32_t t = 0; t < n_tok; t++)
                 for (int64_t r = 0; r < ns[i]; r++) {
                     double ref, tol;
@@ -318,7 +307,7 @@ static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, co
     }
     for (int i = 0; i < n_mat; i++) {
         greta_gpu_free(d_w[i]), greta_gpu_free(d_y[i]);
-        free(q[i]), free(deq[i]), free(y0[i]), free(first[i]);
+        free(q[i]), free(deq[i]), free(y0[i]);
     }
     greta_gpu_free(d_x), greta_gpu_free(d_q);
     free(x);
@@ -329,14 +318,6 @@ static void test_matvec_f32(void **state)
     GPU_OR_SKIP();
     const int32_t toks[] = {1, 2, 3, 8};
     matvec_cases(0, toks, 41, 13, 65, 5, 79);
-    /* enough row groups that every block of the ring launch takes several
-     * and its ring wraps (short and long rows, both types, 1 and 3 tokens) */
-    const uint32_t q4 = GGML_TYPE_Q4_K, q6 = GGML_TYPE_Q6_K;
-    const int64_t n_short[1] = {40000}, n_long[1] = {4001};
-    check_matvec(0, &q4, 1, 256, n_short, 1, 91);
-    check_matvec(0, &q6, 1, 256, n_short, 3, 92);
-    check_matvec(0, &q6, 1, 11008, n_long, 1, 93);
-    check_matvec(0, &q4, 1, 11008, n_long, 2, 94);
 }
 
 static void test_matvec_f32_glu(void **state)
@@ -346,9 +327,8 @@ static void test_matvec_f32_glu(void **state)
     const int64_t k = 768, n_all = 301;
     const uint32_t types[2] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     for (int ti = 0; ti < 2; ti++)
-        for (int32_t n_tok = 1; n_tok <= 7; n_tok += 2) {
-            /* and a group with fewer rows than a block takes, and enough groups to wrap v6's ring */
-            const int64_t n = n_tok == 5 ? 3 : n_tok == 7 ? 20001 : n_all;
+        for (int32_t n_tok = 1; n_tok <= 5; n_tok += 2) {
+            const int64_t n = n_tok == 5 ? 3 : n_all; /* and a group with fewer rows than a block takes */
             const uint32_t ty = types[ti];
             void *qg, *qu;
             float *dg, *du;
@@ -360,15 +340,8 @@ static void test_matvec_f32_glu(void **state)
             float *d_o = dev_alloc(sizeof(float) * (size_t)(n * n_tok));
             const greta_gpu_mv_mat g = {.type = ty, .w = d_g, .n = n}, u = {.type = ty, .w = d_u, .n = n};
             EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, NULL, d_o, n, &err));
-            float *o = xmalloc(sizeof(float) * (size_t)(n * n_tok)), *o6 = xmalloc(sizeof(float) * (size_t)(n * n_tok));
+            float *o = xmalloc(sizeof(float) * (size_t)(n * n_tok));
             dev_download(o, d_o, sizeof(float) * (size_t)(n * n_tok));
-            /* v6's ring launch: the same bits */
-            const greta_gpu_mv_fuse ring = {.ring = 1};
-            EXPECT_OK(greta_gpu_memset(d_o, 0, sizeof(float) * (size_t)(n * n_tok), NULL, &err));
-            EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, &ring, d_o, n, &err));
-            dev_download(o6, d_o, sizeof(float) * (size_t)(n * n_tok));
-            assert_memory_equal(o, o6, sizeof(float) * (size_t)(n * n_tok));
-            free(o6);
             for (int32_t t = 0; t < n_tok; t++)
                 for (int64_t r = 0; r < n; r++) {
                     double gr, gt, ur, ut;
@@ -476,37 +449,6 @@ static void test_matvec_f32_fusions(void **state)
                 dev_download(b, y[1][i], sizeof(float) * (size_t)(ns[i] * n_tok));
                 expect_close(a, b, ns[i] * n_tok, 1e-5, i == 0 ? "fused q" : i == 1 ? "fused k" : "fused v");
                 free(a), free(b);
-            }
-            /* Q/K/V + RoPE + cache from the normalized x, launched plainly and with v6's ring
-             * (fresh outputs and caches each): the same bits */
-            {
-                const size_t cb = (size_t)cache_n * greta_gpu_kv_elem_bytes(kv);
-                void *out[2][5]; /* q, k, v, k cache, v cache */
-                for (int p = 0; p < 2; p++) {
-                    greta_gpu_mv_mat mr[3];
-                    for (int i = 0; i < 3; i++) {
-                        out[p][i] = dev_alloc(sizeof(float) * (size_t)(ns[i] * n_tok));
-                        mr[i] = (greta_gpu_mv_mat){.type = ty[i], .w = d_w[i], .n = ns[i], .y = out[p][i],
-                                                   .ld_y = ns[i]};
-                    }
-                    for (int c = 3; c < 5; c++) {
-                        out[p][c] = dev_alloc(cb);
-                        EXPECT_OK(greta_gpu_memset(out[p][c], 0, cb, NULL, &err));
-                    }
-                    greta_gpu_mv_fuse fr = f;
-                    fr.norm_w = NULL;
-                    fr.k_cache = out[p][3], fr.v_cache = out[p][4];
-                    fr.ring = p;
-                    EXPECT_OK(greta_gpu_matvec_f32(NULL, d_xn, dim, dim, n_tok, mr, 3, 0, &fr, &err));
-                }
-                for (int i = 0; i < 5; i++) {
-                    const size_t nb = i < 3 ? sizeof(float) * (size_t)(ns[i] * n_tok) : cb;
-                    void *a = xmalloc(nb), *b = xmalloc(nb);
-                    dev_download(a, out[0][i], nb), dev_download(b, out[1][i], nb);
-                    assert_memory_equal(a, b, nb);
-                    free(a), free(b);
-                    greta_gpu_free(out[0][i]), greta_gpu_free(out[1][i]);
-                }
             }
             for (int c = 0; c < 2; c++) {
                 float *a = xmalloc(sizeof(float) * (size_t)cache_n), *b = xmalloc(sizeof(float) * (size_t)cache_n);
@@ -805,8 +747,8 @@ static void test_backend_settings(void **state)
     unsetenv("GRETA_GPU_KERNELS");
     unsetenv("GRETA_GPU_GRAPH");
     greta_error err = {0};
-    run_out r[12];
-    for (int i = 0; i < 12; i++) {
+    run_out r[10];
+    for (int i = 0; i < 10; i++) {
         const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 1 + i / 2, .graph = 1 + i % 2};
         EXPECT_OK(greedy_run(model_path, prompt, &o, &r[i], &err));
     }
@@ -824,9 +766,6 @@ static void test_backend_settings(void **state)
     assert_memory_equal(r[4].last, r[5].last, sizeof(float) * vocab);
     assert_memory_equal(r[6].last, r[7].last, sizeof(float) * vocab);
     assert_memory_equal(r[8].last, r[9].last, sizeof(float) * vocab);
-    assert_memory_equal(r[10].last, r[11].last, sizeof(float) * vocab);
-    /* v6 = v5 with the GEMVs' ring launch: the same bits */
-    assert_memory_equal(r[8].last, r[10].last, sizeof(float) * vocab);
     /* v4 = v3's kernels launched early (PDL): the same bits */
     assert_memory_equal(r[4].last, r[6].last, sizeof(float) * vocab);
     print_message("v1 vs v2 (int8 activations): max |d logit| %.3g, logit range %.3g\n", maxd, hi - lo);
@@ -871,10 +810,6 @@ static void test_backend_settings(void **state)
     assert_int_equal(greta_gpu_pdl_enabled(), 0);
     free(e.last);
     setenv("GRETA_GPU_KERNELS", "v6", 1);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
-    assert_memory_equal(e.last, r[10].last, sizeof(float) * vocab);
-    free(e.last);
-    setenv("GRETA_GPU_KERNELS", "v7", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
     unsetenv("GRETA_GPU_KERNELS");
@@ -882,9 +817,9 @@ static void test_backend_settings(void **state)
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_GRAPH"));
     unsetenv("GRETA_GPU_GRAPH");
-    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 7};
+    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 6};
     assert_int_equal(greedy_run(model_path, prompt, &bad, &e, &err), GRETA_ERR_INVALID);
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 10; i++)
         free(r[i].last);
     cJSON_Delete(j);
 }

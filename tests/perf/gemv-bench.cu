@@ -9,8 +9,7 @@
  * Weights are random bytes with small fp16 scales (speed does not depend
  * on the values); every shape's weights together exceed the L2 cache, and
  * the shapes rotate through 8 copies so each launch reads from DRAM. Time
- * per launch from GPU events around ITERS back-to-back launches. Each
- * variant's output is compared with the first's (" =": the same bits).
+ * per launch from GPU events around ITERS back-to-back launches.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,48 +76,6 @@ static bool launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const
     return true;
 }
 
-/* v6 (mv_groups_ring): R rows per group (gate + up: R/2 of each), S
- * stages, register budget MINB blocks per SM; the grid as many blocks as
- * fit (the library's sizing, mv6_grid in matvec_f32.cu). */
-static int g_sms = 132;
-
-template <typename K> static unsigned ring_grid(K kern, size_t smem, int64_t groups)
-{
-    const int bps = gpu_smem_blocks_per_sm(kern, MV3_BLOCK, smem);
-    const int64_t g = (int64_t)bps * g_sms;
-    return (unsigned)(g < groups ? g : groups);
-}
-
-template <int R, int S, int MINB>
-static bool launch_ring(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
-{
-    const int64_t rb = (int64_t)ggml_row_bytes(s->type, s->k);
-    if (s->glu) {
-        const int64_t part = mv_ring_part(R / 2, rb), groups = (s->n + R / 2 - 1) / (R / 2);
-        const unsigned grid = ring_grid(mv6_glu_kernel<1, R / 2, S, MINB>, (size_t)(2 * part * S), groups);
-        if (!grid)
-            return false;
-        mv6_glu_kernel<1, R / 2, S, MINB><<<grid, MV3_BLOCK, 2 * part * S>>>(s->type, w, w2, rb, s->n, x, s->k, s->k,
-                                                                             y, s->n, part);
-        return true;
-    }
-    mv3_args A;
-    memset(&A, 0, sizeof A);
-    A.w[0] = w;
-    A.y[0] = y;
-    A.n[0] = s->n;
-    A.ld_y[0] = s->n;
-    A.type[0] = s->type;
-    A.row_bytes[0] = rb;
-    A.end[0] = A.end[1] = A.end[2] = (s->n + R - 1) / R;
-    const int64_t part = mv_ring_part(R, rb);
-    const unsigned grid = ring_grid(mv6_kernel<1, false, R, S, MINB>, (size_t)(part * S), A.end[0]);
-    if (!grid)
-        return false;
-    mv6_kernel<1, false, R, S, MINB><<<grid, MV3_BLOCK, part * S>>>(A, x, s->k, s->k, 0, part);
-    return true;
-}
-
 /* The practical floor for reading a shape's weights in one launch: every
  * byte once with 16-byte loads, 4 in flight per thread, nothing computed. */
 __global__ void stream_kernel(const uint4 *__restrict__ a, int64_t na, const uint4 *__restrict__ b, int64_t nb,
@@ -140,6 +97,8 @@ __global__ void stream_kernel(const uint4 *__restrict__ a, int64_t na, const uin
     if (acc == 0x9e3779b9u)
         y[0] = 1.0f;
 }
+
+static int g_sms = 132;
 
 static bool launch_stream(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
 {
@@ -171,11 +130,8 @@ int main(int argc, char **argv)
     };
     /* R: rows per group (gate + up: R/2 of each); the library's: R8 minB4 */
     const variant variants[] = {
-        {"R8 minB3", launch_mv<8, 3>},          {"R8 minB2", launch_mv<8, 2>},
-        {"ring R8 S4", launch_ring<8, 4, 2>},   {"ring R8 S3", launch_ring<8, 3, 2>},
-        {"ring R8 S3 B3", launch_ring<8, 3, 3>}, {"ring R4 S4", launch_ring<4, 4, 2>},
-        {"ring R4 S3 B3", launch_ring<4, 3, 3>}, {"ring R2 S4", launch_ring<2, 4, 2>},
-        {"ring R8 S2", launch_ring<8, 2, 2>},   {"read only", launch_stream},
+        {"R8 minB4", launch_mv<8, 4>}, {"R8 minB3", launch_mv<8, 3>}, {"R4 minB4", launch_mv<4, 4>},
+        {"R16 minB2", launch_mv<16, 2>}, {"read only", launch_stream},
     };
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -193,7 +149,6 @@ int main(int argc, char **argv)
         }
         CK(cudaMemcpy(x, hx, sizeof hx, cudaMemcpyHostToDevice));
     }
-    static float ref[32000], got[32000];
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
     CK(cudaEventCreate(&e1));
@@ -232,15 +187,7 @@ int main(int argc, char **argv)
             float ms = 0;
             CK(cudaEventElapsedTime(&ms, e0, e1));
             const double us = ms * 1e3 / iters;
-            /* the same bits as the first variant (the library's v5 shape)? */
-            const char *same = "";
-            if (variants[v].fn != launch_stream) {
-                CK(cudaMemset(y, 0, 2 * 32000 * sizeof(float)));
-                variants[v].fn(w[0][0], w[0][nm - 1], s, x, y);
-                CK(cudaMemcpy(v == 0 ? ref : got, y, (size_t)s->n * sizeof(float), cudaMemcpyDeviceToHost));
-                same = v == 0 ? "" : memcmp(ref, got, (size_t)s->n * sizeof(float)) == 0 ? " =" : " DIFFERS";
-            }
-            printf(" %.1f (%.0f)%s |", us, (double)bytes * nm / (us * 1e-6) / 1e9, same);
+            printf(" %.1f (%.0f) |", us, (double)bytes * nm / (us * 1e-6) / 1e9);
         }
         printf("\n");
         fflush(stdout);
