@@ -8,8 +8,9 @@
 #                    against the CPU backend, their kernels, the selector
 #   gemv-bench       (CUDA only, not a test) GB/s of the decode GEMV v3
 #                    launch-shape variants on the 7B shapes (issue 7)
-#   libgreta-kernel-trace.so (CUDA only, not a test) every kernel's start and
-#                    end through CUPTI, graph replays included
+#   libgreta-kernel-trace.so (CUDA only, a developer tool) every kernel's
+#                    start and end through CUPTI, graph replays included;
+#                    checked by tests/gpu/test-kernel-trace.sh (run-gpu-tests.sh)
 #   gemm-bench       (CUDA only, not a test) TFLOP/s of the 7B prefill shapes
 #                    against cuBLAS fp16 on the dequantized weights (cuBLAS
 #                    is also the optional prefill path: kernels/gpu/gemm_blas.cu)
@@ -33,8 +34,9 @@ if(GRETA_GPU STREQUAL "cuda")
   target_compile_options(gemv-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
     $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
   target_include_directories(gemv-bench PRIVATE ${CMAKE_SOURCE_DIR})
-  # libgreta-kernel-trace.so (not a test): a CUPTI injection library that
-  # times every kernel of a run, graph replays included (issue 7)
+  # libgreta-kernel-trace.so (a developer tool): a CUPTI injection library
+  # that times every kernel of a run, graph replays included (issue 7);
+  # tests/gpu/test-kernel-trace.sh checks it on the GPU machine
   if(TARGET CUDA::cupti)
     add_library(greta-kernel-trace SHARED ${CMAKE_SOURCE_DIR}/tests/perf/kernel-trace.c)
     target_link_libraries(greta-kernel-trace PRIVATE CUDA::cupti)

@@ -1,4 +1,5 @@
-/* kernel-trace.c - a CUPTI injection library (CUDA builds, not a test):
+/* kernel-trace.c - a CUPTI injection library (CUDA builds; a developer
+ * tool, checked by tests/gpu/test-kernel-trace.sh on the GPU machine):
  * the start and end of every kernel the process runs, graph nodes
  * included, so the time of a replayed decode step can be split into the
  * kernels and the gaps between them (issue 7: where each microsecond
