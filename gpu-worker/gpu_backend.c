@@ -104,7 +104,6 @@ typedef struct gpu_backend {
     /* [n_tok - 1][1: one-block attention (v5, every position < DEC_ONE_BLOCK_MAX), else 0] */
     greta_gpu_graph *graphs[GRETA_GPU_MATVEC_MAX_TOK][2];
     int32_t graph_nsel[GRETA_GPU_MATVEC_MAX_TOK][2]; /* rows with logits the graph was captured for */
-    int one_block;                                   /* the step being built: one-block attention */
 
     /* prefill (n_tok > GRETA_GPU_MATVEC_MAX_TOK), issue 8: see prefill_step */
     gpu_prefill pf;
@@ -560,9 +559,11 @@ static int prof_mark(gpu_backend *b, int blk, greta_error *err)
 
 /* One decode step of T <= GRETA_GPU_MATVEC_MAX_TOK tokens whose ids are
  * already in d_ints, with the kernels b->kernels picks (the same ops as
- * run_batch's loop for v1). Host values used: T and n_sel only, so it can
- * be captured into a graph. */
-static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *err)
+ * run_batch's loop for v1); one_block: every position is below
+ * DEC_ONE_BLOCK_MAX and v5 is on (the one-block decode attention). Host
+ * values used: T, n_sel and one_block only, so it can be captured into a
+ * graph. */
+static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, int one_block, greta_error *err)
 {
     const gpu_config *c = &b->c;
     const int64_t nb = b->n_batch;
@@ -588,11 +589,10 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
             TRY(attn_in(b, L, l, T, d_pos, d_seq, err));
         }
         TRY(prof_mark(b, GRETA_GPU_PROF_QKV, err));
-        const int one = b->one_block;
         if (b->kernels >= 3 && greta_gpu_attention_decode_supported((int32_t)c->head_dim))
             TRY(greta_gpu_attention_decode(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
                                            (int32_t)c->n_heads, (int32_t)c->n_kv_heads, (int32_t)c->head_dim,
-                                           (int32_t)b->n_ctx, one ? 1 : splits, one, b->partial, b->att,
+                                           (int32_t)b->n_ctx, one_block ? 1 : splits, one_block, b->partial, b->att,
                                            c->q_dim, err));
         else
             TRY(greta_gpu_attention(s, b->q, c->q_dim, k_cache(b, l), v_cache(b, l), b->kv, d_pos, d_seq, t,
@@ -644,18 +644,19 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *er
     return GRETA_OK;
 }
 
-/* decode_step through a graph captured for (T, n_sel) and replayed after;
- * positions, sequences and ids live in d_ints, so steps replay unchanged. */
-static int decode_graph(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *err)
+/* decode_step through a graph captured for (T, n_sel, one_block) and
+ * replayed after; positions, sequences and ids live in d_ints, so steps
+ * replay unchanged. */
+static int decode_graph(gpu_backend *b, int64_t T, int32_t n_sel, int one_block, greta_error *err)
 {
-    greta_gpu_graph **g = &b->graphs[T - 1][b->one_block];
-    if (*g && b->graph_nsel[T - 1][b->one_block] != n_sel)
+    greta_gpu_graph **g = &b->graphs[T - 1][one_block];
+    if (*g && b->graph_nsel[T - 1][one_block] != n_sel)
         greta_gpu_graph_destroy(g);
     if (!*g) {
         int rc = greta_gpu_graph_begin(b->stream, err);
         if (rc)
             return rc;
-        rc = decode_step(b, T, n_sel, err);
+        rc = decode_step(b, T, n_sel, one_block, err);
         greta_error e2 = {0};
         const int rc2 = greta_gpu_graph_end(b->stream, g, rc ? &e2 : err);
         if (rc) {
@@ -664,7 +665,7 @@ static int decode_graph(gpu_backend *b, int64_t T, int32_t n_sel, greta_error *e
         }
         if (rc2)
             return rc2;
-        b->graph_nsel[T - 1][b->one_block] = n_sel;
+        b->graph_nsel[T - 1][one_block] = n_sel;
     }
     return greta_gpu_graph_launch(*g, b->stream, err);
 }
@@ -787,15 +788,15 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
     greta_gpu_stream *s = b->stream;
     int rc;
     TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)nb * sizeof(int32_t), GRETA_GPU_H2D, s, err));
-    b->one_block = 0;
+    int one_block = 0;
     if (b->kernels >= 5 && greta_gpu_attention_decode_supported((int32_t)c->head_dim)) {
         int32_t pmax = 0;
         for (int64_t t = 0; t < T; t++)
             pmax = batch->pos[t] > pmax ? batch->pos[t] : pmax;
-        b->one_block = pmax < DEC_ONE_BLOCK_MAX;
+        one_block = pmax < DEC_ONE_BLOCK_MAX;
     }
     if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->use_graph && !b->prof_on)
-        return decode_graph(b, T, n_sel, err);
+        return decode_graph(b, T, n_sel, one_block, err);
     if (T <= GRETA_GPU_MATVEC_MAX_TOK) {
         b->prof_tokens = T;
         if (b->prof_on) /* KV bytes the attention reads: every layer, K and V, positions 0..pos */
@@ -803,7 +804,7 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
                 b->prof.bytes[GRETA_GPU_PROF_ATTN] += (double)(batch->pos[t] + 1) * (double)c->kv_dim *
                                                       (b->kv == GRETA_GPU_KV_F32 ? 4.0 : 2.0) * 2.0 *
                                                       (double)c->n_layers;
-        return decode_step(b, T, n_sel, err);
+        return decode_step(b, T, n_sel, one_block, err);
     }
     if (T > GRETA_GPU_MATVEC_MAX_TOK && b->pf.mode != GRETA_GPU_PREFILL_V1)
         return prefill_step(b, batch, n_sel, err);

@@ -378,12 +378,19 @@ template <typename KVT, int U> struct dec_turn {
     }
 };
 
+/* The arguments of one decode attention launch (greta_gpu_attention_decode's). */
+struct dec_args {
+    const float *q;
+    int64_t ld_q;
+    const void *kc, *vc;
+    const int32_t *pos, *seq;
+    int32_t n_heads, n_kv_heads, n_ctx, n_split;
+    float *partial, *out;
+    int64_t ld_out;
+};
+
 template <typename KVT, int G, int THREADS, int U>
-__global__ void __launch_bounds__(THREADS)
-attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc, const int32_t *__restrict__ pos,
-                     const int32_t *__restrict__ seq,
-                     int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *__restrict__ partial,
-                     float *__restrict__ out, int64_t ld_out)
+__global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_CONSTANT dec_args A)
 {
     constexpr int HD = 8 * G, SLOTS = THREADS / G, STEP = SLOTS * U;
     __shared__ float sm_m[SLOTS], sm_l[SLOTS];
@@ -391,9 +398,13 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
     gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel (so not
                        __restrict__: the compiler must not move their loads above the wait) */
     gpu_pdl_trigger();
+    const float *q = A.q;
+    const KVT *kc = (const KVT *)A.kc, *vc = (const KVT *)A.vc;
+    const int32_t n_heads = A.n_heads, n_kv_heads = A.n_kv_heads, n_ctx = A.n_ctx, n_split = A.n_split;
+    const int64_t ld_q = A.ld_q;
     const int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
     const int slot = threadIdx.x / G, gl = threadIdx.x % G;
-    const int32_t p = pos[t], sq = seq[t];
+    const int32_t p = A.pos[t], sq = A.seq[t];
     int32_t start, end;
     att_split_range(p, n_ctx, n_split, sp, start, end);
     const int kvh = h / (n_heads / n_kv_heads);
@@ -425,20 +436,16 @@ attention_dec_kernel(const float *q, int64_t ld_q, const KVT *kc, const KVT *vc,
     for (int i = 0; i < 8; i++)
         sm_acc[slot][gl * 8 + i] = acc[i];
     __syncthreads();
-    att_merge_slots(SLOTS, sm_m, sm_l, &sm_acc[0][0], HD, HD, t, h, sp, n_heads, n_split, partial, out, ld_out);
+    att_merge_slots(SLOTS, sm_m, sm_l, &sm_acc[0][0], HD, HD, t, h, sp, n_heads, n_split, A.partial, A.out,
+                    A.ld_out);
 }
 
 template <typename KVT, int THREADS, int U>
-static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const float *q, int64_t ld_q,
-                             const void *kc, const void *vc, const int32_t *d_pos, const int32_t *d_seq,
-                             int32_t n_heads, int32_t n_kv_heads, int32_t n_ctx, int32_t n_split, float *partial,
-                             float *out, int64_t ld_out)
+static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const dec_args &A)
 {
-    const KVT *k = (const KVT *)kc, *v = (const KVT *)vc;
 #define DEC_CASE(G)                                                                                            \
     case 8 * G:                                                                                                \
-        return gpu_launch_pdl(attention_dec_kernel<KVT, G, THREADS, U>, grid, dim3(THREADS), st, q, ld_q, k, v,   \
-                              d_pos, d_seq, n_heads, n_kv_heads, n_ctx, n_split, partial, out, ld_out);
+        return gpu_launch_pdl(attention_dec_kernel<KVT, G, THREADS, U>, grid, dim3(THREADS), st, A);
     switch (head_dim) {
         DEC_CASE(1)
         DEC_CASE(2)
@@ -450,6 +457,14 @@ static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim
     }
 #undef DEC_CASE
     return gpu_success; /* head_dim checked by the caller */
+}
+
+/* The shape for the cache type: one block per (token, head), or split. */
+template <typename KVT>
+static gpu_error_t attention_dec_shape(gpu_stream_t st, dim3 grid, int32_t head_dim, int one_block, const dec_args &A)
+{
+    return one_block ? attention_dec_go<KVT, DEC1_THREADS, DEC1_U>(st, grid, head_dim, A)
+                     : attention_dec_go<KVT, ATT_THREADS, DEC_U>(st, grid, head_dim, A);
 }
 
 extern "C" int greta_gpu_attention_decode_supported(int32_t head_dim)
@@ -481,21 +496,10 @@ extern "C" int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, i
         return 0;
     const gpu_stream_t st = (gpu_stream_t)s;
     const dim3 grid(n_heads, n_tok, n_split);
-    gpu_error_t e;
-    if (kv == GRETA_GPU_KV_F16)
-        e = one_block ? attention_dec_go<uint16_t, DEC1_THREADS, DEC1_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
-                                                                         d_pos, d_seq, n_heads, n_kv_heads, n_ctx,
-                                                                         n_split, partial, out, ld_out)
-                      : attention_dec_go<uint16_t, ATT_THREADS, DEC_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
-                                                                       d_pos, d_seq, n_heads, n_kv_heads, n_ctx,
-                                                                       n_split, partial, out, ld_out);
-    else
-        e = one_block ? attention_dec_go<float, DEC1_THREADS, DEC1_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
-                                                                      d_pos, d_seq, n_heads, n_kv_heads, n_ctx,
-                                                                      n_split, partial, out, ld_out)
-                      : attention_dec_go<float, ATT_THREADS, DEC_U>(st, grid, head_dim, q, ld_q, k_cache, v_cache,
-                                                                    d_pos, d_seq, n_heads, n_kv_heads, n_ctx, n_split,
-                                                                    partial, out, ld_out);
+    const dec_args A = {q, ld_q, k_cache, v_cache, d_pos, d_seq, n_heads, n_kv_heads, n_ctx, n_split, partial, out,
+                        ld_out};
+    const gpu_error_t e = kv == GRETA_GPU_KV_F16 ? attention_dec_shape<uint16_t>(st, grid, head_dim, one_block, A)
+                                                 : attention_dec_shape<float>(st, grid, head_dim, one_block, A);
     GPU_CHECK(e, err);
     return 0;
 }
