@@ -15,8 +15,9 @@
  * row for k > 1. k = 1 (greedy) is one pass that also makes the
  * log-sum-exp: each thread keeps its best (key, index) and an online max m
  * and sum s of exp(x - m) (s rescaled when m grows), combined over the
- * block as sum of s_t * exp(m_t - M). In fp32; a NaN or +inf in the row
- * makes the log-sum-exp NaN, -inf entries add nothing. (The former k = 1
+ * block as sum of s_t * exp(m_t - M) (lse_add, lse_block; k > 1 makes its
+ * log-sum-exp the same way, in one more pass). In fp32; a NaN or +inf in
+ * the row makes the log-sum-exp NaN, -inf entries add nothing. (The former k = 1
  * path, an argmax pass and two more for max and sum, took 18.8 us per
  * 32000-entry row on the H200 in a decode step;
  * bench/results/2026-11-27-gpu-h200-decode-v5.txt.) */
@@ -83,14 +84,54 @@ __device__ inline void lse_add(float v, float &m, float &s, bool &bad)
     }
 }
 
+/* The row's log-sum-exp from every thread's lse_add state (m, s, bad):
+ * NaN when a value was NaN or +inf, or when every value was -inf. Every
+ * thread gets it; contains barriers (call from all threads). */
+__device__ inline float lse_block(float m, float s, bool bad)
+{
+    __shared__ float wm[GPU_MAX_WARPS], ws[GPU_MAX_WARPS];
+    __shared__ int wbad[GPU_MAX_WARPS];
+    __shared__ float result;
+    const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
+    const int n_warps = blockDim.x / GRETA_WARP;
+#pragma unroll
+    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
+        const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
+        const float os = __int_as_float(gpu_shfl_xor(__float_as_int(s), o));
+        bad = gpu_shfl_xor((int)bad, o) || bad;
+        const float mm = fmaxf(m, om);
+        s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (om == -INFINITY ? 0.0f : os * expf(om - mm));
+        m = mm;
+    }
+    if (lane == 0) {
+        wm[warp] = m;
+        ws[warp] = s;
+        wbad[warp] = bad;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float mm = wm[0];
+        for (int w = 1; w < n_warps; w++)
+            mm = fmaxf(mm, wm[w]);
+        float ss = 0.0f;
+        int any_bad = 0;
+        for (int w = 0; w < n_warps; w++) {
+            if (wm[w] > -INFINITY)
+                ss += ws[w] * expf(wm[w] - mm);
+            any_bad |= wbad[w];
+        }
+        result = any_bad || mm == -INFINITY ? NAN : mm + logf(ss);
+    }
+    __syncthreads();
+    return result;
+}
+
 /* k = 1 and the log-sum-exp in one pass: a block-wide reduction of
- * (key, index) and of the threads' (m, s). */
+ * (key, index) and of the threads' lse_add states. */
 __device__ inline void topk_argmax_lse(const float *xr, int n, int *out_id, float *out_lse)
 {
     __shared__ uint32_t wk[GPU_MAX_WARPS];
     __shared__ int wi[GPU_MAX_WARPS];
-    __shared__ float wm[GPU_MAX_WARPS], ws[GPU_MAX_WARPS];
-    __shared__ int wbad[GPU_MAX_WARPS];
     const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
     const int n_warps = blockDim.x / GRETA_WARP;
     uint32_t bk = 0;
@@ -142,40 +183,20 @@ __device__ inline void topk_argmax_lse(const float *xr, int n, int *out_id, floa
             bk = ok;
             bi = oi;
         }
-        const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
-        const float os = __int_as_float(gpu_shfl_xor(__float_as_int(s), o));
-        bad = gpu_shfl_xor((int)bad, o) || bad;
-        const float mm = fmaxf(m, om);
-        s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (om == -INFINITY ? 0.0f : os * expf(om - mm));
-        m = mm;
     }
     if (lane == 0) {
         wk[warp] = bk;
         wi[warp] = bi;
-        wm[warp] = m;
-        ws[warp] = s;
-        wbad[warp] = bad;
     }
-    __syncthreads();
+    const float lse = lse_block(m, s, bad); /* its barriers also publish wk, wi */
     if (threadIdx.x == 0) {
-        float mm = wm[0];
-        for (int w = 1; w < n_warps; w++) {
+        for (int w = 1; w < n_warps; w++)
             if (topk_before(wk[w], wi[w], bk, bi)) {
                 bk = wk[w];
                 bi = wi[w];
             }
-            mm = fmaxf(mm, wm[w]);
-        }
-        float ss = 0.0f;
-        int any_bad = 0;
-        for (int w = 0; w < n_warps; w++) {
-            if (wm[w] > -INFINITY)
-                ss += ws[w] * expf(wm[w] - mm);
-            any_bad |= wbad[w];
-        }
         *out_id = bi;
-        /* all -inf: no finite sum either */
-        *out_lse = any_bad || mm == -INFINITY ? NAN : mm + logf(ss);
+        *out_lse = lse;
     }
     __syncthreads();
 }
@@ -188,7 +209,6 @@ topk_kernel(const float *__restrict__ x, int64_t ld_x, int n, int k, int32_t *__
     __shared__ int hist[256];
     __shared__ int sh_digit, sh_need, sh_best;
     __shared__ int scan_scratch[GPU_MAX_WARPS];
-    __shared__ float fscratch[GPU_MAX_WARPS];
     __shared__ uint32_t sel_key[GRETA_GPU_TOPK_MAX];
     __shared__ int sel_id[GRETA_GPU_TOPK_MAX];
     __shared__ int sel_count;
@@ -289,17 +309,14 @@ topk_kernel(const float *__restrict__ x, int64_t ld_x, int n, int k, int32_t *__
         }
     }
 
-    if (lse) {
-        float m = -INFINITY;
+    if (lse) { /* one pass, as for k = 1 */
+        float m = -INFINITY, s = 0.0f;
+        bool bad = false;
         for (int i = threadIdx.x; i < n; i += blockDim.x)
-            m = fmaxf(m, xr[i]);
-        m = gpu_block_max(m, fscratch);
-        float s = 0.0f;
-        for (int i = threadIdx.x; i < n; i += blockDim.x)
-            s += expf(xr[i] - m);
-        s = gpu_block_sum(s, fscratch);
+            lse_add(xr[i], m, s, bad);
+        const float l = lse_block(m, s, bad);
         if (threadIdx.x == 0)
-            lse[blockIdx.x] = m + logf(s);
+            lse[blockIdx.x] = l;
     }
 }
 
