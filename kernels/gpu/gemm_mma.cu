@@ -244,7 +244,7 @@ static int gemm_wgmma_launch(gpu_stream_t st, const uint16_t *w, int64_t ld_w, i
                              greta_error *err)
 {
     constexpr int smem = gemm_wgmma_smem_bytes();
-    GPU_CHECK(cudaFuncSetAttribute(gemm_wgmma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem), err);
+    GPU_CHECK(gpu_smem_opt_in<gemm_wgmma_kernel>(smem), err);
     const dim3 grid((unsigned)((n_tok + WG_BM - 1) / WG_BM), (unsigned)((n + WG_BN - 1) / WG_BN));
     gemm_wgmma_kernel<<<grid, WG_THREADS, smem, st>>>(w, ld_w, k, n, x, ld_x, n_tok, y, ld_y, accumulate);
     GPU_CHECK(gpu_last_error(), err);

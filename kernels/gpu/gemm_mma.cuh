@@ -457,18 +457,15 @@ gemm_mma_kernel(const uint8_t *__restrict__ w, int64_t row_bytes, int64_t k, int
 }
 
 /* Launches one configuration; the caller has checked the arguments. Raises
- * the dynamic shared-memory limit when a configuration needs more than the
- * default 48 KiB (NVIDIA only; the library's tiles stay below it). */
+ * the dynamic shared-memory limit once when a configuration needs more than
+ * the default 48 KiB (NVIDIA only; the library's tiles stay below it). */
 template <uint32_t TYPE, typename XT, int BM, int BN, int BK, int PIPE = MMA_PIPE_LATE>
 static int gemm_mma_launch(gpu_stream_t st, const void *w, int64_t row_bytes, int64_t k, int64_t n, const XT *x,
                            int64_t ld_x, int32_t n_tok, float *y, int64_t ld_y, int accumulate, greta_error *err)
 {
     constexpr int smem = gemm_mma_smem_bytes(BM, BN, BK);
 #if defined(GRETA_GPU_CUDA)
-    if (smem > 48 * 1024)
-        GPU_CHECK(cudaFuncSetAttribute(gemm_mma_kernel<TYPE, XT, BM, BN, BK, PIPE>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                  err);
+    GPU_CHECK((gpu_smem_opt_in<gemm_mma_kernel<TYPE, XT, BM, BN, BK, PIPE>>(smem)), err);
 #else
     static_assert(smem <= 64 * 1024, "AMD: at most 64 KiB of LDS per block");
 #endif
@@ -500,54 +497,64 @@ static int gemm_mma_launch(gpu_stream_t st, const void *w, int64_t row_bytes, in
 #endif
 #endif
 
-/* A thread's share of copying one k step of an activation tile (XR rows)
- * and a weight tile (WR rows) into shared memory: 16-byte pieces of 8
- * values at fixed (row, piece) places, sources kept in registers and
- * advanced by the step's first column c0 (the per-step address arithmetic
- * cost 20-30% of gemm_f16_kernel's time before). Rows past n_tok or n and
- * pieces past k are zero-filled. dst(r, c) is the byte offset of row r's
- * piece c in a stage (the kernel's layout). */
+/* A thread's share of copying one k step of a tile of ROWS rows into
+ * shared memory: 16-byte pieces of 8 values at fixed (row, piece) places,
+ * sources kept in registers and advanced by the step's first column c0 (the
+ * per-step address arithmetic cost 20-30% of gemm_f16_kernel's time
+ * before). Rows from `first` on at or past `limit`, and pieces past k, are
+ * zero-filled. dst(r, c) is the byte offset of row r's piece c in a stage
+ * (the kernel's layout). */
+template <int ROWS, int CPR, int THREADS> struct tile_pieces {
+    static constexpr int P = ROWS * CPR / THREADS;
+    static_assert((ROWS * CPR) % THREADS == 0, "whole pieces per thread");
+    const uint16_t *src[P];
+    int dst[P], col[P];
+    bool ok[P];
+
+    template <class DST>
+    __device__ __forceinline__ void init(const uint16_t *a, int64_t ld, int64_t first, int64_t limit, int tid, DST d)
+    {
+#pragma unroll
+        for (int j = 0; j < P; j++) {
+            const int i = tid + j * THREADS, r = i / CPR, c = i % CPR;
+            ok[j] = first + r < limit;
+            src[j] = a + (ok[j] ? (first + r) * ld + 8 * c : 0);
+            dst[j] = d(r, c), col[j] = 8 * c;
+        }
+    }
+
+    /* the step at column c0 into the stage at `to` (a: any readable address
+     * of the operand, the source of the zero-filled pieces) */
+    __device__ __forceinline__ void issue(uint8_t *to, int64_t c0, int64_t k, const uint16_t *a) const
+    {
+#pragma unroll
+        for (int j = 0; j < P; j++) {
+            const bool g = ok[j] && c0 + col[j] < k;
+            gpu_cp_async16(to + dst[j], g ? src[j] + c0 : a, g ? 16 : 0);
+        }
+    }
+};
+
+/* An activation tile (XR rows, tokens tok0..n_tok) and a weight tile (WR
+ * rows, rows row0..n) of one k step (tile_pieces each). */
 template <int XR, int WR, int CPR, int THREADS> struct tile_copier {
-    static constexpr int XP = XR * CPR / THREADS, WP = WR * CPR / THREADS;
-    static_assert((XR * CPR) % THREADS == 0 && (WR * CPR) % THREADS == 0, "whole pieces per thread");
-    const uint16_t *xsrc[XP], *wsrc[WP];
-    int xdst[XP], wdst[WP], xcol[XP], wcol[WP];
-    bool xok[XP], wok[WP];
+    tile_pieces<XR, CPR, THREADS> xp;
+    tile_pieces<WR, CPR, THREADS> wp;
 
     template <class DST>
     __device__ __forceinline__ void init(const uint16_t *x, int64_t ld_x, int64_t tok0, int32_t n_tok,
                                          const uint16_t *w, int64_t ld_w, int64_t row0, int64_t n, int tid, DST dst)
     {
-#pragma unroll
-        for (int j = 0; j < XP; j++) {
-            const int i = tid + j * THREADS, r = i / CPR, c = i % CPR;
-            xok[j] = tok0 + r < n_tok;
-            xsrc[j] = x + (xok[j] ? (tok0 + r) * ld_x + 8 * c : 0);
-            xdst[j] = dst(r, c), xcol[j] = 8 * c;
-        }
-#pragma unroll
-        for (int j = 0; j < WP; j++) {
-            const int i = tid + j * THREADS, r = i / CPR, c = i % CPR;
-            wok[j] = row0 + r < n;
-            wsrc[j] = w + (wok[j] ? (row0 + r) * ld_w + 8 * c : 0);
-            wdst[j] = dst(r, c), wcol[j] = 8 * c;
-        }
+        xp.init(x, ld_x, tok0, n_tok, tid, dst);
+        wp.init(w, ld_w, row0, n, tid, dst);
     }
 
-    /* the step at column c0 into the stage at xd / wd, then one commit */
+    /* the step at column c0 into the stage at xd / wd (no commit) */
     __device__ __forceinline__ void issue(uint8_t *xd, uint8_t *wd, int64_t c0, int64_t k, const uint16_t *x,
                                           const uint16_t *w) const
     {
-#pragma unroll
-        for (int j = 0; j < XP; j++) {
-            const bool ok = xok[j] && c0 + xcol[j] < k;
-            gpu_cp_async16(xd + xdst[j], ok ? xsrc[j] + c0 : x, ok ? 16 : 0);
-        }
-#pragma unroll
-        for (int j = 0; j < WP; j++) {
-            const bool ok = wok[j] && c0 + wcol[j] < k;
-            gpu_cp_async16(wd + wdst[j], ok ? wsrc[j] + c0 : w, ok ? 16 : 0);
-        }
+        xp.issue(xd, c0, k, x);
+        wp.issue(wd, c0, k, w);
     }
 };
 
@@ -603,10 +610,7 @@ static int gemm_f16_launch(gpu_stream_t st, const uint16_t *w, int64_t ld_w, int
 {
     constexpr int smem = gemm_f16_smem_bytes(BM, BN, BK, S);
 #if defined(GRETA_GPU_CUDA)
-    if (smem > 48 * 1024)
-        GPU_CHECK(cudaFuncSetAttribute(gemm_f16_kernel<BM, BN, BK, S, MINB>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
-                  err);
+    GPU_CHECK((gpu_smem_opt_in<gemm_f16_kernel<BM, BN, BK, S, MINB>>(smem)), err);
 #else
     static_assert(smem <= 64 * 1024, "AMD: at most 64 KiB of LDS per block");
 #endif

@@ -28,6 +28,8 @@
  *            dependent launch (below)
  *   copies   gpu_cp_async16(), gpu_cp_async_commit(), gpu_cp_async_wait<N>():
  *            global -> shared memory, asynchronous where the GPU can
+ *   smem     gpu_smem_opt_in<kernel>(bytes): dynamic shared memory above the
+ *            default, asked once per kernel
  * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
  * accept.
  *
@@ -41,6 +43,8 @@
  */
 #ifndef GRETA_GPU_PORT_H
 #define GRETA_GPU_PORT_H
+
+#include <atomic>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -289,6 +293,26 @@ static inline gpu_error_t gpu_launch_pdl(void (*kernel)(KArgs...), dim3 grid, di
     cfg.attrs = attr;
     cfg.numAttrs = 1;
     return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
+#endif
+}
+
+/* Lets kernel K launch with `bytes` of dynamic shared memory: NVIDIA needs
+ * an opt-in above 48 KiB, an attribute of the function, so it is set on the
+ * first call that asks for more than before and the later ones return at
+ * once (the processes use one device). HIP: nothing to do. */
+template <auto K> static inline gpu_error_t gpu_smem_opt_in(int bytes)
+{
+#if defined(GRETA_GPU_HIP)
+    (void)bytes;
+    return hipSuccess;
+#else
+    static std::atomic<int> granted{48 * 1024};
+    if (bytes <= granted.load(std::memory_order_acquire))
+        return cudaSuccess;
+    const cudaError_t e = cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (e == cudaSuccess)
+        granted.store(bytes, std::memory_order_release);
+    return e;
 #endif
 }
 
