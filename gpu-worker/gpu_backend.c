@@ -95,12 +95,13 @@ typedef struct gpu_backend {
     int kernels;       /* 1: fp32 GEMV (matvec.cu) of issue 5; 2: int8 activations (matvec_q8.cu) and fusions;
                           3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu);
                           4: 3 with programmatic dependent launch (greta_gpu_set_pdl);
-                          5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions */
+                          5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions;
+                          6: 5 with the products after an RMSNorm from its a16 activations (a16_on) */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
     int v2_output;     /* lm_head has one */
-    void *q8;          /* device, see gpu_layout.q8 */
+    void *q8;          /* device: v2's int8 or v6's a16 activations (act_row_bytes per token) */
     /* [n_tok - 1][1: one-block attention (v5, every position < DEC_ONE_BLOCK_MAX), else 0] */
     greta_gpu_graph *graphs[GRETA_GPU_MATVEC_MAX_TOK][2];
     int32_t graph_nsel[GRETA_GPU_MATVEC_MAX_TOK][2]; /* rows with logits the graph was captured for */
@@ -207,6 +208,14 @@ static int64_t q8_k(const gpu_config *c)
     return (k + 255) / 256 * 256;
 }
 
+/* Bytes per token of the quantized-activation scratch (b->q8): v2's int8
+ * rows of any product input, or v6's a16 rows of an RMSNorm output. */
+static uint64_t act_row_bytes(const gpu_config *c)
+{
+    const uint64_t q8 = (uint64_t)greta_gpu_q8_row_bytes(q8_k(c)), a16 = (uint64_t)greta_gpu_a16_row_bytes(c->dim);
+    return q8 > a16 ? q8 : a16;
+}
+
 /* The largest input (k) and the largest layer matrix of the model. */
 static void prefill_dims(const gpu_config *c, int64_t *max_k, int64_t *max_w)
 {
@@ -245,7 +254,7 @@ static int scratch_layout(const gpu_config *c, const greta_backend_params *p, in
         {&L->logits, nb * c->vocab, 4}, {&L->partial, partial, 4},       {&L->ints, 4 * nb, 4},
         {&L->topk_ids, nb * GRETA_GPU_TOPK_MAX, 4}, {&L->topk_vals, nb * GRETA_GPU_TOPK_MAX, 4},
         {&L->lse, nb, 4},
-        {&L->q8, (uint64_t)greta_gpu_q8_row_bytes(q8_k(c)) * (nb < GRETA_GPU_MATVEC_MAX_TOK ? nb : GRETA_GPU_MATVEC_MAX_TOK), 1},
+        {&L->q8, act_row_bytes(c) * (nb < GRETA_GPU_MATVEC_MAX_TOK ? nb : GRETA_GPU_MATVEC_MAX_TOK), 1},
         {&L->xh, L->xh_elems, 2},      {&L->wh, L->wh_elems, 2},
     };
     uint64_t off = 0;
@@ -370,7 +379,7 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
 
 /* ---- decode step (issue 7) --------------------------------------------------------- */
 
-/* GRETA_GPU_KERNELS=v1..v5 and GRETA_GPU_GRAPH=0|1 (the options win
+/* GRETA_GPU_KERNELS=v1..v6 and GRETA_GPU_GRAPH=0|1 (the options win
  * when set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's
  * input to int8 once and runs the integer GEMV of matvec_q8.cu with
  * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
@@ -381,24 +390,27 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
  * elsewhere; v4 is v3 with programmatic dependent launch (gpu_port.h:
  * each RMSNorm, GEMV and attention kernel starts while the previous one
  * finishes, the GEMVs loading their first weights meanwhile; the same
- * results); v5 (the default) is v4 with the one-block decode attention at
- * short contexts. The graph (default on) records a decode step once per
+ * results); v5 is v4 with the one-block decode attention at short
+ * contexts; v6 (the default) is v5 with the products that follow an
+ * RMSNorm (Q/K/V, gate/up, lm_head) reading its output as 16-bit codes
+ * (act16.cuh, written by the norm in the same launch) with integer dot
+ * products. The graph (default on) records a decode step once per
  * token count and replays it. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
-    b->kernels = 5;
-    if (o->decode_kernels >= 1 && o->decode_kernels <= 5)
+    b->kernels = 6;
+    if (o->decode_kernels >= 1 && o->decode_kernels <= 6)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..5",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..6",
                                o->decode_kernels);
     else if (ek && *ek) {
-        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '5' && !ek[2])
+        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '6' && !ek[2])
             b->kernels = ek[1] - '0';
         else
             return greta_error_set(err, GRETA_ERR_INVALID,
-                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4 or v5", ek);
+                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4, v5 or v6", ek);
     }
     b->use_graph = 1;
     if (o->graph == 1 || o->graph == 2)
@@ -453,10 +465,33 @@ static int mv_group(gpu_backend *b, const gpu_weight *const *w, float *const *y,
     return GRETA_OK;
 }
 
-/* v3 has a kernel for w (and v3 or v4 is chosen). */
+/* v3 has a kernel for w (and v3 or later is chosen). */
 static int v3_ok(const gpu_backend *b, const gpu_weight *w)
 {
     return b->kernels >= 3 && greta_gpu_matvec_f32_supported(w->type, w->n_in);
+}
+
+/* v6: the RMSNorm before a product also writes its output as a16 (into
+ * b->q8, rows of a16_ld bytes) and the product reads that. */
+static int a16_on(const gpu_backend *b)
+{
+    return b->kernels >= 6 && greta_gpu_a16_row_bytes(b->c.dim) > 0 && b->c.dim <= 16384;
+}
+
+static int64_t a16_ld(const gpu_backend *b)
+{
+    return greta_gpu_a16_row_bytes(b->c.dim);
+}
+
+/* RMSNorm of T rows of b->x-like input xs (weights w) into b->xn, and with
+ * v6 into b->q8 as a16 too. */
+static int norm_in(gpu_backend *b, const float *xs, const float *w, int64_t T, greta_error *err)
+{
+    const gpu_config *c = &b->c;
+    if (a16_on(b))
+        return greta_gpu_rmsnorm_a16(b->stream, xs, c->dim, w, b->xn, c->dim, (int32_t)T, c->dim, c->eps, b->q8,
+                                     a16_ld(b), err);
+    return greta_gpu_rmsnorm(b->stream, xs, c->dim, w, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err);
 }
 
 /* RoPE of b->q and b->k, then k and v into layer l's cache: one launch for
@@ -496,7 +531,7 @@ static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, con
     const int32_t t = (int32_t)T;
     greta_gpu_stream *s = b->stream;
     int rc;
-    if ((rc = greta_gpu_rmsnorm(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, t, c->dim, c->eps, err)))
+    if ((rc = norm_in(b, b->x, L->attn_norm, T, err)))
         return rc;
     if (v3_ok(b, &L->wq) && v3_ok(b, &L->wk) && v3_ok(b, &L->wv)) {
         const greta_gpu_mv_mat qkv[3] = {mv_of(&L->wq, b->q), mv_of(&L->wk, b->k), mv_of(&L->wv, b->v)};
@@ -510,6 +545,8 @@ static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, con
                                      .k_cache = k_cache(b, l),
                                      .v_cache = v_cache(b, l),
                                      .kv = b->kv};
+        if (a16_on(b))
+            return greta_gpu_matvec_a16(s, b->q8, a16_ld(b), c->dim, t, qkv, 3, 0, &f, err);
         return greta_gpu_matvec_f32(s, b->xn, c->dim, c->dim, t, qkv, 3, 0, &f, err);
     }
     const gpu_weight *w[3] = {&L->wq, &L->wk, &L->wv};
@@ -524,9 +561,12 @@ static int attn_in(gpu_backend *b, const gpu_layer *L, int64_t l, int64_t T, con
 static int ffn_glu(gpu_backend *b, const gpu_layer *L, int64_t T, greta_error *err)
 {
     const gpu_config *c = &b->c;
-    int rc = greta_gpu_rmsnorm(b->stream, b->x, c->dim, L->ffn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err);
+    int rc = norm_in(b, b->x, L->ffn_norm, T, err);
     if (!rc && v3_ok(b, &L->w_gate) && L->w_gate.type == L->w_up.type) {
         const greta_gpu_mv_mat g = mv_of(&L->w_gate, NULL), u = mv_of(&L->w_up, NULL);
+        if (a16_on(b))
+            return greta_gpu_matvec_a16_glu(b->stream, b->q8, a16_ld(b), c->dim, (int32_t)T, &g, &u, b->gate,
+                                            c->ffn_dim, err);
         return greta_gpu_matvec_f32_glu(b->stream, b->xn, c->dim, c->dim, (int32_t)T, &g, &u, NULL, b->gate,
                                         c->ffn_dim, err);
     }
@@ -636,8 +676,13 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, int one_block, 
         } else {
             const gpu_weight *wout[1] = {&b->output};
             float *const ylog[1] = {b->logits};
-            TRY(greta_gpu_rmsnorm(s, xs, c->dim, b->output_norm, b->xn, c->dim, n_sel, c->dim, c->eps, err));
-            TRY(mv_group(b, wout, ylog, 1, b->xn, n_sel, 0, err));
+            TRY(norm_in(b, xs, b->output_norm, n_sel, err));
+            if (a16_on(b) && v3_ok(b, &b->output)) {
+                const greta_gpu_mv_mat out = mv_of(&b->output, b->logits);
+                TRY(greta_gpu_matvec_a16(s, b->q8, a16_ld(b), c->dim, n_sel, &out, 1, 0, NULL, err));
+            } else {
+                TRY(mv_group(b, wout, ylog, 1, b->xn, n_sel, 0, err));
+            }
         }
         TRY(prof_mark(b, GRETA_GPU_PROF_LM_HEAD, err));
     }

@@ -104,6 +104,37 @@ int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, 
                              const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, const greta_gpu_mv_fuse *fuse,
                              float *out, int64_t ld_out, greta_error *err);
 
+/* ---- v6: 16-bit activations ("a16", act16.cuh) -----------------------------
+ * One token's k values (k % 256 == 0) as int16 codes with an fp32 scale per
+ * 16 values (the block's max |x| / 32767) and the fp32 sum of each block:
+ * greta_gpu_a16_row_bytes(k) bytes. A code is within half a scale step of
+ * x (15 bits of the block's largest value). The products multiply
+ * the codes with the weight codes in integer dot products (exact), so they
+ * issue about half of v3's instructions per weight; see docs/GPU.md. */
+int64_t greta_gpu_a16_row_bytes(int64_t k); /* 0 unless k > 0 and k % 256 == 0 */
+
+/* x [n_tok][k] (rows ld_x floats, 16-byte aligned) -> a16 rows of ld_a
+ * bytes (a multiple of 16, >= greta_gpu_a16_row_bytes(k)). */
+int greta_gpu_quantize_a16(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_tok, int64_t k, void *a16,
+                           int64_t ld_a, greta_error *err);
+
+/* greta_gpu_rmsnorm (the same fp32 result in out), and the normalized rows
+ * also as a16 (rows of ld_a bytes) in the same launch; n % 256 == 0. */
+int greta_gpu_rmsnorm_a16(greta_gpu_stream *s, const float *x, int64_t ld_x, const float *w, float *out,
+                          int64_t ld_out, int32_t n_tok, int64_t n, float eps, void *a16, int64_t ld_a,
+                          greta_error *err);
+
+/* greta_gpu_matvec_f32 / _glu from a16 inputs (rows of ld_a bytes, n_tok <=
+ * GRETA_GPU_MATVEC_MAX_TOK): the same matrices, groups and fusions (the
+ * Q/K/V one included) except the RMSNorm (fuse->norm_w must be unset).
+ * Bound per output: |y - W x| <= 1e-5 * sum |w x| + sum_i |w_i| d_b(i) / 2. */
+int greta_gpu_matvec_a16(greta_gpu_stream *s, const void *a16, int64_t ld_a, int64_t k, int32_t n_tok,
+                         const greta_gpu_mv_mat *m, int n_mat, int accumulate, const greta_gpu_mv_fuse *fuse,
+                         greta_error *err);
+int greta_gpu_matvec_a16_glu(greta_gpu_stream *s, const void *a16, int64_t ld_a, int64_t k, int32_t n_tok,
+                             const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, float *out, int64_t ld_out,
+                             greta_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,7 +19,8 @@
  *            GPU_FULL_MASK, gpu_shfl_xor(), gpu_warp_sum(), gpu_warp_max(),
  *            gpu_block_sum(), gpu_block_max(); gpu_half_to_float(),
  *            gpu_float_to_half() (fp16 bits, exact / round to nearest even);
- *            gpu_mul_rn(), gpu_add_rn(), gpu_sub_rn() (never fused into an FMA)
+ *            gpu_mul_rn(), gpu_add_rn(), gpu_sub_rn() (never fused into an FMA);
+ *            gpu_dp2a_lo(), gpu_dp2a_hi() (16-bit x 8-bit dot products)
  *   params   GPU_GRID_CONSTANT: a const struct kernel parameter that device
  *            code may reference without a local copy (CUDA's
  *            __grid_constant__; HIP kernel arguments need nothing)
@@ -369,6 +370,28 @@ __device__ inline int gpu_shfl_xor(int v, int lane_mask) { return __shfl_xor(v, 
 __device__ inline float gpu_shfl_xor(float v, int lane_mask) { return __shfl_xor_sync(GPU_FULL_MASK, v, lane_mask, GRETA_WARP); }
 __device__ inline int gpu_shfl_xor(int v, int lane_mask) { return __shfl_xor_sync(GPU_FULL_MASK, v, lane_mask, GRETA_WARP); }
 #endif
+
+/* c + the two signed 16-bit halves of a times the signed bytes 0, 1 (lo)
+ * or 2, 3 (hi) of b, low half with the lower byte. */
+__device__ inline int gpu_dp2a_lo(uint32_t a, uint32_t b, int c)
+{
+#if defined(GRETA_GPU_CUDA)
+    return __dp2a_lo((int)a, (int)b, c);
+#else
+    return c + (int)(int16_t)(a & 0xffffu) * (int)(int8_t)(b & 0xffu) +
+           (int)(int16_t)(a >> 16) * (int)(int8_t)((b >> 8) & 0xffu);
+#endif
+}
+
+__device__ inline int gpu_dp2a_hi(uint32_t a, uint32_t b, int c)
+{
+#if defined(GRETA_GPU_CUDA)
+    return __dp2a_hi((int)a, (int)b, c);
+#else
+    return c + (int)(int16_t)(a & 0xffffu) * (int)(int8_t)((b >> 16) & 0xffu) +
+           (int)(int16_t)(a >> 16) * (int)(int8_t)(b >> 24);
+#endif
+}
 
 /* Butterfly reductions: every lane ends with the result. */
 __device__ inline float gpu_warp_sum(float v)

@@ -65,18 +65,26 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
 #define MV3_LONG_MIN_BLOCKS 2
 /* Launched with gpu_launch_pdl: the blocks load their first weights while
  * the previous kernel of the stream finishes (gpu_port.h). */
-template <int NT, int R, int MINB>
-static gpu_error_t mv3_go(gpu_stream_t st, unsigned groups, const mv3_args &A, const float *x, int64_t ld_x,
+template <int NT, int R, int MINB, bool A16>
+static gpu_error_t mv3_go(gpu_stream_t st, unsigned groups, const mv3_args &A, const void *x, int64_t ld_x,
                           int64_t k, int accumulate)
 {
     const dim3 grid(groups), block(MV3_BLOCK);
-    if (A.cs && A.gamma)
-        return gpu_launch_pdl(mv3_kernel<NT, true, true, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
-    if (A.cs)
-        return gpu_launch_pdl(mv3_kernel<NT, false, true, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
-    if (A.gamma)
-        return gpu_launch_pdl(mv3_kernel<NT, true, false, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
-    return gpu_launch_pdl(mv3_kernel<NT, false, false, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+    if constexpr (A16) { /* normalized already: no fused RMSNorm */
+        if (A.cs)
+            return gpu_launch_pdl(mv3_kernel<NT, false, true, R, MINB, true>, grid, block, st, A, x, ld_x, k,
+                                  accumulate);
+        return gpu_launch_pdl(mv3_kernel<NT, false, false, R, MINB, true>, grid, block, st, A, x, ld_x, k,
+                              accumulate);
+    } else {
+        if (A.cs && A.gamma)
+            return gpu_launch_pdl(mv3_kernel<NT, true, true, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+        if (A.cs)
+            return gpu_launch_pdl(mv3_kernel<NT, false, true, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+        if (A.gamma)
+            return gpu_launch_pdl(mv3_kernel<NT, true, false, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+        return gpu_launch_pdl(mv3_kernel<NT, false, false, R, MINB>, grid, block, st, A, x, ld_x, k, accumulate);
+    }
 }
 
 /* A.end for groups of R rows; returns the number of groups. */
@@ -91,13 +99,28 @@ static int64_t mv3_ends(mv3_args &A, const greta_gpu_mv_mat *m, int n_mat, int R
     return end;
 }
 
-extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
-                                    const greta_gpu_mv_mat *m, int n_mat, int accumulate,
-                                    const greta_gpu_mv_fuse *fuse, greta_error *err)
+/* The a16 input (act16.cuh): rows of ld_a bytes, 16-byte aligned. */
+static int a16_check(const void *a, int64_t ld_a, int64_t k, int32_t n_tok, const char *what, greta_error *err)
 {
-    int rc = mv3_check_x(x, ld_x, k, n_tok, err);
-    if (rc)
-        return rc;
+    if (!a || k <= 0 || k % QK_K != 0 || ld_a < a16_row_bytes(k) || ld_a % 16 != 0 || (uintptr_t)a % 16 != 0 ||
+        n_tok < 0 || n_tok > GRETA_GPU_MATVEC_MAX_TOK)
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "%s: bad a16 input (k %lld must be a multiple of 256, row stride %lld a multiple of "
+                               "16 >= %lld bytes, 16-byte aligned, tokens %d in 0..%d)",
+                               what, (long long)k, (long long)ld_a, (long long)a16_row_bytes(k), n_tok,
+                               GRETA_GPU_MATVEC_MAX_TOK);
+    return 0;
+}
+
+/* greta_gpu_matvec_f32 (A16 false: x fp32, rows of ld_x floats) and
+ * greta_gpu_matvec_a16 (A16: x the a16 rows, ld_x bytes), inputs checked
+ * but for the matrices and fusions. */
+template <bool A16>
+static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                   const greta_gpu_mv_mat *m, int n_mat, int accumulate, const greta_gpu_mv_fuse *fuse,
+                   greta_error *err)
+{
+    int rc;
     if (!m || n_mat < 1 || n_mat > MV3_MAX_MATS)
         return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: %d matrices (1..%d)", n_mat, MV3_MAX_MATS);
     mv3_args A;
@@ -114,6 +137,8 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
     }
     if ((rc = mv3_check_fuse(fuse, m, n_mat, err)))
         return rc;
+    if (A16 && fuse && fuse->norm_w)
+        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_a16: the activations are normalized already");
     if (fuse && fuse->norm_w) {
         A.gamma = fuse->norm_w;
         A.eps = fuse->eps;
@@ -142,23 +167,42 @@ extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t
             At.pos = A.pos + t0;
             At.seq = A.seq + t0;
         }
-        const float *xt = x + t0 * ld_x;
+        const void *xt = A16 ? (const void *)((const uint8_t *)x + t0 * ld_x) : (const void *)((const float *)x + t0 * ld_x);
         if (n_tok - t0 == 1 && k / 32 > MV3_BLOCK)
-            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS>(st, groups, At, xt, ld_x, k, accumulate)), err);
+            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS, A16>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else if (n_tok - t0 == 1)
-            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_MIN_BLOCKS>(st, groups, At, xt, ld_x, k, accumulate)), err);
+            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_MIN_BLOCKS, A16>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else
-            GPU_CHECK((mv3_go<2, MV3_ROWS, 2>(st, groups, At, xt, ld_x, k, accumulate)), err);
+            GPU_CHECK((mv3_go<2, MV3_ROWS, 2, A16>(st, groups, At, xt, ld_x, k, accumulate)), err);
     }
     return 0;
 }
 
-template <int NT, int R, int MINB>
+extern "C" int greta_gpu_matvec_f32(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                                    const greta_gpu_mv_mat *m, int n_mat, int accumulate,
+                                    const greta_gpu_mv_fuse *fuse, greta_error *err)
+{
+    const int rc = mv3_check_x(x, ld_x, k, n_tok, err);
+    return rc ? rc : mv3_run<false>(s, x, ld_x, k, n_tok, m, n_mat, accumulate, fuse, err);
+}
+
+extern "C" int greta_gpu_matvec_a16(greta_gpu_stream *s, const void *a16, int64_t ld_a, int64_t k, int32_t n_tok,
+                                    const greta_gpu_mv_mat *m, int n_mat, int accumulate,
+                                    const greta_gpu_mv_fuse *fuse, greta_error *err)
+{
+    const int rc = a16_check(a16, ld_a, k, n_tok, "matvec_a16", err);
+    return rc ? rc : mv3_run<true>(s, a16, ld_a, k, n_tok, m, n_mat, accumulate, fuse, err);
+}
+
+template <int NT, int R, int MINB, bool A16>
 static gpu_error_t glu_go(gpu_stream_t st, unsigned groups, uint32_t type, const uint8_t *wg, const uint8_t *wu,
-                          int64_t rb, int64_t n, const float *x, int64_t ld_x, int64_t k, const float *g, float eps,
+                          int64_t rb, int64_t n, const void *x, int64_t ld_x, int64_t k, const float *g, float eps,
                           float *out, int64_t ld_out)
 {
     const dim3 grid(groups), block(MV3_BLOCK);
+    if constexpr (A16)
+        return gpu_launch_pdl(mv3_glu_kernel<NT, false, R, MINB, true>, grid, block, st, type, wg, wu, rb, n, x, ld_x,
+                              k, g, eps, out, ld_out);
     if (g)
         return gpu_launch_pdl(mv3_glu_kernel<NT, true, R, MINB>, grid, block, st, type, wg, wu, rb, n, x, ld_x, k,
                               g, eps, out, ld_out);
@@ -166,13 +210,12 @@ static gpu_error_t glu_go(gpu_stream_t st, unsigned groups, uint32_t type, const
                           eps, out, ld_out);
 }
 
-extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
-                                        const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up,
-                                        const greta_gpu_mv_fuse *fuse, float *out, int64_t ld_out, greta_error *err)
+template <bool A16>
+static int glu_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                   const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, const greta_gpu_mv_fuse *fuse,
+                   float *out, int64_t ld_out, greta_error *err)
 {
-    int rc = mv3_check_x(x, ld_x, k, n_tok, err);
-    if (rc)
-        return rc;
+    int rc;
     if (!gate || !up || !out)
         return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: missing gate, up or output");
     if ((rc = mv3_check_mat(gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(up, k, n_tok, 0, err)))
@@ -182,8 +225,9 @@ extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int
                                "matvec_f32_glu: gate (%s, %lld rows) and up (%s, %lld rows) must match, ld_out %lld",
                                ggml_type_name(gate->type), (long long)gate->n, ggml_type_name(up->type),
                                (long long)up->n, (long long)ld_out);
-    if (fuse && fuse->cs)
-        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: the Q/K/V fusion does not apply");
+    if (fuse && (fuse->cs || (A16 && fuse->norm_w)))
+        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: the %s does not apply",
+                               fuse->cs ? "Q/K/V fusion" : "fused RMSNorm (a16 activations are normalized)");
     const int64_t rb = (int64_t)ggml_row_bytes(gate->type, (uint64_t)k);
     const gpu_stream_t st = (gpu_stream_t)s;
     const float *g = fuse ? fuse->norm_w : NULL;
@@ -192,16 +236,71 @@ extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int
     const int64_t n = gate->n;
     const unsigned groups = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
-        const float *xt = x + t0 * ld_x;
+        const void *xt = A16 ? (const void *)((const uint8_t *)x + t0 * ld_x) : (const void *)((const float *)x + t0 * ld_x);
         float *ot = out + t0 * ld_out;
         if (n_tok - t0 == 1)
-            GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_MIN_BLOCKS>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k,
-                                                                  g, eps, ot, ld_out)),
+            GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_MIN_BLOCKS, A16>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x,
+                                                                       k, g, eps, ot, ld_out)),
                       err);
         else
-            GPU_CHECK((glu_go<2, MV3_GLU_ROWS, 2>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k, g, eps, ot,
-                                                     ld_out)),
+            GPU_CHECK((glu_go<2, MV3_GLU_ROWS, 2, A16>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k, g, eps, ot,
+                                                          ld_out)),
                       err);
     }
+    return 0;
+}
+
+extern "C" int greta_gpu_matvec_f32_glu(greta_gpu_stream *s, const float *x, int64_t ld_x, int64_t k, int32_t n_tok,
+                                        const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up,
+                                        const greta_gpu_mv_fuse *fuse, float *out, int64_t ld_out, greta_error *err)
+{
+    const int rc = mv3_check_x(x, ld_x, k, n_tok, err);
+    return rc ? rc : glu_run<false>(s, x, ld_x, k, n_tok, gate, up, fuse, out, ld_out, err);
+}
+
+extern "C" int greta_gpu_matvec_a16_glu(greta_gpu_stream *s, const void *a16, int64_t ld_a, int64_t k,
+                                        int32_t n_tok, const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up,
+                                        float *out, int64_t ld_out, greta_error *err)
+{
+    const int rc = a16_check(a16, ld_a, k, n_tok, "matvec_a16_glu", err);
+    return rc ? rc : glu_run<true>(s, a16, ld_a, k, n_tok, gate, up, NULL, out, ld_out, err);
+}
+
+/* ---- the a16 activations (act16.cuh) ---------------------------------------------- */
+
+extern "C" int64_t greta_gpu_a16_row_bytes(int64_t k)
+{
+    return k > 0 && k % QK_K == 0 ? a16_row_bytes(k) : 0;
+}
+
+#define A16_THREADS 256
+
+/* grid (k / 4 / A16_THREADS rounded up, n_tok): a thread per 4 values */
+__global__ void __launch_bounds__(A16_THREADS) quantize_a16_kernel(const float *x, int64_t ld_x, int64_t k,
+                                                                   uint8_t *a, int64_t ld_a)
+{
+    gpu_pdl_wait(); /* launched with gpu_launch_pdl: x comes from the previous kernel */
+    gpu_pdl_trigger();
+    const int64_t i4 = (int64_t)blockIdx.x * A16_THREADS + threadIdx.x;
+    const bool valid = i4 < k / 4; /* whole 16-value blocks: k % 256 == 0 */
+    const float4 v = valid ? ((const float4 *)(x + blockIdx.y * ld_x))[i4] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    a16_store4(v, i4, valid, a + blockIdx.y * ld_a, k);
+}
+
+extern "C" int greta_gpu_quantize_a16(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_tok, int64_t k,
+                                      void *a16, int64_t ld_a, greta_error *err)
+{
+    int rc = a16_check(a16, ld_a, k, n_tok, "quantize_a16", err);
+    if (rc)
+        return rc;
+    if (!x || ld_x < k || ld_x % 4 != 0 || (uintptr_t)x % 16 != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "quantize_a16: bad input (ld_x %lld, k %lld)",
+                               (long long)ld_x, (long long)k);
+    if (n_tok == 0)
+        return 0;
+    const dim3 grid((unsigned)((k / 4 + A16_THREADS - 1) / A16_THREADS), (unsigned)n_tok);
+    GPU_CHECK(gpu_launch_pdl(quantize_a16_kernel, grid, dim3(A16_THREADS), (gpu_stream_t)s, x, ld_x, k,
+                             (uint8_t *)a16, ld_a),
+              err);
     return 0;
 }

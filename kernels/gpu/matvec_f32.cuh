@@ -33,6 +33,7 @@
 
 #include "gpu_port.h"
 #include "kernels/quant.h"
+#include "act16.cuh"  /* the a16 activations (v6) */
 #include "kv_io.cuh" /* kv_offset */
 #include "vdot.cuh"   /* vdot_load16_a2w */
 
@@ -241,6 +242,68 @@ __device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const 
     }
 }
 
+/* unit_dot with the a16 activations (act16.cuh) of NT tokens at a (rows
+ * ld_a bytes, k values): per 16-value half, the weight codes times the
+ * activation codes in int32 (gpu_dp2a_*: exact), then d_x * sc * d in fp32;
+ * the min (Q4_K) and offset (Q6_K) terms take the fp32 sums s. */
+template <uint32_t TYPE, int NT, int RR>
+__device__ __forceinline__ void unit_dot_a16(const mv_unit<RR> &U, int64_t u, const uint8_t *a, int64_t ld_a,
+                                             int64_t k, float (&acc)[NT][RR])
+{
+    const int64_t blk = u >> 3;
+    int64_t ea, eb; /* the first values of the two halves */
+    if (TYPE == GGML_TYPE_Q6_K) {
+        ea = blk * QK_K + 128 * ((u >> 2) & 1) + 32 * (u & 1) + 16 * ((u >> 1) & 1);
+        eb = ea + 64;
+    } else {
+        ea = blk * QK_K + 64 * ((u >> 1) & 3) + 16 * (u & 1);
+        eb = ea + 32;
+    }
+    const int s6 = (int)(u & 1); /* Q6_K: the quarter of qh's bits */
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const uint8_t *at = a + t * ld_a;
+        const uint4 a0 = *(const uint4 *)(at + 2 * ea), a1 = *(const uint4 *)(at + 2 * ea + 16);
+        const uint4 b0 = *(const uint4 *)(at + 2 * eb), b1 = *(const uint4 *)(at + 2 * eb + 16);
+        const uint32_t xa[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
+        const uint32_t xb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+        const float dxa = a16_d(at, k)[ea >> 4], dxb = a16_d(at, k)[eb >> 4];
+        const float sxa = a16_s(at, k)[ea >> 4], sxb = a16_s(at, k)[eb >> 4];
+#pragma unroll
+        for (int r = 0; r < RR; r++) {
+            int ia = 0, ib = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint32_t lo, hi;
+                if (TYPE == GGML_TYPE_Q6_K) {
+                    const uint32_t ql = U.w[r][j], qh = U.w[r][4 + j];
+                    lo = (ql & 0x0f0f0f0fu) | (((qh >> (2 * s6)) & 0x03030303u) << 4);
+                    hi = ((ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * s6 + 4)) & 0x03030303u) << 4);
+                } else {
+                    lo = U.w[r][j] & 0x0f0f0f0fu;
+                    hi = (U.w[r][j] >> 4) & 0x0f0f0f0fu;
+                }
+                ia = gpu_dp2a_lo(xa[2 * j], lo, ia);
+                ia = gpu_dp2a_hi(xa[2 * j + 1], lo, ia);
+                ib = gpu_dp2a_lo(xb[2 * j], hi, ib);
+                ib = gpu_dp2a_hi(xb[2 * j + 1], hi, ib);
+            }
+            const float pa = dxa * (float)ia, pb = dxb * (float)ib; /* sum(q * x) per half */
+            if (TYPE == GGML_TYPE_Q6_K) {
+                const float d = gpu_half_to_float((uint16_t)(U.w[r][8] & 0xffffu));
+                const float da = d * (float)(int8_t)(U.w[r][8] >> 16), db = d * (float)(int8_t)(U.w[r][8] >> 24);
+                acc[t][r] += da * (pa - 32.0f * sxa) + db * (pb - 32.0f * sxb);
+            } else {
+                float sa, ma, sb, mb;
+                q4k_pair(U.w[r][5], U.w[r][6], U.w[r][7], (int)(u >> 1) & 3, sa, ma, sb, mb);
+                const float d = gpu_half_to_float((uint16_t)(U.w[r][4] & 0xffffu)),
+                            dmin = gpu_half_to_float((uint16_t)(U.w[r][4] >> 16));
+                acc[t][r] += (d * sa * pa - dmin * ma * sxa) + (d * sb * pb - dmin * mb * sxb);
+            }
+        }
+    }
+}
+
 /* Each warp's sums of v[0..N-1] into sm[warp] (no barrier). */
 template <int N> __device__ inline void warp_partials(float (&v)[N], float (*sm)[N])
 {
@@ -296,16 +359,19 @@ __device__ __forceinline__ void mv_wait(bool &waited)
 
 /* One group's units for this thread (u = tid, + blockDim.x, ...) into acc
  * and ss; the first unit's weights are loaded before mv_wait. */
-template <uint32_t TYPE, int NT, int RR, int H, bool NORM>
-__device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units,
-                                            const float *x, int64_t ld_x, const float *__restrict__ gw,
-                                            float (&acc)[NT][RR], float (&ss)[NT], bool &waited)
+template <uint32_t TYPE, int NT, int RR, int H, bool NORM, bool A16>
+__device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units, const void *x, int64_t ld_x,
+                                            const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT],
+                                            bool &waited)
 {
     mv_unit<RR> U;
     for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
         unit_load<TYPE, RR, H>(rows, u, U);
         mv_wait(waited);
-        unit_dot<TYPE, NT, RR, NORM>(U, u, x, ld_x, gw, acc, ss);
+        if constexpr (A16)
+            unit_dot_a16<TYPE, NT, RR>(U, u, (const uint8_t *)x, ld_x, 32 * n_units, acc);
+        else
+            unit_dot<TYPE, NT, RR, NORM>(U, u, (const float *)x, ld_x, gw, acc, ss);
     }
 }
 
@@ -323,10 +389,11 @@ __device__ __forceinline__ void group_units(const mv_rows &rows, int64_t n_units
  * writes, is deliberately not __restrict__: a const __restrict__ pointer
  * lets the compiler load through the non-coherent path and move the loads
  * above the wait. */
-template <int NT, int RR, int H, bool NORM, class G>
-__device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const float *x, int64_t ld_x,
+template <int NT, int RR, int H, bool NORM, bool A16, class G>
+__device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const void *x, int64_t ld_x,
                                           int64_t k, const float *__restrict__ gw, float eps)
 {
+    static_assert(!(NORM && A16), "the a16 activations are normalized already");
     constexpr int N = NT * RR + (NORM ? NT : 0);
     __shared__ float sm[2][MV3_BLOCK / GPU_MIN_WARP][N]; /* [group parity] */
     int par = 0;
@@ -343,9 +410,9 @@ __device__ __forceinline__ void mv_groups(const G &grp, int64_t n_groups, const 
         }
         const mv_rows rows = grp.rows(g);
         if (rows.type == GGML_TYPE_Q6_K)
-            group_units<GGML_TYPE_Q6_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss, waited);
+            group_units<GGML_TYPE_Q6_K, NT, RR, H, NORM, A16>(rows, n_units, x, ld_x, gw, acc, ss, waited);
         else
-            group_units<GGML_TYPE_Q4_K, NT, RR, H, NORM>(rows, n_units, x, ld_x, gw, acc, ss, waited);
+            group_units<GGML_TYPE_Q4_K, NT, RR, H, NORM, A16>(rows, n_units, x, ld_x, gw, acc, ss, waited);
         mv_wait(waited); /* threads without units: before the results are stored */
         float flat[N];
 #pragma unroll
@@ -455,12 +522,12 @@ template <int NT, bool EPI, int R> struct mv3_groups {
 
 /* The products of up to three matrices (mv3_args; A.end[2] groups of R
  * rows). */
-template <int NT, bool NORM, bool EPI, int R = MV3_ROWS, int MINB = MV3_MIN_BLOCKS>
+template <int NT, bool NORM, bool EPI, int R = MV3_ROWS, int MINB = MV3_MIN_BLOCKS, bool A16 = false>
 __global__ void __launch_bounds__(MV3_BLOCK, MINB)
-mv3_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *x, int64_t ld_x, int64_t k, int accumulate)
+mv3_kernel(const GPU_GRID_CONSTANT mv3_args A, const void *x, int64_t ld_x, int64_t k, int accumulate)
 {
     const mv3_groups<NT, EPI, R> grp{A, accumulate};
-    mv_groups<NT, R, R, NORM>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, A.gamma, A.eps);
+    mv_groups<NT, R, R, NORM, A16>(grp, A.end[MV3_MAX_MATS - 1], x, ld_x, k, A.gamma, A.eps);
 }
 
 /* gate/up + SiLU groups: R rows of gate and the same rows of up
@@ -489,14 +556,14 @@ template <int NT, int R> struct glu_groups {
 
 /* gate/up + SiLU over groups of R rows of each; with NORM, RMSNorm of x
  * (weights g) fused as in mv3_kernel. */
-template <int NT, bool NORM, int R = MV3_GLU_ROWS, int MINB = MV3_MIN_BLOCKS>
+template <int NT, bool NORM, int R = MV3_GLU_ROWS, int MINB = MV3_MIN_BLOCKS, bool A16 = false>
 __global__ void __launch_bounds__(MV3_BLOCK, MINB)
 mv3_glu_kernel(uint32_t type, const uint8_t *__restrict__ wg, const uint8_t *__restrict__ wu, int64_t row_bytes,
-               int64_t n, const float *x, int64_t ld_x, int64_t k, const float *__restrict__ g,
+               int64_t n, const void *x, int64_t ld_x, int64_t k, const float *__restrict__ g,
                float eps, float *__restrict__ out, int64_t ld_out)
 {
     const glu_groups<NT, R> grp{type, wg, wu, row_bytes, n, out, ld_out};
-    mv_groups<NT, 2 * R, R, NORM>(grp, (n + R - 1) / R, x, ld_x, k, g, eps);
+    mv_groups<NT, 2 * R, R, NORM, A16>(grp, (n + R - 1) / R, x, ld_x, k, g, eps);
 }
 
 #endif

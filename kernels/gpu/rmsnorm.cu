@@ -17,6 +17,8 @@
  * 382.5 against 377.9 / 378.6 tokens/s, 286.2 / 284.8 against 283.4 /
  * 284.0 at depth 4096. (The same early trigger in the decode attention was
  * 3.5% slower at depth 0: the product's early blocks then compete with it.) */
+#include "act16.cuh"
+#include "decode_ops.h"
 #include "gpu_ops.h"
 #include "gpu_port.h"
 
@@ -45,10 +47,12 @@ __global__ void rmsnorm_kernel(const float *x, int64_t ld_x, const float *__rest
 #define RMS_V 4
 
 /* grid (n_tok), block RMS_THREADS; n % 4 == 0, n <= RMS_THREADS * 4 * RMS_V,
- * rows 16-byte aligned. */
+ * rows 16-byte aligned. With a16 (n % 256 == 0) the normalized rows also go
+ * there as a16 (act16.cuh, rows of ld_a bytes). */
 __global__ void __launch_bounds__(RMS_THREADS) rmsnorm_reg_kernel(const float *x, int64_t ld_x,
                                                                   const float *__restrict__ w, float *out,
-                                                                  int64_t ld_out, int64_t n, float eps)
+                                                                  int64_t ld_out, int64_t n, float eps,
+                                                                  uint8_t *a16, int64_t ld_a)
 {
     __shared__ float scratch[GPU_MAX_WARPS];
     gpu_pdl_trigger(); /* the next kernel may launch now (see the top) */
@@ -73,9 +77,14 @@ __global__ void __launch_bounds__(RMS_THREADS) rmsnorm_reg_kernel(const float *x
 #pragma unroll
     for (int j = 0; j < RMS_V; j++) {
         const int i = threadIdx.x + j * RMS_THREADS;
-        if (i < n4)
-            o[i] = make_float4((v[j].x * r) * g[j].x, (v[j].y * r) * g[j].y, (v[j].z * r) * g[j].z,
-                               (v[j].w * r) * g[j].w);
+        float4 y = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (i < n4) {
+            y = make_float4((v[j].x * r) * g[j].x, (v[j].y * r) * g[j].y, (v[j].z * r) * g[j].z,
+                            (v[j].w * r) * g[j].w);
+            o[i] = y;
+        }
+        if (a16 && j * RMS_THREADS < n4) /* block-uniform: every lane of each warp shuffles */
+            a16_store4(y, i, i < n4, a16 + (int64_t)blockIdx.x * ld_a, n);
     }
 }
 
@@ -91,9 +100,29 @@ extern "C" int greta_gpu_rmsnorm(greta_gpu_stream *s, const float *x, int64_t ld
     const gpu_stream_t st = (gpu_stream_t)s;
     if (aligned && n <= (int64_t)RMS_THREADS * 4 * RMS_V)
         GPU_CHECK(gpu_launch_pdl(rmsnorm_reg_kernel, dim3(n_tok), dim3(RMS_THREADS), st, x, ld_x, w, out, ld_out, n,
-                                 eps),
+                                 eps, (uint8_t *)NULL, (int64_t)0),
                   err);
     else
         GPU_CHECK(gpu_launch_pdl(rmsnorm_kernel, dim3(n_tok), dim3(256), st, x, ld_x, w, out, ld_out, n, eps), err);
+    return 0;
+}
+
+extern "C" int greta_gpu_rmsnorm_a16(greta_gpu_stream *s, const float *x, int64_t ld_x, const float *w, float *out,
+                                     int64_t ld_out, int32_t n_tok, int64_t n, float eps, void *a16, int64_t ld_a,
+                                     greta_error *err)
+{
+    const int aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out | (uintptr_t)a16) % 16 == 0 &&
+                        ld_x % 4 == 0 && ld_out % 4 == 0;
+    if (!x || !w || !out || !a16 || n <= 0 || n % 256 != 0 || n > (int64_t)RMS_THREADS * 4 * RMS_V || ld_x < n ||
+        ld_out < n || n_tok < 0 || !aligned || ld_a < a16_row_bytes(n) || ld_a % 16 != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID,
+                               "rmsnorm_a16: bad arguments (n %lld must be a multiple of 256 up to %d, rows and "
+                               "a16 stride %lld aligned to 16 bytes)",
+                               (long long)n, RMS_THREADS * 4 * RMS_V, (long long)ld_a);
+    if (n_tok == 0)
+        return 0;
+    GPU_CHECK(gpu_launch_pdl(rmsnorm_reg_kernel, dim3(n_tok), dim3(RMS_THREADS), (gpu_stream_t)s, x, ld_x, w, out,
+                             ld_out, n, eps, (uint8_t *)a16, ld_a),
+              err);
     return 0;
 }

@@ -167,15 +167,17 @@ static void dot_ref(const float *w, const float *x, int64_t k, double *ref, doub
     *tol = 1.001 * qe + 1e-5 * mag + 1e-30;
 }
 
-static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
+static void check_matvec(int mode, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
                          uint64_t seed);
+
+enum { MV_F32, MV_Q8, MV_A16 }; /* check_matvec's GEMVs */
 
 /* One product's cases: each type at row lengths 256, 768 and 11008 for the
  * token counts toks (rows: 1 with the first count, else 301; long_rows at
  * 11008), seeds ti * seed_mul + 3 ki + j; then Q/K/V-like, three matrices
  * of mixed types in one launch (rows 256, mix_k_rows, 67) for 1 and
  * mix_tok tokens, seeds mix_seed and mix_seed + 1. */
-static void matvec_cases(int q8, const int32_t toks[4], int64_t long_rows, uint64_t seed_mul, int64_t mix_k_rows,
+static void matvec_cases(int mode, const int32_t toks[4], int64_t long_rows, uint64_t seed_mul, int64_t mix_k_rows,
                          int32_t mix_tok, uint64_t mix_seed)
 {
     const uint32_t types[] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
@@ -184,19 +186,19 @@ static void matvec_cases(int q8, const int32_t toks[4], int64_t long_rows, uint6
         for (int ki = 0; ki < 3; ki++)
             for (int j = 0; j < 4; j++) {
                 const int64_t n[1] = {ks[ki] > 4096 ? long_rows : (j == 0 ? 1 : 301)};
-                check_matvec(q8, &types[ti], 1, ks[ki], n, toks[j], seed_mul * ti + 3 * ki + j);
+                check_matvec(mode, &types[ti], 1, ks[ki], n, toks[j], seed_mul * ti + 3 * ki + j);
             }
     const uint32_t mix[3] = {GGML_TYPE_Q4_K, GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
     const int64_t ns[3] = {256, mix_k_rows, 67};
-    check_matvec(q8, mix, 3, 512, ns, 1, mix_seed);
-    check_matvec(q8, mix, 3, 512, ns, mix_tok, mix_seed + 1);
+    check_matvec(mode, mix, 3, 512, ns, 1, mix_seed);
+    check_matvec(mode, mix, 3, 512, ns, mix_tok, mix_seed + 1);
 }
 
 static void test_matvec_q8(void **state)
 {
     GPU_OR_SKIP();
     const int32_t toks[] = {1, 2, 5, 8};
-    matvec_cases(1, toks, 40, 11, 64, 6, 77);
+    matvec_cases(MV_Q8, toks, 40, 11, 64, 6, 77);
 }
 
 static void test_matvec_q8_glu(void **state)
@@ -250,14 +252,38 @@ static void dot_ref_f32(const float *w, const float *x, int64_t k, double *ref, 
     *tol = 1e-5 * mag + 1e-30;
 }
 
+/* The a16 bound (act16.cuh): each value within half a scale step
+ * (amax / 32767 of its 16-value block), plus fp32 rounding. */
+static void dot_ref_a16(const float *w, const float *x, int64_t k, double *ref, double *tol)
+{
+    double s = 0.0, qe = 0.0, mag = 0.0;
+    for (int64_t b = 0; b < k / 16; b++) {
+        float amax = 0.0f;
+        for (int i = 0; i < 16; i++)
+            amax = fmaxf(amax, fabsf(x[16 * b + i]));
+        const double e = amax / 32767.0 / 2.0;
+        for (int i = 0; i < 16; i++) {
+            const int64_t j = 16 * b + i;
+            s += (double)w[j] * x[j];
+            qe += fabs(w[j]) * e;
+            mag += fabs(w[j]) * (fabs(x[j]) + e);
+        }
+    }
+    *ref = s;
+    *tol = 1.001 * qe + 1e-5 * mag + 1e-30;
+}
+
 /* n_mat matrices of the given types (rows ns) against x [n_tok][k], in one
- * launch, plain and accumulating onto y0: the int8-activation GEMV (q8:
- * greta_gpu_matvec_q8 on x quantized once, bound dot_ref) or the fp32 one
- * (greta_gpu_matvec_f32, bound dot_ref_f32). */
-static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
+ * launch, plain and accumulating onto y0: the int8-activation GEMV (MV_Q8:
+ * greta_gpu_matvec_q8 on x quantized once, bound dot_ref), the fp32 one
+ * (MV_F32: greta_gpu_matvec_f32, bound dot_ref_f32) or the a16 one
+ * (MV_A16: greta_gpu_matvec_a16 on x quantized once, bound dot_ref_a16). */
+static void check_matvec(int mode, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
                          uint64_t seed)
 {
-    const char *what = q8 ? "matvec_q8" : "matvec_f32";
+    const int q8 = mode == MV_Q8;
+    const char *what = q8 ? "matvec_q8" : mode == MV_A16 ? "matvec_a16" : "matvec_f32";
+    const int64_t ld_a = greta_gpu_a16_row_bytes(k);
     greta_error err = {0};
     void *q[3], *d_w[3];
     float *deq[3], *d_y[3], *y0[3];
@@ -268,6 +294,10 @@ static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, co
     if (q8) {
         d_q = dev_alloc((size_t)(greta_gpu_q8_row_bytes(k) * n_tok));
         EXPECT_OK(greta_gpu_quantize_q8(NULL, d_x, k, n_tok, k, d_q, &err));
+    }
+    if (mode == MV_A16) {
+        d_q = dev_alloc((size_t)(ld_a * n_tok));
+        EXPECT_OK(greta_gpu_quantize_a16(NULL, d_x, k, n_tok, k, d_q, ld_a, &err));
     }
     for (int i = 0; i < n_mat; i++) {
         make_weights(types[i], k, ns[i], seed + 100 * i, &q[i], &deq[i]);
@@ -285,6 +315,8 @@ static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, co
                                          NULL, &err));
         if (q8)
             EXPECT_OK(greta_gpu_matvec_q8(NULL, d_q, k, n_tok, m, n_mat, acc, &err));
+        else if (mode == MV_A16)
+            EXPECT_OK(greta_gpu_matvec_a16(NULL, d_q, ld_a, k, n_tok, m, n_mat, acc, NULL, &err));
         else
             EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, n_tok, m, n_mat, acc, NULL, &err));
         for (int i = 0; i < n_mat; i++) {
@@ -293,7 +325,8 @@ static void check_matvec(int q8, const uint32_t *types, int n_mat, int64_t k, co
             for (int32_t t = 0; t < n_tok; t++)
                 for (int64_t r = 0; r < ns[i]; r++) {
                     double ref, tol;
-                    (q8 ? dot_ref : dot_ref_f32)(deq[i] + r * k, x + t * k, k, &ref, &tol);
+                    (q8 ? dot_ref : mode == MV_A16 ? dot_ref_a16 : dot_ref_f32)(deq[i] + r * k, x + t * k, k, &ref,
+                                                                                 &tol);
                     const double base = acc ? y0[i][t * ns[i] + r] : 0.0;
                     const double got = y[t * ns[i] + r];
                     if (!(fabs(got - (base + ref)) <= tol + 1e-6 * fabs(base)))
@@ -317,7 +350,82 @@ static void test_matvec_f32(void **state)
 {
     GPU_OR_SKIP();
     const int32_t toks[] = {1, 2, 3, 8};
-    matvec_cases(0, toks, 41, 13, 65, 5, 79);
+    matvec_cases(MV_F32, toks, 41, 13, 65, 5, 79);
+}
+
+/* v6: the a16 activations (act16.cuh) and the products from them. */
+static void test_quantize_a16(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    const int64_t k = 768, ld_a = greta_gpu_a16_row_bytes(k) + 16; /* and a stride beyond one row */
+    const int32_t n_tok = 3;
+    float *x = make_x(k, n_tok, 23);
+    for (int i = 0; i < 16; i++)
+        x[k + 64 + i] = 0.0f; /* a zero block */
+    x[5] = 3e4f, x[6] = -1e-7f;  /* a wide block */
+    float *d_x = dev_upload(x, sizeof(float) * (size_t)(k * n_tok));
+    uint8_t *d_a = dev_alloc((size_t)(ld_a * n_tok)), *a = xmalloc((size_t)(ld_a * n_tok));
+    EXPECT_OK(greta_gpu_quantize_a16(NULL, d_x, k, n_tok, k, d_a, ld_a, &err));
+    dev_download(a, d_a, (size_t)(ld_a * n_tok));
+    for (int32_t t = 0; t < n_tok; t++) {
+        const uint8_t *row = a + t * ld_a;
+        const int16_t *q = (const int16_t *)row;
+        const float *d = (const float *)(row + 2 * k), *sm = (const float *)(row + 2 * k + 4 * (k / 16));
+        for (int64_t b = 0; b < k / 16; b++) {
+            float amax = 0.0f;
+            for (int i = 0; i < 16; i++)
+                amax = fmaxf(amax, fabsf(x[t * k + 16 * b + i]));
+            assert_true(d[b] == amax / 32767.0f);
+            for (int i = 0; i < 16; i++) {
+                const double xi = x[t * k + 16 * b + i], e = fabs((double)d[b] * q[16 * b + i] - xi);
+                if (!(e <= 0.5001 * d[b] + 1e-7 * fabs(xi)))
+                    fail_msg("a16 token %d value %lld: code %d x scale %.9g vs %.9g", t, (long long)(16 * b + i),
+                             q[16 * b + i], d[b], xi);
+            }
+        }
+        for (int64_t h = 0; h < k / 16; h++) {
+            double sum = 0.0, mag = 0.0;
+            for (int i = 0; i < 16; i++)
+                sum += x[t * k + 16 * h + i], mag += fabs(x[t * k + 16 * h + i]);
+            assert_true(fabs(sm[h] - sum) <= 1e-6 * mag + 1e-30);
+        }
+    }
+    /* RMSNorm with the a16 rows in the same launch: the same fp32 output as
+     * greta_gpu_rmsnorm, and the same codes as quantizing that output */
+    const int64_t n = 4096, lda = greta_gpu_a16_row_bytes(n);
+    float *xn = make_x(n, n_tok, 29), *g = make_x(n, 1, 31);
+    float *d_xn = dev_upload(xn, sizeof(float) * (size_t)(n * n_tok)), *d_g = dev_upload(g, sizeof(float) * n);
+    float *o1 = dev_alloc(sizeof(float) * (size_t)(n * n_tok)), *o2 = dev_alloc(sizeof(float) * (size_t)(n * n_tok));
+    uint8_t *a1 = dev_alloc((size_t)(lda * n_tok)), *a2 = dev_alloc((size_t)(lda * n_tok));
+    EXPECT_OK(greta_gpu_rmsnorm(NULL, d_xn, n, d_g, o1, n, n_tok, n, 1e-5f, &err));
+    EXPECT_OK(greta_gpu_quantize_a16(NULL, o1, n, n_tok, n, a1, lda, &err));
+    EXPECT_OK(greta_gpu_rmsnorm_a16(NULL, d_xn, n, d_g, o2, n, n_tok, n, 1e-5f, a2, lda, &err));
+    float *h1 = xmalloc(sizeof(float) * (size_t)(n * n_tok)), *h2 = xmalloc(sizeof(float) * (size_t)(n * n_tok));
+    dev_download(h1, o1, sizeof(float) * (size_t)(n * n_tok));
+    dev_download(h2, o2, sizeof(float) * (size_t)(n * n_tok));
+    assert_memory_equal(h1, h2, sizeof(float) * (size_t)(n * n_tok));
+    uint8_t *b1 = xmalloc((size_t)(lda * n_tok)), *b2 = xmalloc((size_t)(lda * n_tok));
+    dev_download(b1, a1, (size_t)(lda * n_tok));
+    dev_download(b2, a2, (size_t)(lda * n_tok));
+    assert_memory_equal(b1, b2, (size_t)(lda * n_tok));
+    /* bad arguments */
+    assert_int_equal(greta_gpu_quantize_a16(NULL, d_x, k, 1, 100, d_a, ld_a, &err), GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_quantize_a16(NULL, d_x, k, 1, k, d_a, ld_a - 8, &err), GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_rmsnorm_a16(NULL, d_xn, n, d_g, o2, n, 1, 300, 1e-5f, a2, lda, &err),
+                     GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "rmsnorm_a16"));
+    assert_int_equal(greta_gpu_a16_row_bytes(100), 0);
+    greta_gpu_free(d_x), greta_gpu_free(d_a), greta_gpu_free(d_xn), greta_gpu_free(d_g), greta_gpu_free(o1),
+        greta_gpu_free(o2), greta_gpu_free(a1), greta_gpu_free(a2);
+    free(x), free(a), free(xn), free(g), free(h1), free(h2), free(b1), free(b2);
+}
+
+static void test_matvec_a16(void **state)
+{
+    GPU_OR_SKIP();
+    const int32_t toks[] = {1, 2, 3, 8};
+    matvec_cases(MV_A16, toks, 41, 19, 65, 5, 83);
 }
 
 static void test_matvec_f32_glu(void **state)
@@ -339,23 +447,35 @@ static void test_matvec_f32_glu(void **state)
             void *d_g = dev_upload(qg, ggml_row_bytes(ty, k) * n), *d_u = dev_upload(qu, ggml_row_bytes(ty, k) * n);
             float *d_o = dev_alloc(sizeof(float) * (size_t)(n * n_tok));
             const greta_gpu_mv_mat g = {.type = ty, .w = d_g, .n = n}, u = {.type = ty, .w = d_u, .n = n};
-            EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, NULL, d_o, n, &err));
-            float *o = xmalloc(sizeof(float) * (size_t)(n * n_tok));
-            dev_download(o, d_o, sizeof(float) * (size_t)(n * n_tok));
-            for (int32_t t = 0; t < n_tok; t++)
-                for (int64_t r = 0; r < n; r++) {
-                    double gr, gt, ur, ut;
-                    dot_ref_f32(dg + r * k, x + t * k, k, &gr, &gt);
-                    dot_ref_f32(du + r * k, x + t * k, k, &ur, &ut);
-                    const double sg = gr / (1.0 + exp(-gr)), ref = sg * ur;
-                    const double tol =
-                        1.1 * gt * (fabs(ur) + ut) + (fabs(sg) + 1.1 * gt) * ut + 1e-5 * fabs(ref) + 1e-30;
-                    if (!(fabs(o[t * n + r] - ref) <= tol))
-                        fail_msg("matvec_f32_glu %s tokens %d rows %lld: out[%d][%lld] = %.9g, ref %.9g, tol %.3g",
-                                 ggml_type_name(ty), n_tok, (long long)n, t, (long long)r, o[t * n + r], ref, tol);
-                }
+            /* fp32 activations, then (v6) their a16 form */
+            const int64_t ld_a = greta_gpu_a16_row_bytes(k);
+            void *d_a = dev_alloc((size_t)(ld_a * n_tok));
+            EXPECT_OK(greta_gpu_quantize_a16(NULL, d_x, k, n_tok, k, d_a, ld_a, &err));
+            for (int a16 = 0; a16 < 2; a16++) {
+                if (a16)
+                    EXPECT_OK(greta_gpu_matvec_a16_glu(NULL, d_a, ld_a, k, n_tok, &g, &u, d_o, n, &err));
+                else
+                    EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, NULL, d_o, n, &err));
+                float *o = xmalloc(sizeof(float) * (size_t)(n * n_tok));
+                dev_download(o, d_o, sizeof(float) * (size_t)(n * n_tok));
+                for (int32_t t = 0; t < n_tok; t++)
+                    for (int64_t r = 0; r < n; r++) {
+                        double gr, gt, ur, ut;
+                        (a16 ? dot_ref_a16 : dot_ref_f32)(dg + r * k, x + t * k, k, &gr, &gt);
+                        (a16 ? dot_ref_a16 : dot_ref_f32)(du + r * k, x + t * k, k, &ur, &ut);
+                        const double sg = gr / (1.0 + exp(-gr)), ref = sg * ur;
+                        const double tol =
+                            1.1 * gt * (fabs(ur) + ut) + (fabs(sg) + 1.1 * gt) * ut + 1e-5 * fabs(ref) + 1e-30;
+                        if (!(fabs(o[t * n + r] - ref) <= tol))
+                            fail_msg("matvec_%s_glu %s tokens %d rows %lld: out[%d][%lld] = %.9g, ref %.9g, tol %.3g",
+                                     a16 ? "a16" : "f32", ggml_type_name(ty), n_tok, (long long)n, t, (long long)r,
+                                     o[t * n + r], ref, tol);
+                    }
+                free(o);
+            }
+            greta_gpu_free(d_a);
             greta_gpu_free(d_x), greta_gpu_free(d_g), greta_gpu_free(d_u), greta_gpu_free(d_o);
-            free(qg), free(qu), free(dg), free(du), free(x), free(o);
+            free(qg), free(qu), free(dg), free(du), free(x);
         }
 }
 
@@ -413,10 +533,14 @@ static void test_matvec_f32_fusions(void **state)
         make_weights(ty[i], dim, ns[i], 40 + i, &q[i], &deq[i]);
         d_w[i] = dev_upload(q[i], ggml_row_bytes(ty[i], (uint64_t)dim) * (size_t)ns[i]);
     }
+    /* and the same from the a16 form of the normalized x (v6) */
+    const int64_t ld_a = greta_gpu_a16_row_bytes(dim);
+    uint8_t *d_a = dev_alloc((size_t)(ld_a * n_tok));
+    EXPECT_OK(greta_gpu_quantize_a16(NULL, d_xn, dim, n_tok, dim, d_a, ld_a, &err));
     for (int ri = 0; ri < 2; ri++)
-        for (int kvt = 0; kvt < 2; kvt++) {
-            const int32_t rope_dim = ri ? 32 : 64;
-            const greta_gpu_kv_type kv = kvt ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16;
+        for (int kvt = 0; kvt < 4; kvt++) {
+            const int32_t rope_dim = ri ? 32 : 64, a16 = kvt >> 1;
+            const greta_gpu_kv_type kv = (kvt & 1) ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16;
             const int64_t cache_n = n_kv * n_ctx * hd;
             float *cs = dev_alloc(sizeof(float) * (size_t)(n_tok * rope_dim));
             EXPECT_OK(greta_gpu_rope_table(NULL, d_pos, n_tok, rope_dim, 10000.0f, 1.0f, cs, &err));
@@ -435,14 +559,25 @@ static void test_matvec_f32_fusions(void **state)
                 for (int i = 0; i < 3; i++)
                     m[p][i] = (greta_gpu_mv_mat){.type = ty[i], .w = d_w[i], .n = ns[i], .y = y[p][i], .ld_y = ns[i]};
             /* separate: RMSNorm (above), products, RoPE + cache */
-            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_xn, dim, dim, n_tok, m[0], 3, 0, NULL, &err));
+            if (a16)
+                EXPECT_OK(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[0], 3, 0, NULL, &err));
+            else
+                EXPECT_OK(greta_gpu_matvec_f32(NULL, d_xn, dim, dim, n_tok, m[0], 3, 0, NULL, &err));
             EXPECT_OK(greta_gpu_rope_kv_store(NULL, y[0][0], ns[0], y[0][1], y[0][2], ns[1], n_tok, n_heads, n_kv, hd,
                                               rope_dim, cs, d_pos, d_seq, kc[0], vc[0], kv, n_ctx, &err));
             /* fused */
             const greta_gpu_mv_fuse f = {.norm_w = d_g, .eps = 1e-5f, .cs = cs, .rope_dim = rope_dim,
                                          .head_dim = hd, .n_kv_heads = n_kv, .n_ctx = n_ctx, .d_pos = d_pos,
                                          .d_seq = d_seq, .k_cache = kc[1], .v_cache = vc[1], .kv = kv};
-            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, dim, dim, n_tok, m[1], 3, 0, &f, &err));
+            if (a16) { /* the same fusion but the norm (done before quantizing) */
+                greta_gpu_mv_fuse fa = f;
+                fa.norm_w = NULL;
+                EXPECT_OK(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[1], 3, 0, &fa, &err));
+                assert_int_equal(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[1], 3, 0, &f, &err),
+                                 GRETA_ERR_INVALID); /* no RMSNorm on a16 inputs */
+            } else {
+                EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, dim, dim, n_tok, m[1], 3, 0, &f, &err));
+            }
             for (int i = 0; i < 3; i++) {
                 float *a = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok)), *b = xmalloc(sizeof(float) * (size_t)(ns[i] * n_tok));
                 dev_download(a, y[0][i], sizeof(float) * (size_t)(ns[i] * n_tok));
@@ -468,6 +603,7 @@ static void test_matvec_f32_fusions(void **state)
             }
             greta_gpu_free(cs);
         }
+    greta_gpu_free(d_a);
     /* RMSNorm fused into a single product and into gate/up + SiLU */
     void *qg, *qu;
     float *dg, *du;
@@ -747,18 +883,19 @@ static void test_backend_settings(void **state)
     unsetenv("GRETA_GPU_KERNELS");
     unsetenv("GRETA_GPU_GRAPH");
     greta_error err = {0};
-    run_out r[10];
-    for (int i = 0; i < 10; i++) {
+    run_out r[12];
+    for (int i = 0; i < 12; i++) {
         const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 1 + i / 2, .graph = 1 + i % 2};
         EXPECT_OK(greedy_run(model_path, prompt, &o, &r[i], &err));
     }
     const int vocab = 512;
-    double lo = 1e30, hi = -1e30, maxd = 0.0, maxd3 = 0.0, maxd5 = 0.0;
+    double lo = 1e30, hi = -1e30, maxd = 0.0, maxd3 = 0.0, maxd5 = 0.0, maxd6 = 0.0;
     for (int v = 0; v < vocab; v++) {
         lo = fmin(lo, r[0].last[v]), hi = fmax(hi, r[0].last[v]);
         maxd = fmax(maxd, fabs((double)r[0].last[v] - r[2].last[v]));
         maxd3 = fmax(maxd3, fabs((double)r[0].last[v] - r[4].last[v]));
         maxd5 = fmax(maxd5, fabs((double)r[6].last[v] - r[8].last[v]));
+        maxd6 = fmax(maxd6, fabs((double)r[8].last[v] - r[10].last[v]));
     }
     /* graph replay = the same kernels launched one by one */
     assert_memory_equal(r[0].last, r[1].last, sizeof(float) * vocab);
@@ -766,12 +903,17 @@ static void test_backend_settings(void **state)
     assert_memory_equal(r[4].last, r[5].last, sizeof(float) * vocab);
     assert_memory_equal(r[6].last, r[7].last, sizeof(float) * vocab);
     assert_memory_equal(r[8].last, r[9].last, sizeof(float) * vocab);
+    assert_memory_equal(r[10].last, r[11].last, sizeof(float) * vocab);
     /* v4 = v3's kernels launched early (PDL): the same bits */
     assert_memory_equal(r[4].last, r[6].last, sizeof(float) * vocab);
     print_message("v1 vs v2 (int8 activations): max |d logit| %.3g, logit range %.3g\n", maxd, hi - lo);
     print_message("v1 vs v3 (fp32, other kernels): max |d logit| %.3g\n", maxd3);
     print_message("v4 vs v5 (attention splits in another order): max |d logit| %.3g\n", maxd5);
     assert_true(maxd5 < 1e-4 * (hi - lo));
+    /* v6: Q/K/V, gate/up and lm_head from 16-bit activation codes (greedy_run checked its ids) */
+    print_message("v5 vs v6 (a16 activations): max |d logit| %.3g\n", maxd6);
+    assert_true(maxd6 > 0.0);
+    assert_true(maxd6 < 1e-3 * (hi - lo));
 
 
     assert_true(maxd > 0.0);
@@ -795,8 +937,8 @@ static void test_backend_settings(void **state)
     /* whether this GPU can launch early (NVIDIA sm_90+) */
     const int can_pdl = greta_gpu_set_pdl(1);
     greta_gpu_set_pdl(0);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v5, graph on */
-    assert_memory_equal(e.last, r[8].last, sizeof(float) * vocab);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v6, graph on */
+    assert_memory_equal(e.last, r[10].last, sizeof(float) * vocab);
     assert_int_equal(greta_gpu_pdl_enabled(), can_pdl);
     print_message("v4: programmatic dependent launch %s\n", can_pdl ? "on" : "not available (same kernels as v3)");
     free(e.last);
@@ -810,6 +952,10 @@ static void test_backend_settings(void **state)
     assert_int_equal(greta_gpu_pdl_enabled(), 0);
     free(e.last);
     setenv("GRETA_GPU_KERNELS", "v6", 1);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
+    assert_memory_equal(e.last, r[10].last, sizeof(float) * vocab);
+    free(e.last);
+    setenv("GRETA_GPU_KERNELS", "v7", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
     unsetenv("GRETA_GPU_KERNELS");
@@ -817,9 +963,9 @@ static void test_backend_settings(void **state)
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_GRAPH"));
     unsetenv("GRETA_GPU_GRAPH");
-    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 6};
+    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 7};
     assert_int_equal(greedy_run(model_path, prompt, &bad, &e, &err), GRETA_ERR_INVALID);
-    for (int i = 0; i < 10; i++)
+    for (int i = 0; i < 12; i++)
         free(r[i].last);
     cJSON_Delete(j);
 }
@@ -882,7 +1028,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_q8),   cmocka_unit_test(test_matvec_q8),
-        cmocka_unit_test(test_matvec_q8_glu), cmocka_unit_test(test_matvec_f32),
+        cmocka_unit_test(test_matvec_q8_glu), cmocka_unit_test(test_matvec_f32), cmocka_unit_test(test_quantize_a16),
+        cmocka_unit_test(test_matvec_a16),
         cmocka_unit_test(test_matvec_f32_glu), cmocka_unit_test(test_matvec_f32_fusions),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_attention_decode), cmocka_unit_test(test_one_block_buckets),
         cmocka_unit_test(test_bad_arguments),

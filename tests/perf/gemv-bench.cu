@@ -76,6 +76,105 @@ static bool launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const
     return true;
 }
 
+/* v5's launch with the arithmetic taken out: the same groups, units per
+ * thread, weight and activation loads, block reduction and stores, but
+ * each loaded word is only XORed in. What it gains over "R8 minB3" is
+ * what the arithmetic costs in that structure (a diagnostic, not a GEMV). */
+template <uint32_t TYPE, int R>
+__device__ __forceinline__ void loads_only_group(const mv_rows &rows, int64_t n_units, const float *x,
+                                                 float (&acc)[1][R])
+{
+    mv_unit<R> U;
+    for (int64_t u = threadIdx.x; u < n_units; u += blockDim.x) {
+        unit_load<TYPE, R, R>(rows, u, U);
+        float4 va[4], vb[4];
+        float sxa, sxb, ss = 0.0f;
+        load_x2<false>(x, nullptr, u * 32, u * 32 + 16, va, vb, sxa, sxb, ss);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            uint32_t h = 0;
+#pragma unroll
+            for (int j = 0; j < 9; j++)
+                h ^= U.w[r][j];
+            acc[0][r] += __uint_as_float(h & 0x007fffffu) + sxa + sxb;
+        }
+    }
+}
+
+template <int R>
+__global__ void __launch_bounds__(MV3_BLOCK, 3) loads_only_kernel(const GPU_GRID_CONSTANT mv3_args A, const float *x,
+                                                                  int64_t k)
+{
+    __shared__ float sm[MV3_BLOCK / GPU_MIN_WARP][R];
+    const mv3_groups<1, false, R> grp{A, 0};
+    const int64_t g = blockIdx.x;
+    float acc[1][R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        acc[0][r] = 0.0f;
+    const mv_rows rows = grp.rows(g);
+    if (rows.type == GGML_TYPE_Q6_K)
+        loads_only_group<GGML_TYPE_Q6_K, R>(rows, k / 32, x, acc);
+    else
+        loads_only_group<GGML_TYPE_Q4_K, R>(rows, k / 32, x, acc);
+    warp_partials<R>(acc[0], sm);
+    __syncthreads();
+    grp.done(g, mv_partials<R>{sm, (int)(blockDim.x / GRETA_WARP)}, (int)threadIdx.x);
+}
+
+static bool launch_loads_only(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
+{
+    (void)w2;
+    if (s->glu)
+        return false;
+    mv3_args A;
+    memset(&A, 0, sizeof A);
+    A.w[0] = w;
+    A.y[0] = y;
+    A.n[0] = s->n;
+    A.ld_y[0] = s->n;
+    A.type[0] = s->type;
+    A.row_bytes[0] = (int64_t)ggml_row_bytes(s->type, s->k);
+    A.end[0] = A.end[1] = A.end[2] = (s->n + 7) / 8;
+    loads_only_kernel<8><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, x, s->k);
+    return true;
+}
+
+/* v6: the products from a16 activations (act16.cuh), the same launch
+ * shape as "R8 minB3"; the activations are the bench's x quantized once
+ * per row length (g_a16[0]: k 4096, [1]: k 11008). */
+static uint8_t *g_a16[2];
+
+__global__ void bench_quantize_a16(const float *x, int64_t k, uint8_t *a)
+{
+    const int64_t i4 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const bool valid = i4 < k / 4;
+    a16_store4(valid ? ((const float4 *)x)[i4] : make_float4(0, 0, 0, 0), i4, valid, a, k);
+}
+
+static bool launch_a16(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
+{
+    (void)x;
+    const uint8_t *a = g_a16[s->k == 4096 ? 0 : 1];
+    const int64_t ld_a = a16_row_bytes(s->k);
+    if (s->glu) {
+        mv3_glu_kernel<1, false, 4, 3, true><<<(unsigned)((s->n + 3) / 4), MV3_BLOCK>>>(
+            s->type, w, w2, (int64_t)ggml_row_bytes(s->type, s->k), s->n, a, ld_a, s->k, nullptr, 0.0f, y, s->n);
+        return true;
+    }
+    mv3_args A;
+    memset(&A, 0, sizeof A);
+    A.w[0] = w;
+    A.y[0] = y;
+    A.n[0] = s->n;
+    A.ld_y[0] = s->n;
+    A.type[0] = s->type;
+    A.row_bytes[0] = (int64_t)ggml_row_bytes(s->type, s->k);
+    A.end[0] = A.end[1] = A.end[2] = (s->n + 7) / 8;
+    mv3_kernel<1, false, false, 8, 3, true><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, a, ld_a, s->k, 0);
+    return true;
+}
+
 /* The practical floor for reading a shape's weights in one launch: every
  * byte once with 16-byte loads, 4 in flight per thread, nothing computed. */
 __global__ void stream_kernel(const uint4 *__restrict__ a, int64_t na, const uint4 *__restrict__ b, int64_t nb,
@@ -130,8 +229,8 @@ int main(int argc, char **argv)
     };
     /* R: rows per group (gate + up: R/2 of each); the library's: R8 minB4 */
     const variant variants[] = {
-        {"R8 minB4", launch_mv<8, 4>}, {"R8 minB3", launch_mv<8, 3>}, {"R4 minB4", launch_mv<4, 4>},
-        {"R16 minB2", launch_mv<16, 2>}, {"read only", launch_stream},
+        {"R8 minB3", launch_mv<8, 3>}, {"R8 minB4", launch_mv<8, 4>}, {"R4 minB4", launch_mv<4, 4>},
+        {"a16 R8 minB3", launch_a16}, {"loads only", launch_loads_only}, {"read only", launch_stream},
     };
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -148,6 +247,12 @@ int main(int argc, char **argv)
             hx[i] = (float)((int)(sd >> 40) % 2001 - 1000) * 1e-3f;
         }
         CK(cudaMemcpy(x, hx, sizeof hx, cudaMemcpyHostToDevice));
+    }
+    const int64_t a16_k[2] = {4096, 11008};
+    for (int i = 0; i < 2; i++) {
+        CK(cudaMalloc(&g_a16[i], (size_t)a16_row_bytes(a16_k[i])));
+        bench_quantize_a16<<<(unsigned)((a16_k[i] / 4 + 255) / 256), 256>>>(x, a16_k[i], g_a16[i]);
+        CK(cudaGetLastError());
     }
     cudaEvent_t e0, e1;
     CK(cudaEventCreate(&e0));
