@@ -414,14 +414,28 @@ static int64_t shm_now_us(void)
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
+int greta_shm_spin_budget(int64_t since_us, int64_t interval_us)
+{
+    if (interval_us <= 0 || interval_us > GRETA_SHM_SPIN_STREAM_US || since_us < 0 || since_us >= 2 * interval_us)
+        return GRETA_SHM_SPIN_US;
+    const int64_t left = 2 * interval_us - since_us;
+    return left > GRETA_SHM_SPIN_US ? (int)left : GRETA_SHM_SPIN_US;
+}
+
 int greta_shm_wait(_Atomic uint32_t *bell, uint32_t seen, int timeout_us)
+{
+    return greta_shm_wait_spin(bell, seen, GRETA_SHM_SPIN_US, timeout_us);
+}
+
+int greta_shm_wait_spin(_Atomic uint32_t *bell, uint32_t seen, int spin_us, int timeout_us)
 {
     if (atomic_load_explicit(bell, memory_order_acquire) != seen)
         return 1;
-    /* Spin first: a bell rung within GRETA_SHM_SPIN_US is seen without a
-     * futex sleep and wake-up, which cost tens of microseconds per hand-off
-     * (the gpu-worker waits this long for the sampler every step). */
-    const int spin = timeout_us < GRETA_SHM_SPIN_US ? timeout_us : GRETA_SHM_SPIN_US;
+    /* Spin first: a bell rung within the spin is seen without a futex
+     * sleep and wake-up, which cost tens of microseconds per hand-off (the
+     * gpu-worker waits GRETA_SHM_SPIN_US for the sampler every step; the
+     * sampler spins through a fast decode step, greta_shm_spin_budget). */
+    const int spin = timeout_us < spin_us ? timeout_us : spin_us;
     if (spin > 0) {
         const int64_t end = shm_now_us() + spin;
         do {

@@ -272,6 +272,18 @@ void greta_shm_ring(_Atomic uint32_t *bell, uint32_t value);
  * rest sleep on it (futex). */
 #define GRETA_SHM_SPIN_US 50
 int greta_shm_wait(_Atomic uint32_t *bell, uint32_t seen, int timeout_us);
+/* greta_shm_wait with the first spin_us (at most timeout_us) spinning. */
+int greta_shm_wait_spin(_Atomic uint32_t *bell, uint32_t seen, int spin_us, int timeout_us);
+
+/* How long a waiter that expects the next ring about every interval_us
+ * (the last two rings' distance; 0: unknown) and saw the last one
+ * since_us ago should spin before it sleeps: up to twice the interval
+ * after the last ring when the interval is at most GRETA_SHM_SPIN_STREAM_US
+ * (a GPU decode stream: a futex wake-up costs tens of microseconds a
+ * token), else GRETA_SHM_SPIN_US. A slow stream (the CPU backend) never
+ * spins longer, so it keeps its cores. */
+#define GRETA_SHM_SPIN_STREAM_US 10000
+int greta_shm_spin_budget(int64_t since_us, int64_t interval_us);
 
 /* Makes this process the owner (adoption): owner pid/start, generation + 1. */
 void greta_shm_take_ownership(greta_shm *shm);

@@ -275,6 +275,24 @@ static void test_doorbell(void **state)
     munmap((void *)bell, 4096);
 }
 
+/* The spin policy: through twice a fast stream's step interval, else the
+ * short default; and a spinning wait still times out and sees a ring. */
+static void test_spin_budget(void **state)
+{
+    (void)state;
+    assert_int_equal(greta_shm_spin_budget(-1, 0), GRETA_SHM_SPIN_US);      /* no step yet */
+    assert_int_equal(greta_shm_spin_budget(100, 0), GRETA_SHM_SPIN_US);     /* one step: no interval */
+    assert_int_equal(greta_shm_spin_budget(500, 2400), 4300);               /* GPU decode: the rest of 2 steps */
+    assert_int_equal(greta_shm_spin_budget(4790, 2400), GRETA_SHM_SPIN_US); /* nearly over: the floor */
+    assert_int_equal(greta_shm_spin_budget(5000, 2400), GRETA_SHM_SPIN_US); /* the stream paused */
+    assert_int_equal(greta_shm_spin_budget(0, GRETA_SHM_SPIN_STREAM_US), 2 * GRETA_SHM_SPIN_STREAM_US);
+    assert_int_equal(greta_shm_spin_budget(0, GRETA_SHM_SPIN_STREAM_US + 1), GRETA_SHM_SPIN_US); /* slow: CPU */
+    _Atomic uint32_t bell = 3;
+    assert_int_equal(greta_shm_wait_spin(&bell, 3, 2000, 3000), 0); /* spins 2 ms, sleeps 1 ms, nothing rang */
+    assert_int_equal(greta_shm_wait_spin(&bell, 2, 2000, 3000), 1);
+    assert_int_equal(greta_shm_wait_spin(&bell, 3, 0, 1000), 0); /* no spin at all */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +302,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stale_detection, setup, teardown),
         cmocka_unit_test(test_stage_names),
         cmocka_unit_test(test_doorbell),
+        cmocka_unit_test(test_spin_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
