@@ -12,7 +12,10 @@
  *              the teacher sequence and the reference's free-running output.
  *   variants   the test backend as the engine runs it ("default") and with
  *              one block switched to FP32 ("kv-f32": the GPU's fp32 KV cache
- *              instead of fp16, greta_gpu_backend_opts). For each:
+ *              instead of fp16; "act-f32": the decode products after an
+ *              RMSNorm from fp32 activations, decode kernels v5, instead of
+ *              v6's 16-bit codes; greta_gpu_backend_opts), or both
+ *              ("all-f32"). For each:
  *     teacher-forced  the reference's sequence is fed the same way (prompt as
  *              one prefill, then one token at a time) and every logit row is
  *              compared with the reference's (compare.h): top-1 agreement,
@@ -70,13 +73,18 @@ typedef struct drift_variant {
     const char *name;
     const char *what;  /* one line for the report */
     const char *block; /* the block this variant switches to FP32, NULL for none */
-    int kv_f32;
+    int kv_f32, act_f32;
     int gpu_only;
 } drift_variant;
 
 static const drift_variant k_variants[] = {
-    {"default", "the backend as the engine runs it", NULL, 0, 0},
-    {"kv-f32", "KV cache in fp32 instead of fp16 (greta_gpu_backend_opts.kv_type)", "KV cache", 1, 1},
+    {"default", "the backend as the engine runs it", NULL, 0, 0, 0},
+    {"kv-f32", "KV cache in fp32 instead of fp16 (greta_gpu_backend_opts.kv_type)", "KV cache", 1, 0, 1},
+    {"act-f32",
+     "products after an RMSNorm from fp32 activations instead of 16-bit codes (decode kernels v5, "
+     "greta_gpu_backend_opts.decode_kernels)",
+     "GEMV inputs after RMSNorm", 0, 1, 1},
+    {"all-f32", "both switches: fp32 KV cache and fp32 activations (what is left: summation order)", NULL, 1, 1, 1},
 };
 #define N_VARIANTS ((int)(sizeof k_variants / sizeof k_variants[0]))
 
@@ -86,6 +94,8 @@ static const struct {
     const char *block, *gpu, *variant;
 } k_blocks[] = {
     {"KV cache", "fp16 storage (keys, values)", "kv-f32"},
+    {"GEMV inputs after RMSNorm", "16-bit codes, a scale per 16 values (decode v6: Q/K/V, gate/up, lm_head)",
+     "act-f32"},
     {"attention accumulation", "fp32 (QK dot products, P.V sums)", NULL},
     {"softmax", "fp32 (online, in the attention kernel)", NULL},
     {"norms (RMSNorm)", "fp32", NULL},
@@ -124,7 +134,8 @@ static void usage(FILE *out)
             "  --test B        backend compared with the reference: gpu (default) or cpu\n"
             "                  (cpu: a second CPU backend; every difference must be 0)\n"
             "  --variants L    comma-separated: default (the engine's backend), kv-f32 (GPU KV\n"
-            "                  cache in fp32); default: default,kv-f32 (gpu), default (cpu)\n"
+            "                  cache in fp32), act-f32 (GPU products from fp32 activations),\n"
+            "                  all-f32 (both); default: all four (gpu), default (cpu)\n"
             "  --past-context  let -n run past the model's context length instead of clamping\n"
             "  --json FILE     write the report as JSON (per-position rows of the first variant)\n"
             "  --md FILE       also write the Markdown report (printed on stdout) to FILE\n",
@@ -142,7 +153,8 @@ static int parse_variants(const char *s, drift_opts *o)
             if (strlen(k_variants[v].name) == len && !strncmp(p, k_variants[v].name, len))
                 found = v;
         if (found < 0) {
-            fprintf(stderr, "greta drift: --variants: unknown variant '%.*s' (known: default, kv-f32)\n", (int)len, p);
+            fprintf(stderr, "greta drift: --variants: unknown variant '%.*s' (known: default, kv-f32, act-f32, all-f32)\n",
+                    (int)len, p);
             return -1;
         }
         for (int i = 0; i < o->n_variants; i++)
@@ -376,7 +388,7 @@ static int run_variant(const drift_opts *o, const greta_model *m, const greta_ba
         rc = greta_error_set(err, GRETA_ERR_NOMEM, "out of memory for %d positions of %d logits", n_pos, vocab);
         goto done;
     }
-    if ((rc = greta_compare_backend_create(o->test, vr->v->kv_f32, m, bp, &test, err)))
+    if ((rc = greta_compare_backend_create(o->test, vr->v->kv_f32, vr->v->act_f32, m, bp, &test, err)))
         goto done;
     snprintf(vr->detail, sizeof vr->detail, "%s", test->detail);
     if (backend_json && !cJSON_GetObjectItem(backend_json, "name"))
@@ -513,7 +525,7 @@ static int run_model(const drift_opts *o, const char *path, const char *text, si
 
     /* the reference: prompt, then greedy */
     double t0 = greta_now_s();
-    if (greta_compare_backend_create("cpu", 0, m, &bp, &ref, &err) ||
+    if (greta_compare_backend_create("cpu", 0, 0, m, &bp, &ref, &err) ||
         greta_compare_feed(ref, r->ids, r->n_prompt, 0, bp.n_batch, lr, &err))
         goto fail_err;
     snprintf(r->ref_detail, sizeof r->ref_detail, "%s", ref->detail);
@@ -784,8 +796,10 @@ static cJSON *json_model(const drift_opts *o, const model_result *r)
         cJSON_AddStringToObject(vj, "name", v->v->name);
         cJSON_AddStringToObject(vj, "description", v->v->what);
         cJSON_AddStringToObject(vj, "backend_detail", v->detail);
-        if (!strcmp(o->test, "gpu"))
+        if (!strcmp(o->test, "gpu")) {
             cJSON_AddStringToObject(vj, "kv_cache", v->v->kv_f32 ? "fp32" : "fp16");
+            cJSON_AddStringToObject(vj, "activations", v->v->act_f32 ? "fp32" : "default");
+        }
         cJSON *tf = cJSON_AddObjectToObject(vj, "teacher_forced");
         cJSON_AddNumberToObject(tf, "seconds", v->s_tf);
         cJSON_AddItemToObject(tf, "summary", json_summary(&v->all));

@@ -181,9 +181,18 @@ void greta_compare_row(const float *ref, const float *test, int32_t n, greta_com
 
 /* ---- backends ------------------------------------------------------------------------ */
 
-int greta_compare_backend_create(const char *kind, int kv_f32, const greta_model *m, const greta_backend_params *p,
-                                 greta_backend **out, greta_error *err)
+int greta_compare_backend_create(const char *kind, int kv_f32, int act_f32, const greta_model *m,
+                                 const greta_backend_params *p, greta_backend **out, greta_error *err)
 {
+#ifdef GRETA_HAVE_GPU
+    if (strcmp(kind, "cpu") && act_f32) {
+        const greta_gpu_backend_opts go = {.kv_type = kv_f32 ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16,
+                                           .decode_kernels = 5};
+        return greta_gpu_backend_create_opts(m, p, &go, out, err);
+    }
+#else
+    (void)act_f32;
+#endif
     return greta_compare_backend_create_kv(kind, strcmp(kind, "cpu") ? !kv_f32 : 0, m, p, out, err);
 }
 

@@ -60,12 +60,13 @@ double greta_compare_log_sum_exp(const float *x, int32_t n);
 int greta_compare_parse_int(const char *s, int32_t lo, int32_t hi, int32_t *out);
 int greta_compare_parse_double(const char *s, double lo, double hi, double *out);
 
-/* A backend of kind "cpu" or "gpu" (kv_f32: the GPU's fp32 KV cache, for
- * measurements; the CPU backend's cache is fp32 either way).
- * GRETA_ERR_UNSUPPORTED with a message naming the fix when this greta has
- * no GPU support. */
-int greta_compare_backend_create(const char *kind, int kv_f32, const greta_model *m, const greta_backend_params *p,
-                                 greta_backend **out, greta_error *err);
+/* A backend of kind "cpu" or "gpu" (kv_f32: the GPU's fp32 KV cache;
+ * act_f32: the GPU's decode products from fp32 activations, decode kernels
+ * v5, instead of v6's 16-bit codes; both for measurements, the CPU backend
+ * is fp32 either way). GRETA_ERR_UNSUPPORTED with a message naming the fix
+ * when this greta has no GPU support. */
+int greta_compare_backend_create(const char *kind, int kv_f32, int act_f32, const greta_model *m,
+                                 const greta_backend_params *p, greta_backend **out, greta_error *err);
 
 /* A backend of kind "cpu" or "gpu" whose KV cache holds fp16 values
  * (kv_f16 != 0: the GPU's fp16 cache; on the CPU, fp32 storage holding

@@ -222,8 +222,8 @@ static void test_feed_chunks(void **state)
     assert_non_null(b);
     const greta_backend_params bp = {.n_ctx = 32, .n_seq = 1, .n_batch = 12, .n_threads = 1};
     greta_backend *x = NULL, *y = NULL;
-    assert_int_equal(greta_compare_backend_create("cpu", 0, m, &bp, &x, &err), 0);
-    assert_int_equal(greta_compare_backend_create("cpu", 0, m, &bp, &y, &err), 0);
+    assert_int_equal(greta_compare_backend_create("cpu", 0, 0, m, &bp, &x, &err), 0);
+    assert_int_equal(greta_compare_backend_create("cpu", 0, 0, m, &bp, &y, &err), 0);
     /* one batch of 12 against chunks of 5 (5, 5, 2): the same rows, bit for bit */
     assert_int_equal(greta_compare_feed(x, toks, n, 0, 12, a, &err), 0);
     assert_int_equal(greta_compare_feed(y, toks, n, 0, 5, b, &err), 0);
@@ -235,7 +235,7 @@ static void test_feed_chunks(void **state)
     greta_backend_destroy(&x);
     greta_backend_destroy(&y);
 #ifndef GRETA_HAVE_GPU
-    assert_int_equal(greta_compare_backend_create("gpu", 0, m, &bp, &x, &err), GRETA_ERR_UNSUPPORTED);
+    assert_int_equal(greta_compare_backend_create("gpu", 0, 0, m, &bp, &x, &err), GRETA_ERR_UNSUPPORTED);
     assert_non_null(strstr(err.msg, "--test cpu"));
     assert_null(x);
 #endif

@@ -4,8 +4,9 @@
  * figure exactly 0, no divergence, the reference's greedy tokens are the
  * known greedy output), the Markdown and JSON shapes, --md, -p/-f, the
  * context clamp and --past-context, --all over two models. With a GPU
- * ("gpu"): the default and kv-f32 variants over 300 positions, no NaN/Inf,
- * the fp32 cache closer to the reference, the blocks table. Without GPU
+ * ("gpu"): the default, kv-f32, act-f32 and all-f32 variants over 300
+ * positions, no NaN/Inf, the fp32 cache closer to the reference, the
+ * blocks table. Without GPU
  * support or a GPU, --test gpu fails with a clear message. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,21 +340,34 @@ static void test_gpu_drift(void **state)
     cJSON *j = cli_read_json(json);
     assert_string_equal(get(j, "test_backend.name")->valuestring, "gpu");
     assert_non_null(cJSON_GetObjectItem(get(j, "test_backend"), "device"));
-    assert_int_equal(cJSON_GetArraySize(get(j, "models.0.variants")), 2);
+    assert_int_equal(cJSON_GetArraySize(get(j, "models.0.variants")), 4);
     assert_string_equal(get(j, "models.0.variants.0.kv_cache")->valuestring, "fp16");
     assert_string_equal(get(j, "models.0.variants.1.kv_cache")->valuestring, "fp32");
-    assert_int_equal((int)num(j, "models.0.variants.0.nan_inf"), 0);
-    assert_int_equal((int)num(j, "models.0.variants.1.nan_inf"), 0);
+    assert_string_equal(get(j, "models.0.variants.2.name")->valuestring, "act-f32");
+    assert_string_equal(get(j, "models.0.variants.2.activations")->valuestring, "fp32");
+    assert_string_equal(get(j, "models.0.variants.0.activations")->valuestring, "default");
+    assert_string_equal(get(j, "models.0.variants.3.kv_cache")->valuestring, "fp32");
+    assert_string_equal(get(j, "models.0.variants.3.activations")->valuestring, "fp32");
+    for (int v = 0; v < 4; v++) {
+        char key[64];
+        snprintf(key, sizeof key, "models.0.variants.%d.nan_inf", v);
+        assert_int_equal((int)num(j, key), 0);
+    }
     const double p16 = num(j, "models.0.variants.0.teacher_forced.summary.p99_rel_diff");
     const double p32 = num(j, "models.0.variants.1.teacher_forced.summary.p99_rel_diff");
     print_message("stories260K drift over 301 positions, p99 |d|/sd: fp16 KV %.3g, fp32 KV %.3g\n", p16, p32);
     assert_true(p16 > 0.0 && p16 < 1e-2);
     assert_true(p32 < p16);
     assert_true(num(j, "models.0.variants.0.teacher_forced.summary.top10_overlap") > 0.95);
-    assert_int_equal(cJSON_GetArraySize(get(j, "models.0.blocks")), 5);
+    assert_int_equal(cJSON_GetArraySize(get(j, "models.0.blocks")), 6);
     assert_string_equal(get(j, "models.0.blocks.0.status")->valuestring, "measured");
     assert_true(num(j, "models.0.blocks.0.p99_rel_share") > 0.0);
-    assert_string_equal(get(j, "models.0.blocks.2.status")->valuestring, "already fp32");
+    assert_string_equal(get(j, "models.0.blocks.1.switch")->valuestring, "act-f32");
+    assert_string_equal(get(j, "models.0.blocks.1.status")->valuestring, "measured");
+    assert_string_equal(get(j, "models.0.blocks.3.status")->valuestring, "already fp32");
+    /* stories260K (dim 64) has no product with 16-bit inputs: act-f32 changes nothing */
+    assert_true(num(j, "models.0.variants.2.teacher_forced.summary.p99_rel_diff") == p16);
+    assert_true(num(j, "models.0.variants.3.teacher_forced.summary.p99_rel_diff") == p32);
     cJSON_Delete(j);
     cli_result_free(&r);
     /* only the default variant when asked */
