@@ -54,6 +54,8 @@ run test_flash_attn "$build/tests/test_flash_attn"
 run test_parity_cli "$build/tests/test_parity_cli" "$build/bin/greta" cpu
 run test_parity_gpu "$build/tests/test_parity_cli" "$build/bin/greta" gpu
 run test_bench_gpu "$build/tests/test_engine_cli" "$build/bin/greta" gpu
+run test_compare "$build/tests/test_compare"
+run test_drift_gpu "$build/tests/test_drift_cli" "$build/bin/greta" gpu
 run test_kernel_trace bash "$(dirname "$0")/test-kernel-trace.sh" "$build"
 echo "run-gpu-tests: $failed failed"
 [ $failed -eq 0 ]
