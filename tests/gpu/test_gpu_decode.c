@@ -147,17 +147,19 @@ static void test_quantize_q8(void **state)
     free(x), free(h), free(w), free(out), free(ref);
 }
 
-/* Reference and bound of one row r (k values) against token row x. */
-static void dot_ref(const float *w, const float *x, int64_t k, double *ref, double *tol)
+/* Reference and bound of one row (k values) against token row x when each
+ * x is quantized per block of `block` values to within amax / div of the
+ * block's largest (plus fp32 rounding). */
+static void dot_ref_q(const float *w, const float *x, int64_t k, int block, double div, double *ref, double *tol)
 {
     double s = 0.0, qe = 0.0, mag = 0.0;
-    for (int64_t b = 0; b < k / 32; b++) {
+    for (int64_t b = 0; b < k / block; b++) {
         float amax = 0.0f;
-        for (int i = 0; i < 32; i++)
-            amax = fmaxf(amax, fabsf(x[32 * b + i]));
-        const double e = amax / 254.0;
-        for (int i = 0; i < 32; i++) {
-            const int64_t j = 32 * b + i;
+        for (int i = 0; i < block; i++)
+            amax = fmaxf(amax, fabsf(x[block * b + i]));
+        const double e = amax / div;
+        for (int i = 0; i < block; i++) {
+            const int64_t j = block * b + i;
             s += (double)w[j] * x[j];
             qe += fabs(w[j]) * e;
             mag += fabs(w[j]) * (fabs(x[j]) + e);
@@ -165,6 +167,12 @@ static void dot_ref(const float *w, const float *x, int64_t k, double *ref, doub
     }
     *ref = s;
     *tol = 1.001 * qe + 1e-5 * mag + 1e-30;
+}
+
+/* q8 activations: half a step of amax / 127 per 32 values */
+static void dot_ref(const float *w, const float *x, int64_t k, double *ref, double *tol)
+{
+    dot_ref_q(w, x, k, 32, 254.0, ref, tol);
 }
 
 static void check_matvec(int mode, const uint32_t *types, int n_mat, int64_t k, const int64_t *ns, int32_t n_tok,
@@ -256,21 +264,7 @@ static void dot_ref_f32(const float *w, const float *x, int64_t k, double *ref, 
  * (amax / 32767 of its 16-value block), plus fp32 rounding. */
 static void dot_ref_a16(const float *w, const float *x, int64_t k, double *ref, double *tol)
 {
-    double s = 0.0, qe = 0.0, mag = 0.0;
-    for (int64_t b = 0; b < k / 16; b++) {
-        float amax = 0.0f;
-        for (int i = 0; i < 16; i++)
-            amax = fmaxf(amax, fabsf(x[16 * b + i]));
-        const double e = amax / 32767.0 / 2.0;
-        for (int i = 0; i < 16; i++) {
-            const int64_t j = 16 * b + i;
-            s += (double)w[j] * x[j];
-            qe += fabs(w[j]) * e;
-            mag += fabs(w[j]) * (fabs(x[j]) + e);
-        }
-    }
-    *ref = s;
-    *tol = 1.001 * qe + 1e-5 * mag + 1e-30;
+    dot_ref_q(w, x, k, 16, 2.0 * 32767.0, ref, tol);
 }
 
 /* n_mat matrices of the given types (rows ns) against x [n_tok][k], in one

@@ -54,15 +54,9 @@ static void fill(uint8_t *h, size_t bytes, uint32_t type, uint64_t *seed)
 
 typedef bool (*launch_fn)(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y);
 
-/* R rows per group (gate + up: R/2 of each), register budget MINB blocks per SM. */
-template <int R, int MINB>
-static bool launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
+/* The arguments of one matrix's product in groups of R rows. */
+static mv3_args one_matrix(const uint8_t *w, const shape *s, float *y, int R)
 {
-    if (s->glu) {
-        mv3_glu_kernel<1, false, R / 2, MINB><<<(unsigned)((s->n + R / 2 - 1) / (R / 2)), MV3_BLOCK>>>(
-            s->type, w, w2, (int64_t)ggml_row_bytes(s->type, s->k), s->n, x, s->k, s->k, nullptr, 0.0f, y, s->n);
-        return true;
-    }
     mv3_args A;
     memset(&A, 0, sizeof A);
     A.w[0] = w;
@@ -72,6 +66,19 @@ static bool launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const
     A.type[0] = s->type;
     A.row_bytes[0] = (int64_t)ggml_row_bytes(s->type, s->k);
     A.end[0] = A.end[1] = A.end[2] = (s->n + R - 1) / R;
+    return A;
+}
+
+/* R rows per group (gate + up: R/2 of each), register budget MINB blocks per SM. */
+template <int R, int MINB>
+static bool launch_mv(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
+{
+    if (s->glu) {
+        mv3_glu_kernel<1, false, R / 2, MINB><<<(unsigned)((s->n + R / 2 - 1) / (R / 2)), MV3_BLOCK>>>(
+            s->type, w, w2, (int64_t)ggml_row_bytes(s->type, s->k), s->n, x, s->k, s->k, nullptr, 0.0f, y, s->n);
+        return true;
+    }
+    const mv3_args A = one_matrix(w, s, y, R);
     mv3_kernel<1, false, false, R, MINB><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, x, s->k, s->k, 0);
     return true;
 }
@@ -127,15 +134,7 @@ static bool launch_loads_only(const uint8_t *w, const uint8_t *w2, const shape *
     (void)w2;
     if (s->glu)
         return false;
-    mv3_args A;
-    memset(&A, 0, sizeof A);
-    A.w[0] = w;
-    A.y[0] = y;
-    A.n[0] = s->n;
-    A.ld_y[0] = s->n;
-    A.type[0] = s->type;
-    A.row_bytes[0] = (int64_t)ggml_row_bytes(s->type, s->k);
-    A.end[0] = A.end[1] = A.end[2] = (s->n + 7) / 8;
+    const mv3_args A = one_matrix(w, s, y, 8);
     loads_only_kernel<8><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, x, s->k);
     return true;
 }
@@ -162,15 +161,7 @@ static bool launch_a16(const uint8_t *w, const uint8_t *w2, const shape *s, cons
             s->type, w, w2, (int64_t)ggml_row_bytes(s->type, s->k), s->n, a, ld_a, s->k, nullptr, 0.0f, y, s->n);
         return true;
     }
-    mv3_args A;
-    memset(&A, 0, sizeof A);
-    A.w[0] = w;
-    A.y[0] = y;
-    A.n[0] = s->n;
-    A.ld_y[0] = s->n;
-    A.type[0] = s->type;
-    A.row_bytes[0] = (int64_t)ggml_row_bytes(s->type, s->k);
-    A.end[0] = A.end[1] = A.end[2] = (s->n + 7) / 8;
+    const mv3_args A = one_matrix(w, s, y, 8);
     mv3_kernel<1, false, false, 8, 3, true><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, a, ld_a, s->k, 0);
     return true;
 }
