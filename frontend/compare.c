@@ -181,37 +181,38 @@ void greta_compare_row(const float *ref, const float *test, int32_t n, greta_com
 
 /* ---- backends ------------------------------------------------------------------------ */
 
-int greta_compare_backend_create(const char *kind, int kv_f32, int act_f32, const greta_model *m,
-                                 const greta_backend_params *p, greta_backend **out, greta_error *err)
-{
-#ifdef GRETA_HAVE_GPU
-    if (strcmp(kind, "cpu") && act_f32) {
-        const greta_gpu_backend_opts go = {.kv_type = kv_f32 ? GRETA_GPU_KV_F32 : GRETA_GPU_KV_F16,
-                                           .decode_kernels = 5};
-        return greta_gpu_backend_create_opts(m, p, &go, out, err);
-    }
-#else
-    (void)act_f32;
-#endif
-    return greta_compare_backend_create_kv(kind, strcmp(kind, "cpu") ? !kv_f32 : 0, m, p, out, err);
-}
-
-int greta_compare_backend_create_kv(const char *kind, int kv_f16, const greta_model *m, const greta_backend_params *p,
-                                    greta_backend **out, greta_error *err)
+/* A backend of kind "cpu" or "gpu": kv_f16 the fp16 KV cache, and for the
+ * GPU decode_kernels (greta_gpu_backend_opts; 0: the default). */
+static int backend_create(const char *kind, int kv_f16, int decode_kernels, const greta_model *m,
+                          const greta_backend_params *p, greta_backend **out, greta_error *err)
 {
     if (!strcmp(kind, "cpu")) {
         const greta_cpu_backend_opts co = {.kv_f16 = kv_f16};
         return greta_cpu_backend_create_opts(m, p, &co, out, err);
     }
 #ifdef GRETA_HAVE_GPU
-    const greta_gpu_backend_opts go = {.kv_type = kv_f16 ? GRETA_GPU_KV_F16 : GRETA_GPU_KV_F32};
+    const greta_gpu_backend_opts go = {.kv_type = kv_f16 ? GRETA_GPU_KV_F16 : GRETA_GPU_KV_F32,
+                                       .decode_kernels = decode_kernels};
     return greta_gpu_backend_create_opts(m, p, &go, out, err);
 #else
-    (void)kv_f16;
+    (void)kv_f16, (void)decode_kernels;
     return greta_error_set(err, GRETA_ERR_UNSUPPORTED,
                            "backend 'gpu': this greta was not built with GPU support (GRETA_GPU=none); "
                            "rebuild with -DGRETA_GPU=cuda or -DGRETA_GPU=hip, or use --test cpu");
 #endif
+}
+
+int greta_compare_backend_create(const char *kind, int kv_f32, int act_f32, const greta_model *m,
+                                 const greta_backend_params *p, greta_backend **out, greta_error *err)
+{
+    /* act_f32: decode v5, the last decode path with fp32 inputs to every product */
+    return backend_create(kind, strcmp(kind, "cpu") ? !kv_f32 : 0, act_f32 ? 5 : 0, m, p, out, err);
+}
+
+int greta_compare_backend_create_kv(const char *kind, int kv_f16, const greta_model *m, const greta_backend_params *p,
+                                    greta_backend **out, greta_error *err)
+{
+    return backend_create(kind, kv_f16, 0, m, p, out, err);
 }
 
 int greta_compare_feed(greta_backend *b, const int32_t *toks, int32_t n, int32_t start, int32_t n_batch,

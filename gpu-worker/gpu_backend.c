@@ -475,7 +475,7 @@ static int v3_ok(const gpu_backend *b, const gpu_weight *w)
  * b->q8, rows of a16_ld bytes) and the product reads that. */
 static int a16_on(const gpu_backend *b)
 {
-    return b->kernels >= 6 && greta_gpu_a16_row_bytes(b->c.dim) > 0 && b->c.dim <= 16384;
+    return b->kernels >= 6 && greta_gpu_rmsnorm_a16_supported(b->c.dim);
 }
 
 static int64_t a16_ld(const gpu_backend *b)

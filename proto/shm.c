@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/trace.h"
+
 static_assert(sizeof(greta_shm_stage) == 64, "stage entry is one cache line");
 static_assert(sizeof(greta_shm_slot) % GRETA_SHM_ALIGN == 0, "slot is whole cache lines");
 static_assert(sizeof(greta_shm_header) % GRETA_SHM_ALIGN == 0, "header is whole cache lines");
@@ -409,9 +411,7 @@ void greta_shm_ring(_Atomic uint32_t *bell, uint32_t value)
 
 static int64_t shm_now_us(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+    return (int64_t)(greta_trace_now_ns() / 1000);
 }
 
 int greta_shm_spin_budget(int64_t since_us, int64_t interval_us)

@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kernels/cpu/threads.h"
 #include "proto/handoff.h"
@@ -252,9 +251,7 @@ static int catch_up(sampler_stage *s)
 
 static int64_t mono_us(void)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+    return (int64_t)(greta_trace_now_ns() / 1000);
 }
 
 /* The step clock: when the last step was sampled and the distance of the

@@ -21,19 +21,36 @@
 
 #include "gpu_port.h"
 
+/* Byte offsets of a row's scales and sums, and its size. */
+__host__ __device__ constexpr int64_t a16_d_off(int64_t k)
+{
+    return 2 * k;
+}
+__host__ __device__ constexpr int64_t a16_s_off(int64_t k)
+{
+    return a16_d_off(k) + 4 * (k / 16);
+}
 __host__ __device__ constexpr int64_t a16_row_bytes(int64_t k)
 {
-    return 2 * k + 4 * (k / 16) + 4 * (k / 16);
+    return a16_s_off(k) + 4 * (k / 16);
+}
+
+/* Whether a16 rows of k values at a, ld_a bytes apart, are laid out as the
+ * kernels need: k a multiple of 256, rows of at least a16_row_bytes(k),
+ * 16-byte aligned. */
+static inline bool a16_rows_ok(const void *a, int64_t ld_a, int64_t k)
+{
+    return a && k > 0 && k % 256 == 0 && ld_a >= a16_row_bytes(k) && ld_a % 16 == 0 && (uintptr_t)a % 16 == 0;
 }
 
 /* Where the scales and the sums of a row of k values start. */
 __device__ inline const float *a16_d(const uint8_t *row, int64_t k)
 {
-    return (const float *)(row + 2 * k);
+    return (const float *)(row + a16_d_off(k));
 }
 __device__ inline const float *a16_s(const uint8_t *row, int64_t k)
 {
-    return (const float *)(row + 2 * k + 4 * (k / 16));
+    return (const float *)(row + a16_s_off(k));
 }
 
 /* Values 4 * i4 .. 4 * i4 + 3 of a row (v) into its a16 form. Called by
@@ -60,8 +77,8 @@ __device__ inline void a16_store4(float4 v, int64_t i4, bool valid, uint8_t *row
     packed.y = ((uint32_t)q2 & 0xffffu) | ((uint32_t)q3 << 16);
     *(uint2 *)(row + 8 * i4) = packed;
     if ((i4 & 3) == 0) {
-        ((float *)(row + 2 * k))[i4 >> 2] = amax / 32767.0f;
-        ((float *)(row + 2 * k + 4 * (k / 16)))[i4 >> 2] = sum;
+        ((float *)(row + a16_d_off(k)))[i4 >> 2] = amax / 32767.0f;
+        ((float *)(row + a16_s_off(k)))[i4 >> 2] = sum;
     }
 }
 

@@ -118,8 +118,12 @@ int64_t greta_gpu_a16_row_bytes(int64_t k); /* 0 unless k > 0 and k % 256 == 0 *
 int greta_gpu_quantize_a16(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_tok, int64_t k, void *a16,
                            int64_t ld_a, greta_error *err);
 
+/* Nonzero when greta_gpu_rmsnorm_a16 takes rows of n values (n % 256 ==
+ * 0, at most the width its one-block kernel holds in registers). */
+int greta_gpu_rmsnorm_a16_supported(int64_t n);
+
 /* greta_gpu_rmsnorm (the same fp32 result in out), and the normalized rows
- * also as a16 (rows of ld_a bytes) in the same launch; n % 256 == 0. */
+ * also as a16 (rows of ld_a bytes) in the same launch; n as above. */
 int greta_gpu_rmsnorm_a16(greta_gpu_stream *s, const float *x, int64_t ld_x, const float *w, float *out,
                           int64_t ld_out, int32_t n_tok, int64_t n, float eps, void *a16, int64_t ld_a,
                           greta_error *err);

@@ -102,14 +102,19 @@ static int64_t mv3_ends(mv3_args &A, const greta_gpu_mv_mat *m, int n_mat, int R
 /* The a16 input (act16.cuh): rows of ld_a bytes, 16-byte aligned. */
 static int a16_check(const void *a, int64_t ld_a, int64_t k, int32_t n_tok, const char *what, greta_error *err)
 {
-    if (!a || k <= 0 || k % QK_K != 0 || ld_a < a16_row_bytes(k) || ld_a % 16 != 0 || (uintptr_t)a % 16 != 0 ||
-        n_tok < 0 || n_tok > GRETA_GPU_MATVEC_MAX_TOK)
+    if (!a16_rows_ok(a, ld_a, k) || n_tok < 0 || n_tok > GRETA_GPU_MATVEC_MAX_TOK)
         return greta_error_set(err, GRETA_ERR_INVALID,
                                "%s: bad a16 input (k %lld must be a multiple of 256, row stride %lld a multiple of "
                                "16 >= %lld bytes, 16-byte aligned, tokens %d in 0..%d)",
                                what, (long long)k, (long long)ld_a, (long long)a16_row_bytes(k), n_tok,
                                GRETA_GPU_MATVEC_MAX_TOK);
     return 0;
+}
+
+/* Row t0 of x: fp32 rows of ld_x floats, or (A16) a16 rows of ld_x bytes. */
+template <bool A16> static const void *x_row(const void *x, int64_t t0, int64_t ld_x)
+{
+    return A16 ? (const void *)((const uint8_t *)x + t0 * ld_x) : (const void *)((const float *)x + t0 * ld_x);
 }
 
 /* greta_gpu_matvec_f32 (A16 false: x fp32, rows of ld_x floats) and
@@ -167,7 +172,7 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
             At.pos = A.pos + t0;
             At.seq = A.seq + t0;
         }
-        const void *xt = A16 ? (const void *)((const uint8_t *)x + t0 * ld_x) : (const void *)((const float *)x + t0 * ld_x);
+        const void *xt = x_row<A16>(x, t0, ld_x);
         if (n_tok - t0 == 1 && k / 32 > MV3_BLOCK)
             GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS, A16>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else if (n_tok - t0 == 1)
@@ -236,7 +241,7 @@ static int glu_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
     const int64_t n = gate->n;
     const unsigned groups = (unsigned)((n + MV3_GLU_ROWS - 1) / MV3_GLU_ROWS);
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
-        const void *xt = A16 ? (const void *)((const uint8_t *)x + t0 * ld_x) : (const void *)((const float *)x + t0 * ld_x);
+        const void *xt = x_row<A16>(x, t0, ld_x);
         float *ot = out + t0 * ld_out;
         if (n_tok - t0 == 1)
             GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_MIN_BLOCKS, A16>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x,

@@ -178,6 +178,36 @@ __device__ __forceinline__ void unit_load(const mv_rows &G, int64_t u, mv_unit<R
     }
 }
 
+/* The first values of unit u's two 16-value halves (Q4_K: the low and
+ * the high nibbles; Q6_K: quarters s and s + 2, see unit_dot). */
+template <uint32_t TYPE> __device__ __forceinline__ void unit_halves(int64_t u, int64_t &ea, int64_t &eb)
+{
+    const int64_t blk = u >> 3;
+    if (TYPE == GGML_TYPE_Q6_K) {
+        ea = blk * QK_K + 128 * ((u >> 2) & 1) + 32 * (u & 1) + 16 * ((u >> 1) & 1);
+        eb = ea + 64;
+    } else {
+        ea = blk * QK_K + 64 * ((u >> 1) & 3) + 16 * (u & 1);
+        eb = ea + 32;
+    }
+}
+
+/* Word j of row r of unit u as codes, one byte per value: lo for the first
+ * half (values ea + 4j ..), hi for the second (Q4_K: 0..15; Q6_K: 0..63
+ * with qh's bits of quarter s = u & 1). */
+template <uint32_t TYPE, int RR>
+__device__ __forceinline__ void unit_codes(const mv_unit<RR> &U, int r, int j, int s, uint32_t &lo, uint32_t &hi)
+{
+    if (TYPE == GGML_TYPE_Q6_K) {
+        const uint32_t ql = U.w[r][j], qh = U.w[r][4 + j];
+        lo = (ql & 0x0f0f0f0fu) | (((qh >> (2 * s)) & 0x03030303u) << 4);
+        hi = ((ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * s + 4)) & 0x03030303u) << 4);
+    } else {
+        lo = U.w[r][j] & 0x0f0f0f0fu;
+        hi = (U.w[r][j] >> 4) & 0x0f0f0f0fu;
+    }
+}
+
 /* acc[t][r] += the share of dot(row r, x[t]) of unit u (loaded into U).
  * Q4_K unit u: see the top of the file. Q6_K in units of 32 values: unit
  * (h, g, s) of a block takes ql[64h + 32s + 16g ..+16] and qh[32h + 16g
@@ -188,15 +218,14 @@ template <uint32_t TYPE, int NT, int RR, bool NORM>
 __device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const float *x, int64_t ld_x,
                                          const float *__restrict__ gw, float (&acc)[NT][RR], float (&ss)[NT])
 {
-    const int64_t blk = u >> 3;
+    int64_t ea, eb;
+    unit_halves<TYPE>(u, ea, eb);
     if (TYPE == GGML_TYPE_Q6_K) {
-        const int h = (int)(u >> 2) & 1, g = (int)(u >> 1) & 1, s = (int)u & 1;
-        const int64_t ea = blk * QK_K + 128 * h + 32 * s + 16 * g;
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             float4 va[4], vb[4];
             float sxa, sxb;
-            load_x2<NORM>(x + t * ld_x, gw, ea, ea + 64, va, vb, sxa, sxb, ss[t]);
+            load_x2<NORM>(x + t * ld_x, gw, ea, eb, va, vb, sxa, sxb, ss[t]);
 #pragma unroll
             for (int r = 0; r < RR; r++) {
                 const float d = gpu_half_to_float((uint16_t)(U.w[r][8] & 0xffffu));
@@ -204,9 +233,8 @@ __device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const 
                 float pa = 0.0f, pb = 0.0f;
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    const uint32_t ql = U.w[r][j], qh = U.w[r][4 + j];
-                    const uint32_t lo = (ql & 0x0f0f0f0fu) | (((qh >> (2 * s)) & 0x03030303u) << 4);
-                    const uint32_t hi = ((ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * s + 4)) & 0x03030303u) << 4);
+                    uint32_t lo, hi;
+                    unit_codes<TYPE, RR>(U, r, j, (int)(u & 1), lo, hi);
                     pa = dot4p(lo, va[j], pa);
                     pb = dot4p(hi, vb[j], pb);
                 }
@@ -215,23 +243,23 @@ __device__ __forceinline__ void unit_dot(const mv_unit<RR> &U, int64_t u, const 
             }
         }
     } else {
-        const int c = (int)(u >> 1) & 3, h = (int)u & 1;
-        const int64_t ea = blk * QK_K + 64 * c + 16 * h;
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             float4 va[4], vb[4];
             float sxa, sxb;
-            load_x2<NORM>(x + t * ld_x, gw, ea, ea + 32, va, vb, sxa, sxb, ss[t]);
+            load_x2<NORM>(x + t * ld_x, gw, ea, eb, va, vb, sxa, sxb, ss[t]);
 #pragma unroll
             for (int r = 0; r < RR; r++) {
                 float pa = 0.0f, pb = 0.0f; /* sums of (2 + q/64) * x */
 #pragma unroll
                 for (int j = 0; j < 4; j++) {
-                    pa = dot4p(U.w[r][j] & 0x0f0f0f0fu, va[j], pa);
-                    pb = dot4p((U.w[r][j] >> 4) & 0x0f0f0f0fu, vb[j], pb);
+                    uint32_t lo, hi;
+                    unit_codes<TYPE, RR>(U, r, j, 0, lo, hi);
+                    pa = dot4p(lo, va[j], pa);
+                    pb = dot4p(hi, vb[j], pb);
                 }
                 float sa, ma, sb, mb;
-                q4k_pair(U.w[r][5], U.w[r][6], U.w[r][7], c, sa, ma, sb, mb);
+                q4k_pair(U.w[r][5], U.w[r][6], U.w[r][7], (int)(u >> 1) & 3, sa, ma, sb, mb);
                 const float d = gpu_half_to_float((uint16_t)(U.w[r][4] & 0xffffu)),
                             dmin = gpu_half_to_float((uint16_t)(U.w[r][4] >> 16));
                 /* sum(q * x) = 64 * p - 128 * sum(x) */
@@ -250,16 +278,8 @@ template <uint32_t TYPE, int NT, int RR>
 __device__ __forceinline__ void unit_dot_a16(const mv_unit<RR> &U, int64_t u, const uint8_t *a, int64_t ld_a,
                                              int64_t k, float (&acc)[NT][RR])
 {
-    const int64_t blk = u >> 3;
-    int64_t ea, eb; /* the first values of the two halves */
-    if (TYPE == GGML_TYPE_Q6_K) {
-        ea = blk * QK_K + 128 * ((u >> 2) & 1) + 32 * (u & 1) + 16 * ((u >> 1) & 1);
-        eb = ea + 64;
-    } else {
-        ea = blk * QK_K + 64 * ((u >> 1) & 3) + 16 * (u & 1);
-        eb = ea + 32;
-    }
-    const int s6 = (int)(u & 1); /* Q6_K: the quarter of qh's bits */
+    int64_t ea, eb;
+    unit_halves<TYPE>(u, ea, eb);
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         const uint8_t *at = a + t * ld_a;
@@ -275,14 +295,7 @@ __device__ __forceinline__ void unit_dot_a16(const mv_unit<RR> &U, int64_t u, co
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 uint32_t lo, hi;
-                if (TYPE == GGML_TYPE_Q6_K) {
-                    const uint32_t ql = U.w[r][j], qh = U.w[r][4 + j];
-                    lo = (ql & 0x0f0f0f0fu) | (((qh >> (2 * s6)) & 0x03030303u) << 4);
-                    hi = ((ql >> 4) & 0x0f0f0f0fu) | (((qh >> (2 * s6 + 4)) & 0x03030303u) << 4);
-                } else {
-                    lo = U.w[r][j] & 0x0f0f0f0fu;
-                    hi = (U.w[r][j] >> 4) & 0x0f0f0f0fu;
-                }
+                unit_codes<TYPE, RR>(U, r, j, (int)(u & 1), lo, hi);
                 ia = gpu_dp2a_lo(xa[2 * j], lo, ia);
                 ia = gpu_dp2a_hi(xa[2 * j + 1], lo, ia);
                 ib = gpu_dp2a_lo(xb[2 * j], hi, ib);

@@ -107,14 +107,18 @@ extern "C" int greta_gpu_rmsnorm(greta_gpu_stream *s, const float *x, int64_t ld
     return 0;
 }
 
+extern "C" int greta_gpu_rmsnorm_a16_supported(int64_t n)
+{
+    return n > 0 && n % 256 == 0 && n <= (int64_t)RMS_THREADS * 4 * RMS_V;
+}
+
 extern "C" int greta_gpu_rmsnorm_a16(greta_gpu_stream *s, const float *x, int64_t ld_x, const float *w, float *out,
                                      int64_t ld_out, int32_t n_tok, int64_t n, float eps, void *a16, int64_t ld_a,
                                      greta_error *err)
 {
-    const int aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out | (uintptr_t)a16) % 16 == 0 &&
-                        ld_x % 4 == 0 && ld_out % 4 == 0;
-    if (!x || !w || !out || !a16 || n <= 0 || n % 256 != 0 || n > (int64_t)RMS_THREADS * 4 * RMS_V || ld_x < n ||
-        ld_out < n || n_tok < 0 || !aligned || ld_a < a16_row_bytes(n) || ld_a % 16 != 0)
+    const int aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out) % 16 == 0 && ld_x % 4 == 0 && ld_out % 4 == 0;
+    if (!x || !w || !out || !greta_gpu_rmsnorm_a16_supported(n) || !a16_rows_ok(a16, ld_a, n) || ld_x < n ||
+        ld_out < n || n_tok < 0 || !aligned)
         return greta_error_set(err, GRETA_ERR_INVALID,
                                "rmsnorm_a16: bad arguments (n %lld must be a multiple of 256 up to %d, rows and "
                                "a16 stride %lld aligned to 16 bytes)",

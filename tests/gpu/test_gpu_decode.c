@@ -410,6 +410,12 @@ static void test_quantize_a16(void **state)
                      GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "rmsnorm_a16"));
     assert_int_equal(greta_gpu_a16_row_bytes(100), 0);
+    assert_true(greta_gpu_rmsnorm_a16_supported(4096));
+    assert_false(greta_gpu_rmsnorm_a16_supported(300));
+    assert_false(greta_gpu_rmsnorm_a16_supported(1 << 20)); /* wider than the kernel holds */
+    assert_int_equal(greta_gpu_rmsnorm_a16(NULL, d_xn, 1 << 20, d_g, o2, 1 << 20, 1, 1 << 20, 1e-5f, a2,
+                                           greta_gpu_a16_row_bytes(1 << 20), &err),
+                     GRETA_ERR_INVALID);
     greta_gpu_free(d_x), greta_gpu_free(d_a), greta_gpu_free(d_xn), greta_gpu_free(d_g), greta_gpu_free(o1),
         greta_gpu_free(o2), greta_gpu_free(a1), greta_gpu_free(a2);
     free(x), free(a), free(xn), free(g), free(h1), free(h2), free(b1), free(b2);
