@@ -96,7 +96,8 @@ typedef struct gpu_backend {
                           3: fp32 GEMV with R rows per warp and fusions (matvec_f32.cu);
                           4: 3 with programmatic dependent launch (greta_gpu_set_pdl);
                           5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions;
-                          6: 5 with the products after an RMSNorm from its a16 activations (a16_on) */
+                          6: 5 with the products after an RMSNorm from its a16 activations (a16_on);
+                          7: 6 with v7's launch shapes (greta_gpu_matvec_set_shapes) */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
@@ -379,7 +380,7 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
 
 /* ---- decode step (issue 7) --------------------------------------------------------- */
 
-/* GRETA_GPU_KERNELS=v1..v6 and GRETA_GPU_GRAPH=0|1 (the options win
+/* GRETA_GPU_KERNELS=v1..v7 and GRETA_GPU_GRAPH=0|1 (the options win
  * when set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's
  * input to int8 once and runs the integer GEMV of matvec_q8.cu with
  * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
@@ -391,26 +392,27 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
  * each RMSNorm, GEMV and attention kernel starts while the previous one
  * finishes, the GEMVs loading their first weights meanwhile; the same
  * results); v5 is v4 with the one-block decode attention at short
- * contexts; v6 (the default) is v5 with the products that follow an
- * RMSNorm (Q/K/V, gate/up, lm_head) reading its output as 16-bit codes
- * (act16.cuh, written by the norm in the same launch) with integer dot
- * products. The graph (default on) records a decode step once per
+ * contexts; v6 is v5 with the products that follow an RMSNorm (Q/K/V,
+ * gate/up, lm_head) reading its output as 16-bit codes (act16.cuh, written
+ * by the norm in the same launch) with integer dot products; v7 (the
+ * default) is v6 with the launch shapes of greta_gpu_matvec_set_shapes'
+ * table (the same results). The graph (default on) records a decode step once per
  * token count and replays it. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
-    b->kernels = 6;
-    if (o->decode_kernels >= 1 && o->decode_kernels <= 6)
+    b->kernels = 7;
+    if (o->decode_kernels >= 1 && o->decode_kernels <= 7)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..6",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..7",
                                o->decode_kernels);
     else if (ek && *ek) {
-        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '6' && !ek[2])
+        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '7' && !ek[2])
             b->kernels = ek[1] - '0';
         else
             return greta_error_set(err, GRETA_ERR_INVALID,
-                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4, v5 or v6", ek);
+                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4, v5, v6 or v7", ek);
     }
     b->use_graph = 1;
     if (o->graph == 1 || o->graph == 2)
@@ -1290,6 +1292,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
                                (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))
         goto fail;
     b->pdl = greta_gpu_set_pdl(b->kernels >= 4);
+    greta_gpu_matvec_set_shapes(b->kernels >= 7);
     if ((rc = greta_gpu_stream_sync(b->stream, err)))
         goto fail;
     uint64_t total_mem;

@@ -59,7 +59,7 @@ int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p
 typedef struct greta_gpu_backend_opts {
     greta_gpu_kv_type kv_type;
     /* Decode (batches of <= GRETA_GPU_MATVEC_MAX_TOK tokens), issue 7.
-     * decode_kernels: 0 = GRETA_GPU_KERNELS (v1..v6, default v6), 1 =
+     * decode_kernels: 0 = GRETA_GPU_KERNELS (v1..v7, default v7), 1 =
      * the fp32 GEMV of issue 5, 2 = int8 activations + integer GEMV with
      * fused RMSNorm/quantize, Q/K/V and gate/up/SiLU, 3 = the fp32 GEMV of
      * matvec_f32.cu with Q/K/V (+ RoPE, KV cache) and gate/up/SiLU fused,
@@ -70,7 +70,9 @@ typedef struct greta_gpu_backend_opts {
      * position is below 256 (greta_gpu_attention_decode's `one_block`), 6 =
      * 5 with the products after an RMSNorm (Q/K/V, gate/up, lm_head) from
      * its output as 16-bit codes (greta_gpu_rmsnorm_a16, greta_gpu_matvec_a16:
-     * within half a step of 1/32767 of each 32 values' largest).
+     * within half a step of 1/32767 of each 16 values' largest), 7 = 6 with
+     * the launch shapes of greta_gpu_matvec_set_shapes' table (the same
+     * results).
      * graph: 0 = GRETA_GPU_GRAPH (0|1, default 1), 1 = capture each decode
      * step's launches once per token count and replay them, 2 = launch them
      * one by one. Bad values (options or variables) fail create. */

@@ -231,6 +231,18 @@ template <int N> __device__ inline void gpu_cp_async_wait(void)
 #endif
 }
 
+/* A hint: the bytes at p (their 32-byte sector at least) into the L2 cache
+ * (NVIDIA); nothing elsewhere. It never faults and never returns stale
+ * data: L2 is where every write lands. */
+__device__ inline void gpu_prefetch_l2(const void *p)
+{
+#if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+#else
+    (void)p;
+#endif
+}
+
 /* ---- programmatic dependent launch ------------------------------------------
  * A kernel launched with gpu_launch_pdl may start while the kernel before
  * it in the stream is still running (NVIDIA sm_90+: the launch attribute

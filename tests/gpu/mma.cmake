@@ -8,6 +8,8 @@
 #                    against the CPU backend, their kernels, the selector
 #   gemv-bench       (CUDA only, not a test) GB/s of the decode GEMV v3
 #                    launch-shape variants on the 7B shapes (issue 7)
+#   attn-bench       (CUDA only, not a test) GB/s of the decode attention
+#                    variants at a long context, 7B shape (issue 7)
 #   libgreta-kernel-trace.so (CUDA only, a developer tool) every kernel's
 #                    start and end through CUPTI, graph replays included;
 #                    checked by tests/gpu/test-kernel-trace.sh (run-gpu-tests.sh)
@@ -34,6 +36,12 @@ if(GRETA_GPU STREQUAL "cuda")
   target_compile_options(gemv-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
     $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
   target_include_directories(gemv-bench PRIVATE ${CMAKE_SOURCE_DIR})
+  # attn-bench (not a test): GB/s of the decode attention shapes (issue 7)
+  add_executable(attn-bench ${CMAKE_SOURCE_DIR}/tests/perf/attn-bench.cu)
+  set_target_properties(attn-bench PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON COMPILE_OPTIONS "")
+  target_compile_options(attn-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
+    $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
+  target_include_directories(attn-bench PRIVATE ${CMAKE_SOURCE_DIR})
   # libgreta-kernel-trace.so (a developer tool): a CUPTI injection library
   # that times every kernel of a run, graph replays included (issue 7);
   # tests/gpu/test-kernel-trace.sh checks it on the GPU machine

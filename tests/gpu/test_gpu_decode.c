@@ -452,9 +452,18 @@ static void test_matvec_f32_glu(void **state)
             void *d_a = dev_alloc((size_t)(ld_a * n_tok));
             EXPECT_OK(greta_gpu_quantize_a16(NULL, d_x, k, n_tok, k, d_a, ld_a, &err));
             for (int a16 = 0; a16 < 2; a16++) {
-                if (a16)
+                if (a16) { /* v7's launch shapes, then v6's: the same bits */
+                    greta_gpu_matvec_set_shapes(1);
                     EXPECT_OK(greta_gpu_matvec_a16_glu(NULL, d_a, ld_a, k, n_tok, &g, &u, d_o, n, &err));
-                else
+                    float *o7 = xmalloc(sizeof(float) * (size_t)(n * n_tok));
+                    dev_download(o7, d_o, sizeof(float) * (size_t)(n * n_tok));
+                    greta_gpu_matvec_set_shapes(0);
+                    EXPECT_OK(greta_gpu_matvec_a16_glu(NULL, d_a, ld_a, k, n_tok, &g, &u, d_o, n, &err));
+                    float *o6 = xmalloc(sizeof(float) * (size_t)(n * n_tok));
+                    dev_download(o6, d_o, sizeof(float) * (size_t)(n * n_tok));
+                    assert_memory_equal(o6, o7, sizeof(float) * (size_t)(n * n_tok));
+                    free(o6), free(o7);
+                } else
                     EXPECT_OK(greta_gpu_matvec_f32_glu(NULL, d_x, k, k, n_tok, &g, &u, NULL, d_o, n, &err));
                 float *o = xmalloc(sizeof(float) * (size_t)(n * n_tok));
                 dev_download(o, d_o, sizeof(float) * (size_t)(n * n_tok));
@@ -569,10 +578,32 @@ static void test_matvec_f32_fusions(void **state)
             const greta_gpu_mv_fuse f = {.norm_w = d_g, .eps = 1e-5f, .cs = cs, .rope_dim = rope_dim,
                                          .head_dim = hd, .n_kv_heads = n_kv, .n_ctx = n_ctx, .d_pos = d_pos,
                                          .d_seq = d_seq, .k_cache = kc[1], .v_cache = vc[1], .kv = kv};
+            uint8_t *v7[5] = {NULL}; /* v7's launch shapes: y and caches, to compare with v6's bits */
+            const size_t v7_bytes[5] = {sizeof(float) * (size_t)(ns[0] * n_tok), sizeof(float) * (size_t)(ns[1] * n_tok),
+                                        sizeof(float) * (size_t)(ns[2] * n_tok),
+                                        (size_t)cache_n * greta_gpu_kv_elem_bytes(kv),
+                                        (size_t)cache_n * greta_gpu_kv_elem_bytes(kv)};
             if (a16) { /* the same fusion but the norm (done before quantizing) */
                 greta_gpu_mv_fuse fa = f;
                 fa.norm_w = NULL;
+                assert_int_equal(greta_gpu_matvec_set_shapes(1), 1);
                 EXPECT_OK(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[1], 3, 0, &fa, &err));
+                const void *src[5] = {y[1][0], y[1][1], y[1][2], kc[1], vc[1]};
+                for (int i = 0; i < 5; i++) {
+                    v7[i] = xmalloc(v7_bytes[i]);
+                    dev_download(v7[i], src[i], v7_bytes[i]);
+                }
+                EXPECT_OK(greta_gpu_memset(kc[1], 0, v7_bytes[3], NULL, &err));
+                EXPECT_OK(greta_gpu_memset(vc[1], 0, v7_bytes[4], NULL, &err));
+                assert_int_equal(greta_gpu_matvec_set_shapes(0), 0);
+                EXPECT_OK(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[1], 3, 0, &fa, &err));
+                const void *now[5] = {y[1][0], y[1][1], y[1][2], kc[1], vc[1]};
+                for (int i = 0; i < 5; i++) {
+                    uint8_t *h = xmalloc(v7_bytes[i]);
+                    dev_download(h, now[i], v7_bytes[i]);
+                    assert_memory_equal(h, v7[i], v7_bytes[i]);
+                    free(h), free(v7[i]);
+                }
                 assert_int_equal(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[1], 3, 0, &f, &err),
                                  GRETA_ERR_INVALID); /* no RMSNorm on a16 inputs */
             } else {
@@ -883,8 +914,8 @@ static void test_backend_settings(void **state)
     unsetenv("GRETA_GPU_KERNELS");
     unsetenv("GRETA_GPU_GRAPH");
     greta_error err = {0};
-    run_out r[12];
-    for (int i = 0; i < 12; i++) {
+    run_out r[14];
+    for (int i = 0; i < 14; i++) {
         const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 1 + i / 2, .graph = 1 + i % 2};
         EXPECT_OK(greedy_run(model_path, prompt, &o, &r[i], &err));
     }
@@ -904,6 +935,9 @@ static void test_backend_settings(void **state)
     assert_memory_equal(r[6].last, r[7].last, sizeof(float) * vocab);
     assert_memory_equal(r[8].last, r[9].last, sizeof(float) * vocab);
     assert_memory_equal(r[10].last, r[11].last, sizeof(float) * vocab);
+    assert_memory_equal(r[12].last, r[13].last, sizeof(float) * vocab);
+    /* v7 = v6's products in other launch shapes: the same bits */
+    assert_memory_equal(r[10].last, r[12].last, sizeof(float) * vocab);
     /* v4 = v3's kernels launched early (PDL): the same bits */
     assert_memory_equal(r[4].last, r[6].last, sizeof(float) * vocab);
     print_message("v1 vs v2 (int8 activations): max |d logit| %.3g, logit range %.3g\n", maxd, hi - lo);
@@ -937,8 +971,8 @@ static void test_backend_settings(void **state)
     /* whether this GPU can launch early (NVIDIA sm_90+) */
     const int can_pdl = greta_gpu_set_pdl(1);
     greta_gpu_set_pdl(0);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v6, graph on */
-    assert_memory_equal(e.last, r[10].last, sizeof(float) * vocab);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v7, graph on */
+    assert_memory_equal(e.last, r[12].last, sizeof(float) * vocab);
     assert_int_equal(greta_gpu_pdl_enabled(), can_pdl);
     print_message("v4: programmatic dependent launch %s\n", can_pdl ? "on" : "not available (same kernels as v3)");
     free(e.last);
@@ -956,6 +990,10 @@ static void test_backend_settings(void **state)
     assert_memory_equal(e.last, r[10].last, sizeof(float) * vocab);
     free(e.last);
     setenv("GRETA_GPU_KERNELS", "v7", 1);
+    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
+    assert_memory_equal(e.last, r[12].last, sizeof(float) * vocab);
+    free(e.last);
+    setenv("GRETA_GPU_KERNELS", "v8", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
     unsetenv("GRETA_GPU_KERNELS");
@@ -963,9 +1001,9 @@ static void test_backend_settings(void **state)
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_GRAPH"));
     unsetenv("GRETA_GPU_GRAPH");
-    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 7};
+    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 8};
     assert_int_equal(greedy_run(model_path, prompt, &bad, &e, &err), GRETA_ERR_INVALID);
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 14; i++)
         free(r[i].last);
     cJSON_Delete(j);
 }

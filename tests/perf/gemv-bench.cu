@@ -151,18 +151,19 @@ __global__ void bench_quantize_a16(const float *x, int64_t k, uint8_t *a)
     a16_store4(valid ? ((const float4 *)x)[i4] : make_float4(0, 0, 0, 0), i4, valid, a, k);
 }
 
+template <int R, int MINB>
 static bool launch_a16(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
 {
     (void)x;
     const uint8_t *a = g_a16[s->k == 4096 ? 0 : 1];
     const int64_t ld_a = a16_row_bytes(s->k);
     if (s->glu) {
-        mv3_glu_kernel<1, false, 4, 3, true><<<(unsigned)((s->n + 3) / 4), MV3_BLOCK>>>(
+        mv3_glu_kernel<1, false, R / 2, MINB, true><<<(unsigned)((s->n + R / 2 - 1) / (R / 2)), MV3_BLOCK>>>(
             s->type, w, w2, (int64_t)ggml_row_bytes(s->type, s->k), s->n, a, ld_a, s->k, nullptr, 0.0f, y, s->n);
         return true;
     }
-    const mv3_args A = one_matrix(w, s, y, 8);
-    mv3_kernel<1, false, false, 8, 3, true><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, a, ld_a, s->k, 0);
+    const mv3_args A = one_matrix(w, s, y, R);
+    mv3_kernel<1, false, false, R, MINB, true><<<(unsigned)A.end[0], MV3_BLOCK>>>(A, a, ld_a, s->k, 0);
     return true;
 }
 
@@ -220,8 +221,10 @@ int main(int argc, char **argv)
     };
     /* R: rows per group (gate + up: R/2 of each); the library's: R8 minB4 */
     const variant variants[] = {
-        {"R8 minB3", launch_mv<8, 3>}, {"R8 minB4", launch_mv<8, 4>}, {"R4 minB4", launch_mv<4, 4>},
-        {"a16 R8 minB3", launch_a16}, {"loads only", launch_loads_only}, {"read only", launch_stream},
+        {"R8 minB3", launch_mv<8, 3>},
+        {"a16 R8 minB3", launch_a16<8, 3>}, {"a16 R8 minB4", launch_a16<8, 4>}, {"a16 R8 minB5", launch_a16<8, 5>},
+        {"a16 R4 minB6", launch_a16<4, 6>}, {"a16 R4 minB8", launch_a16<4, 8>}, {"a16 R16 minB2", launch_a16<16, 2>},
+        {"loads only", launch_loads_only}, {"read only", launch_stream},
     };
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
