@@ -97,7 +97,7 @@ typedef struct gpu_backend {
                           4: 3 with programmatic dependent launch (greta_gpu_set_pdl);
                           5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions;
                           6: 5 with the products after an RMSNorm from its a16 activations (a16_on);
-                          7: 6 with v7's launch shapes (greta_gpu_matvec_set_shapes) */
+                          7: 6 with v7's launch shapes (greta_gpu_set_decode_table) */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
@@ -395,8 +395,8 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
  * contexts; v6 is v5 with the products that follow an RMSNorm (Q/K/V,
  * gate/up, lm_head) reading its output as 16-bit codes (act16.cuh, written
  * by the norm in the same launch) with integer dot products; v7 (the
- * default) is v6 with the launch shapes of greta_gpu_matvec_set_shapes'
- * table (the same results). The graph (default on) records a decode step once per
+ * default) is v6 with the tuning table of greta_gpu_set_decode_table
+ * (launch shapes, the attention's prefetch; the same results). The graph (default on) records a decode step once per
  * token count and replays it. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
@@ -1292,7 +1292,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
                                (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))
         goto fail;
     b->pdl = greta_gpu_set_pdl(b->kernels >= 4);
-    greta_gpu_matvec_set_shapes(b->kernels >= 7);
+    greta_gpu_set_decode_table(b->kernels >= 7);
     if ((rc = greta_gpu_stream_sync(b->stream, err)))
         goto fail;
     uint64_t total_mem;

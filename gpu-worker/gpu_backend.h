@@ -71,8 +71,8 @@ typedef struct greta_gpu_backend_opts {
      * 5 with the products after an RMSNorm (Q/K/V, gate/up, lm_head) from
      * its output as 16-bit codes (greta_gpu_rmsnorm_a16, greta_gpu_matvec_a16:
      * within half a step of 1/32767 of each 16 values' largest), 7 = 6 with
-     * the launch shapes of greta_gpu_matvec_set_shapes' table (the same
-     * results).
+     * the tuning table of greta_gpu_set_decode_table (launch shapes, the
+     * attention's prefetch; the same results).
      * graph: 0 = GRETA_GPU_GRAPH (0|1, default 1), 1 = capture each decode
      * step's launches once per token count and replay them, 2 = launch them
      * one by one. Bad values (options or variables) fail create. */

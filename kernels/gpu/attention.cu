@@ -156,12 +156,12 @@ static int att_check(const char *what, int32_t n_tok, int32_t n_heads, int32_t n
     return 0;
 }
 
-template <typename KVT, int THREADS, int U>
+template <typename KVT, int THREADS, int U, bool PREF>
 static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim, const dec_args &A)
 {
 #define DEC_CASE(G)                                                                                            \
     case 8 * G:                                                                                                \
-        return gpu_launch_pdl(attention_dec_kernel<KVT, G, THREADS, U, false, false>, grid, dim3(THREADS), st, A);
+        return gpu_launch_pdl(attention_dec_kernel<KVT, G, THREADS, U, PREF>, grid, dim3(THREADS), st, A);
     switch (head_dim) {
         DEC_CASE(1)
         DEC_CASE(2)
@@ -175,12 +175,16 @@ static gpu_error_t attention_dec_go(gpu_stream_t st, dim3 grid, int32_t head_dim
     return gpu_success; /* head_dim checked by the caller */
 }
 
-/* The shape for the cache type: one block per (token, head), or split. */
+/* The shape for the cache type: one block per (token, head), or split;
+ * with decode table 1, the L2 prefetch before the wait (PREF). */
 template <typename KVT>
 static gpu_error_t attention_dec_shape(gpu_stream_t st, dim3 grid, int32_t head_dim, int one_block, const dec_args &A)
 {
-    return one_block ? attention_dec_go<KVT, DEC1_THREADS, DEC1_U>(st, grid, head_dim, A)
-                     : attention_dec_go<KVT, ATT_THREADS, DEC_U>(st, grid, head_dim, A);
+    if (greta_gpu_decode_table() >= 1)
+        return one_block ? attention_dec_go<KVT, DEC1_THREADS, DEC1_U, true>(st, grid, head_dim, A)
+                         : attention_dec_go<KVT, ATT_THREADS, DEC_U, true>(st, grid, head_dim, A);
+    return one_block ? attention_dec_go<KVT, DEC1_THREADS, DEC1_U, false>(st, grid, head_dim, A)
+                     : attention_dec_go<KVT, ATT_THREADS, DEC_U, false>(st, grid, head_dim, A);
 }
 
 extern "C" int greta_gpu_attention_decode_supported(int32_t head_dim)

@@ -131,6 +131,12 @@ __device__ inline void att_merge_slots(int n_slots, const float *sm_m, const flo
  * covers 128 positions of a 128-dim head, and no split to merge. */
 #define DEC1_THREADS 256
 #define DEC1_U 8
+/* With PREF (decode table 1, greta_gpu_set_decode_table): the turns whose
+ * rows a block prefetches into L2 before it waits for the previous kernel
+ * (the Q/K/V product). H100, 7B at depth 4096, tg128 (one lease, twice):
+ * no prefetch 312.0 / 310.6; 1 turn 317.1 / 316.2; 2 turns 316.9 / 316.7;
+ * 4 turns 312.9 / 313.6; 8 (the whole chunk) 295.7 / 293.7. */
+#define DEC_PREF_TURNS 2
 
 template <typename KVT> struct kv8;
 template <> struct kv8<uint16_t> {
@@ -258,7 +264,7 @@ __device__ __forceinline__ void dec_prefetch(const KVT *kb, const KVT *vb, int32
     }
 }
 
-template <typename KVT, int G, int THREADS, int U, bool PIPE, bool PREF>
+template <typename KVT, int G, int THREADS, int U, bool PREF>
 __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_CONSTANT dec_args A)
 {
     constexpr int HD = 8 * G, SLOTS = THREADS / G, STEP = SLOTS * U;
@@ -282,13 +288,13 @@ __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_C
         kb = kc + base, vb = vc + base;
     };
     if (PREF) {
-        /* the first two turns' rows into L2 while the previous kernel
-         * finishes: pos and seq are read before the wait (gpu_ops.h: no
-         * kernel just before writes them), the rows are only a hint (the
-         * previous kernel may be writing one of them: the loads after the
-         * wait see its writes, as L2 is where they land) */
+        /* the first DEC_PREF_TURNS turns' rows into L2 while the previous
+         * kernel finishes: pos and seq are read before the wait (gpu_ops.h:
+         * the kernel just before must not write them); the rows are only a
+         * hint (the previous kernel may be writing one of them: the loads
+         * after the wait see its writes, as L2 is where they land) */
         where();
-        dec_prefetch<KVT, U, SLOTS, HD>(kb, vb, start + wslot0 + off, end, 2);
+        dec_prefetch<KVT, U, SLOTS, HD>(kb, vb, start + wslot0 + off, end, DEC_PREF_TURNS);
     }
     gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel (so not
                        __restrict__: the compiler must not move their loads above the wait) */
@@ -304,30 +310,10 @@ __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_C
         acc[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    if (PIPE) {
-        /* two turns' registers: the next turn's loads are in flight while this one is consumed */
-        dec_turn<KVT, U> a, b;
-        int32_t jw = start + wslot0;
-        if (jw < end)
-            a.template load<SLOTS, HD>(kb, vb, jw + off, end);
-        while (jw < end) {
-            if (jw + STEP < end)
-                b.template load<SLOTS, HD>(kb, vb, jw + STEP + off, end);
-            a.template consume<G, SLOTS>(jw + off, end, qv, scale, m, l, acc);
-            jw += STEP;
-            if (jw >= end)
-                break;
-            if (jw + STEP < end)
-                a.template load<SLOTS, HD>(kb, vb, jw + STEP + off, end);
-            b.template consume<G, SLOTS>(jw + off, end, qv, scale, m, l, acc);
-            jw += STEP;
-        }
-    } else {
-        for (int32_t jw = start + wslot0; jw < end; jw += STEP) {
-            dec_turn<KVT, U> a;
-            a.template load<SLOTS, HD>(kb, vb, jw + off, end);
-            a.template consume<G, SLOTS>(jw + off, end, qv, scale, m, l, acc);
-        }
+    for (int32_t jw = start + wslot0; jw < end; jw += STEP) {
+        dec_turn<KVT, U> a;
+        a.template load<SLOTS, HD>(kb, vb, jw + off, end);
+        a.template consume<G, SLOTS>(jw + off, end, qv, scale, m, l, acc);
     }
     if (gl == 0) {
         sm_m[slot] = m;

@@ -139,11 +139,6 @@ int greta_gpu_matvec_a16_glu(greta_gpu_stream *s, const void *a16, int64_t ld_a,
                              const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, float *out, int64_t ld_out,
                              greta_error *err);
 
-/* The launch shapes of the a16 products for one token: 0, v6's (the
- * default); 1, v7's table (matvec_f32.cu: per product and weight type, from
- * gemv-bench). Process-wide; the same results either way (each output's
- * sum runs in the same order within a group). Returns the table in use. */
-int greta_gpu_matvec_set_shapes(int table);
 
 #ifdef __cplusplus
 }

@@ -85,6 +85,14 @@ int greta_gpu_stream_sync(greta_gpu_stream *s, greta_error *err);
 int greta_gpu_set_pdl(int on);
 int greta_gpu_pdl_enabled(void);
 
+/* The decode kernels' tuning table (process-wide, default 0): 0, decode
+ * v6's; 1, v7's: the a16 products' launch shapes per product and weight
+ * type (matvec_f32.cu) and the decode attention's L2 prefetch of its first
+ * rows before it waits for the previous kernel (attention.cuh). The same
+ * results either way. Returns the table in use. */
+int greta_gpu_set_decode_table(int table);
+int greta_gpu_decode_table(void);
+
 int greta_gpu_event_create(greta_gpu_event **e, greta_error *err);
 void greta_gpu_event_destroy(greta_gpu_event **e);
 int greta_gpu_event_record(greta_gpu_event *e, greta_gpu_stream *s, greta_error *err);
@@ -197,7 +205,10 @@ int greta_gpu_attention(greta_gpu_stream *s, const float *q, int64_t ld_q, const
  * ld_q % 4 == 0. one_block (n_split must be 1): one block of 256 threads
  * per (token, head) with 128 positions of a 128-dim head in flight, for
  * short contexts, where the split's merge (a global round trip, a fence and
- * an atomic) costs more than the positions. */
+ * an atomic) costs more than the positions. With decode table 1
+ * (greta_gpu_set_decode_table) each block reads d_pos and d_seq before it
+ * waits for the previous kernel (early launch) to prefetch its first K/V
+ * rows: the kernel just before must not write them. */
 int greta_gpu_attention_decode_supported(int32_t head_dim);
 int greta_gpu_attention_decode(greta_gpu_stream *s, const float *q, int64_t ld_q, const void *k_cache,
                                const void *v_cache, greta_gpu_kv_type kv, const int32_t *d_pos, const int32_t *d_seq,

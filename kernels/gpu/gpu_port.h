@@ -232,8 +232,8 @@ template <int N> __device__ inline void gpu_cp_async_wait(void)
 }
 
 /* A hint: the bytes at p (their 32-byte sector at least) into the L2 cache
- * (NVIDIA); nothing elsewhere. It never faults and never returns stale
- * data: L2 is where every write lands. */
+ * (NVIDIA); nothing elsewhere. It changes no load's result (L2 is where
+ * every write lands); p must be an address the kernel may read. */
 __device__ inline void gpu_prefetch_l2(const void *p)
 {
 #if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__)

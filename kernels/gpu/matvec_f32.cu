@@ -63,7 +63,7 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
  * 4096; 4 blocks per SM: 368.3 / 367.8 (another lease: 391.4 / 387.7
  * against 385.4 / 380.4). */
 #define MV3_LONG_MIN_BLOCKS 2
-/* The a16 products' launch shapes (greta_gpu_matvec_set_shapes): 0, v6's
+/* The a16 products' launch shapes (greta_gpu_set_decode_table): 0, v6's
  * (MV3_ROWS rows per group, MV3_MIN_BLOCKS blocks per SM everywhere); 1,
  * v7's table, chosen per product and weight type from gemv-bench
  * (bench/results/2026-11-27-gpu-h100-decode-v7.txt, H100 us per launch,
@@ -74,13 +74,6 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
  *                            23.3 against 25.1; Q6_K keeps 3 (its units
  *                            need more registers: 4 spill).
  * One token; two tokens keep their budget of 2 blocks per SM. */
-static int g_mv_shapes;
-
-extern "C" int greta_gpu_matvec_set_shapes(int table)
-{
-    g_mv_shapes = table == 1;
-    return g_mv_shapes;
-}
 
 /* Launched with gpu_launch_pdl: the blocks load their first weights while
  * the previous kernel of the stream finishes (gpu_port.h). */
@@ -181,7 +174,7 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
         A.kv_f32 = fuse->kv == GRETA_GPU_KV_F32;
     }
     const gpu_stream_t st = (gpu_stream_t)s;
-    const bool narrow = A16 && g_mv_shapes && A.cs; /* v7's Q/K/V shape for one token */
+    const bool narrow = A16 && greta_gpu_decode_table() >= 1 && A.cs; /* v7's Q/K/V shape for one token */
     const unsigned groups = (unsigned)mv3_ends(A, m, n_mat, MV3_ROWS),
                    groups4 = narrow ? (unsigned)mv3_ends(A, m, n_mat, 4) : 0;
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
@@ -267,7 +260,7 @@ static int glu_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         const void *xt = x_row<A16>(x, t0, ld_x);
         float *ot = out + t0 * ld_out;
-        if (n_tok - t0 == 1 && A16 && g_mv_shapes && gate->type == GGML_TYPE_Q4_K)
+        if (n_tok - t0 == 1 && A16 && greta_gpu_decode_table() >= 1 && gate->type == GGML_TYPE_Q4_K)
             GPU_CHECK((glu_go<1, MV3_GLU_ROWS, 4, A16>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k, g, eps, ot,
                                                           ld_out)),
                       err);

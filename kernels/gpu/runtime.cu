@@ -242,3 +242,16 @@ extern "C" int greta_gpu_pdl_enabled(void)
 {
     return g_pdl;
 }
+
+static int g_decode_table; /* greta_gpu_set_decode_table */
+
+extern "C" int greta_gpu_set_decode_table(int table)
+{
+    g_decode_table = table == 1;
+    return g_decode_table;
+}
+
+extern "C" int greta_gpu_decode_table(void)
+{
+    return g_decode_table;
+}

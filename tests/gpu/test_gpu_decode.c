@@ -29,8 +29,9 @@
  *                   within 1e-5 of the output's largest magnitude; head_dim
  *                   8..256, GQA, contexts 1..1500, 1 and several splits, fp16
  *                   and fp32 caches, the split kernel (twice: its counters
- *                   reset) and the one-block kernel; an unsupported head_dim
- *                   and one block with splits refused
+ *                   reset; decode tables 0 and 1, the prefetch before the
+ *                   wait: the same bits) and the one-block kernel; an
+ *                   unsupported head_dim and one block with splits refused
  *   one-block buckets  v5 decode across position 256 (one-block attention,
  *                   then the split kernel, a graph each): graph replay
  *                   bit-identical to launching, within 1e-4 of v4
@@ -38,10 +39,11 @@
  *                   greta_gpu_kv_store, fp16 and fp32 caches, GQA, partial
  *                   rotation, several sequences; bad shapes refused
  *   backend         quant/gqa-Q4_K_M.gguf: greedy ids of gqa-greedy.json with
- *                   kernels v1..v5 x graph on/off; graph replay bit-identical
+ *                   kernels v1..v7 x graph on/off; graph replay bit-identical
  *                   to launching; v2 logits differ from v1 (the option acts) by
  *                   < 5% of the logits' spread, v3 differ from v1 (other
- *                   kernels) by < 1e-4 of it, v5 from v4 likewise;
+ *                   kernels) by < 1e-4 of it, v5 from v4 likewise, v6 from v5
+ *                   by < 1e-3; v7 (the tuning table) bit-identical to v6;
  *                   GRETA_GPU_KERNELS /
  *                   GRETA_GPU_GRAPH select the same as the options, bad values
  *                   fail create naming the variable
@@ -453,11 +455,11 @@ static void test_matvec_f32_glu(void **state)
             EXPECT_OK(greta_gpu_quantize_a16(NULL, d_x, k, n_tok, k, d_a, ld_a, &err));
             for (int a16 = 0; a16 < 2; a16++) {
                 if (a16) { /* v7's launch shapes, then v6's: the same bits */
-                    greta_gpu_matvec_set_shapes(1);
+                    greta_gpu_set_decode_table(1);
                     EXPECT_OK(greta_gpu_matvec_a16_glu(NULL, d_a, ld_a, k, n_tok, &g, &u, d_o, n, &err));
                     float *o7 = xmalloc(sizeof(float) * (size_t)(n * n_tok));
                     dev_download(o7, d_o, sizeof(float) * (size_t)(n * n_tok));
-                    greta_gpu_matvec_set_shapes(0);
+                    greta_gpu_set_decode_table(0);
                     EXPECT_OK(greta_gpu_matvec_a16_glu(NULL, d_a, ld_a, k, n_tok, &g, &u, d_o, n, &err));
                     float *o6 = xmalloc(sizeof(float) * (size_t)(n * n_tok));
                     dev_download(o6, d_o, sizeof(float) * (size_t)(n * n_tok));
@@ -586,7 +588,7 @@ static void test_matvec_f32_fusions(void **state)
             if (a16) { /* the same fusion but the norm (done before quantizing) */
                 greta_gpu_mv_fuse fa = f;
                 fa.norm_w = NULL;
-                assert_int_equal(greta_gpu_matvec_set_shapes(1), 1);
+                assert_int_equal(greta_gpu_set_decode_table(1), 1);
                 EXPECT_OK(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[1], 3, 0, &fa, &err));
                 const void *src[5] = {y[1][0], y[1][1], y[1][2], kc[1], vc[1]};
                 for (int i = 0; i < 5; i++) {
@@ -595,7 +597,7 @@ static void test_matvec_f32_fusions(void **state)
                 }
                 EXPECT_OK(greta_gpu_memset(kc[1], 0, v7_bytes[3], NULL, &err));
                 EXPECT_OK(greta_gpu_memset(vc[1], 0, v7_bytes[4], NULL, &err));
-                assert_int_equal(greta_gpu_matvec_set_shapes(0), 0);
+                assert_int_equal(greta_gpu_set_decode_table(0), 0);
                 EXPECT_OK(greta_gpu_matvec_a16(NULL, d_a, ld_a, dim, n_tok, m[1], 3, 0, &fa, &err));
                 const void *now[5] = {y[1][0], y[1][1], y[1][2], kc[1], vc[1]};
                 for (int i = 0; i < 5; i++) {
@@ -714,12 +716,16 @@ static void test_attention_decode(void **state)
             float *d_o[2] = {dev_alloc(sizeof(float) * (size_t)qn), dev_alloc(sizeof(float) * (size_t)qn)};
             EXPECT_OK(greta_gpu_attention(NULL, d_q, nh * hd, d_k, d_v, kv, d_pos, d_seq, n_tok, nh, nkv, hd, n_ctx,
                                           split, d_part, d_o[0], nh * hd, &err));
-            float *a = xmalloc(sizeof(float) * (size_t)qn), *b = xmalloc(sizeof(float) * (size_t)qn);
+            float *a = xmalloc(sizeof(float) * (size_t)qn), *b = xmalloc(sizeof(float) * (size_t)qn),
+                  *b0 = xmalloc(sizeof(float) * (size_t)qn);
             dev_download(a, d_o[0], sizeof(float) * (size_t)qn);
             /* the split kernel, then one block per (token, head) */
             for (int one = 0; one < 2; one++) {
-                /* twice each: the split counters must be back at zero after a launch */
+                /* twice each: the split counters must be back at zero after a
+                 * launch; with decode tables 0 and 1 (the prefetch before the
+                 * wait): the same bits */
                 for (int rep = 0; rep < 2; rep++) {
+                    assert_int_equal(greta_gpu_set_decode_table(rep), rep);
                     EXPECT_OK(greta_gpu_memset(d_o[1], 0xff, sizeof(float) * (size_t)qn, NULL, &err));
                     EXPECT_OK(greta_gpu_attention_decode(NULL, d_q, nh * hd, d_k, d_v, kv, d_pos, d_seq, n_tok, nh,
                                                          nkv, hd, n_ctx, one ? 1 : split, one, d_part, d_o[1],
@@ -729,9 +735,14 @@ static void test_attention_decode(void **state)
                     snprintf(what, sizeof what, "attention_decode%s hd %d heads %d/%d ctx %d split %d %s",
                              one ? " one block" : "", hd, nh, nkv, n_ctx, split, kvt ? "f32" : "f16");
                     expect_close(a, b, qn, 1e-5, what);
+                    if (rep == 0)
+                        memcpy(b0, b, sizeof(float) * (size_t)qn);
+                    else
+                        assert_memory_equal(b0, b, sizeof(float) * (size_t)qn);
                 }
+                greta_gpu_set_decode_table(0);
             }
-            free(a), free(b), free(q), free(kc), free(vc);
+            free(a), free(b), free(b0), free(q), free(kc), free(vc);
             greta_gpu_free(d_k), greta_gpu_free(d_v), greta_gpu_free(d_q), greta_gpu_free(d_pos);
             greta_gpu_free(d_seq), greta_gpu_free(d_part), greta_gpu_free(d_o[0]), greta_gpu_free(d_o[1]);
         }

@@ -1,7 +1,6 @@
 /* attn-bench.cu - GB/s of the decode attention (kernels/gpu/attention.cuh)
  * on the Llama-2-7B shape at a long context, for launch-shape variants
- * (threads, positions in flight per group, double-buffered turns) and
- * split counts, against a kernel that only reads the same bytes. Not a
+ * (threads, positions in flight per group) and split counts, against a kernel that only reads the same bytes. Not a
  * test: it prints numbers for choosing the library's constants.
  *
  *   attn-bench [ITERS] [CONTEXT]   (defaults 200 launches, 4096 positions)
@@ -33,9 +32,9 @@
 
 typedef void (*launch_fn)(const dec_args &A);
 
-template <int THREADS, int U, bool PIPE, bool PREF> static void launch(const dec_args &A)
+template <int THREADS, int U> static void launch(const dec_args &A)
 {
-    attention_dec_kernel<uint16_t, HD / 8, THREADS, U, PIPE, PREF>
+    attention_dec_kernel<uint16_t, HD / 8, THREADS, U, false>
         <<<dim3(HEADS, 1, A.n_split), THREADS>>>(A);
 }
 
@@ -94,9 +93,7 @@ int main(int argc, char **argv)
     }
     const int32_t n_ctx = ctx + 33;
     const variant variants[] = {
-        {"128x4", launch<128, 4, false, false>},         {"128x4 pipe", launch<128, 4, true, false>},
-        {"128x2 pipe", launch<128, 2, true, false>},     {"128x8", launch<128, 8, false, false>},
-        {"256x4 pipe", launch<256, 4, true, false>},     {"128x4 pipe+pref", launch<128, 4, true, true>},
+        {"128x4", launch<128, 4>}, {"128x2", launch<128, 2>}, {"128x8", launch<128, 8>}, {"256x4", launch<256, 4>},
     };
     const int splits[] = {8, 12, 17, 24, 33};
     cudaDeviceProp prop;

@@ -221,7 +221,8 @@ int main(int argc, char **argv)
     };
     /* R: rows per group (gate + up: R/2 of each); the library's: R8 minB4 */
     const variant variants[] = {
-        {"R8 minB3", launch_mv<8, 3>},
+        {"R8 minB3", launch_mv<8, 3>}, {"R8 minB2", launch_mv<8, 2>}, {"R4 minB4", launch_mv<4, 4>},
+        {"R4 minB3", launch_mv<4, 3>}, {"R4 minB2", launch_mv<4, 2>},
         {"a16 R8 minB3", launch_a16<8, 3>}, {"a16 R8 minB4", launch_a16<8, 4>}, {"a16 R8 minB5", launch_a16<8, 5>},
         {"a16 R4 minB6", launch_a16<4, 6>}, {"a16 R4 minB8", launch_a16<4, 8>}, {"a16 R16 minB2", launch_a16<16, 2>},
         {"loads only", launch_loads_only}, {"read only", launch_stream},
