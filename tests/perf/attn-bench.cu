@@ -15,16 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BENCH_NAME "attn-bench"
 #include "kernels/gpu/attention.cuh"
+#include "tests/perf/bench_util.cuh"
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            fprintf(stderr, "attn-bench: %s: %s\n", #call, cudaGetErrorString(e_));     \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
 
 #define LAYERS 4
 #define HEADS 32
@@ -36,26 +30,6 @@ template <int THREADS, int U> static void launch(const dec_args &A)
 {
     attention_dec_kernel<uint16_t, HD / 8, THREADS, U, false>
         <<<dim3(HEADS, 1, A.n_split), THREADS>>>(A);
-}
-
-/* The floor: the same bytes, 16-byte loads, 4 in flight per thread. */
-__global__ void stream_kernel(const uint4 *__restrict__ a, const uint4 *__restrict__ b, int64_t n, float *y)
-{
-    uint32_t acc = 0;
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < 2 * n; i += 4 * stride) {
-        uint4 v[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int64_t e = i + j * stride;
-            v[j] = e < n ? a[e] : e < 2 * n ? b[e - n] : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
-    }
-    if (acc == 0x9e3779b9u)
-        y[0] = 1.0f;
 }
 
 typedef struct variant {
@@ -139,9 +113,6 @@ int main(int argc, char **argv)
         CK(cudaMemcpy(ints, hi, sizeof hi, cudaMemcpyHostToDevice));
     }
     const double bytes = 2.0 * HEADS * ctx * HD * sizeof(uint16_t);
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     printf("| variant |");
     for (size_t s = 0; s < sizeof splits / sizeof *splits; s++)
         printf(" %d splits us (GB/s) |", splits[s]);
@@ -164,21 +135,15 @@ int main(int argc, char **argv)
                 for (int i = 0; i < HEADS * HD; i++)
                     diff = fmaxf(diff, fabsf(a[i] - b[i]));
             }
-            for (int i = 0; i < 8; i++) { /* warm-up */
+            const auto go = [&](int i) {
                 A.kc = kc[i % LAYERS], A.vc = vc[i % LAYERS];
                 variants[v].fn(A);
-            }
-            CK(cudaEventRecord(e0));
-            for (int i = 0; i < iters; i++) {
-                A.kc = kc[i % LAYERS], A.vc = vc[i % LAYERS];
-                variants[v].fn(A);
-            }
-            CK(cudaEventRecord(e1));
-            CK(cudaEventSynchronize(e1));
-            CK(cudaGetLastError());
-            float ms = 0;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            const double us = ms * 1e3 / iters;
+            };
+            for (int i = 0; i < 8; i++) /* warm-up */
+                go(i);
+            double us;
+            if (time_launches(iters, go, &us))
+                return 1;
             printf(" %.1f (%.0f) |", us, bytes / (us * 1e-6) / 1e9);
         }
         printf(" %.2e |\n", diff);
@@ -186,16 +151,15 @@ int main(int argc, char **argv)
     }
     /* the floor, one launch per layer's K and V */
     const int64_t n16 = (int64_t)(bytes / 2 / 16);
-    CK(cudaEventRecord(e0));
-    for (int i = 0; i < iters; i++)
-        stream_kernel<<<prop.multiProcessorCount * 8, 256>>>((const uint4 *)kc[i % LAYERS], (const uint4 *)vc[i % LAYERS],
-                                                            n16, y);
-    CK(cudaEventRecord(e1));
-    CK(cudaEventSynchronize(e1));
-    CK(cudaGetLastError());
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, e0, e1));
-    const double us = ms * 1e3 / iters;
+    double us;
+    if (time_launches(
+            iters,
+            [&](int i) {
+                stream_kernel<<<prop.multiProcessorCount * 8, 256>>>((const uint4 *)kc[i % LAYERS], n16,
+                                                                    (const uint4 *)vc[i % LAYERS], n16, y);
+            },
+            &us))
+        return 1;
     printf("| read only | %.1f (%.0f) |\n", us, bytes / (us * 1e-6) / 1e9);
     return 0;
 }

@@ -15,16 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define BENCH_NAME "gemv-bench"
 #include "kernels/gpu/matvec_f32.cuh"
+#include "tests/perf/bench_util.cuh"
 
-#define CK(call)                                                                        \
-    do {                                                                                \
-        cudaError_t e_ = (call);                                                        \
-        if (e_ != cudaSuccess) {                                                        \
-            fprintf(stderr, "gemv-bench: %s: %s\n", #call, cudaGetErrorString(e_));     \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
 
 #define COPIES 8
 
@@ -167,30 +161,9 @@ static bool launch_a16(const uint8_t *w, const uint8_t *w2, const shape *s, cons
     return true;
 }
 
-/* The practical floor for reading a shape's weights in one launch: every
- * byte once with 16-byte loads, 4 in flight per thread, nothing computed. */
-__global__ void stream_kernel(const uint4 *__restrict__ a, int64_t na, const uint4 *__restrict__ b, int64_t nb,
-                              float *y)
-{
-    uint32_t acc = 0;
-    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < na + nb; i += 4 * stride) {
-        uint4 v[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const int64_t e = i + j * stride;
-            v[j] = e < na ? a[e] : e < na + nb ? b[e - na] : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int j = 0; j < 4; j++)
-            acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
-    }
-    if (acc == 0x9e3779b9u)
-        y[0] = 1.0f;
-}
-
 static int g_sms = 132;
 
+/* the read-only floor (bench_util.cuh) on a shape's bytes */
 static bool launch_stream(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
 {
     (void)x;
@@ -249,9 +222,6 @@ int main(int argc, char **argv)
         bench_quantize_a16<<<(unsigned)((a16_k[i] / 4 + 255) / 256), 256>>>(x, a16_k[i], g_a16[i]);
         CK(cudaGetLastError());
     }
-    cudaEvent_t e0, e1;
-    CK(cudaEventCreate(&e0));
-    CK(cudaEventCreate(&e1));
     printf("| shape | MB |");
     for (size_t v = 0; v < sizeof variants / sizeof *variants; v++)
         printf(" %s us (GB/s) |", variants[v].name);
@@ -276,17 +246,12 @@ int main(int argc, char **argv)
                 printf(" - |");
                 continue;
             }
+            const auto go = [&](int i) { variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y); };
             for (int i = 0; i < 8; i++) /* warm-up */
-                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y);
-            CK(cudaEventRecord(e0));
-            for (int i = 0; i < iters; i++)
-                variants[v].fn(w[i % COPIES][0], w[i % COPIES][nm - 1], s, x, y);
-            CK(cudaEventRecord(e1));
-            CK(cudaEventSynchronize(e1));
-            CK(cudaGetLastError());
-            float ms = 0;
-            CK(cudaEventElapsedTime(&ms, e0, e1));
-            const double us = ms * 1e3 / iters;
+                go(i);
+            double us;
+            if (time_launches(iters, go, &us))
+                return 1;
             printf(" %.1f (%.0f) |", us, (double)bytes * nm / (us * 1e-6) / 1e9);
         }
         printf("\n");
