@@ -74,6 +74,9 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
  *                            23.3 against 25.1; Q6_K keeps 3 (its units
  *                            need more registers: 4 spill).
  * One token; two tokens keep their budget of 2 blocks per SM. */
+#define MV3_QKV_ROWS 4       /* table 1: rows per group of the fused Q/K/V product */
+#define MV3_QKV_MIN_BLOCKS 6 /* table 1: its blocks per SM */
+#define MV3_GLU_Q4K_MIN_BLOCKS 4 /* table 1: blocks per SM of gate + up in Q4_K */
 
 /* Launched with gpu_launch_pdl: the blocks load their first weights while
  * the previous kernel of the stream finishes (gpu_port.h). */
@@ -176,7 +179,7 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
     const gpu_stream_t st = (gpu_stream_t)s;
     const bool narrow = A16 && greta_gpu_decode_table() >= 1 && A.cs; /* v7's Q/K/V shape for one token */
     const unsigned groups = (unsigned)mv3_ends(A, m, n_mat, MV3_ROWS),
-                   groups4 = narrow ? (unsigned)mv3_ends(A, m, n_mat, 4) : 0;
+                   groups_qkv = narrow ? (unsigned)mv3_ends(A, m, n_mat, MV3_QKV_ROWS) : 0;
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         mv3_args At = A;
         for (int i = 0; i < n_mat; i++)
@@ -188,8 +191,9 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
         }
         const void *xt = x_row<A16>(x, t0, ld_x);
         if (narrow && n_tok - t0 == 1) {
-            mv3_ends(At, m, n_mat, 4);
-            GPU_CHECK((mv3_go<1, 4, 6, A16>(st, groups4, At, xt, ld_x, k, accumulate)), err);
+            mv3_ends(At, m, n_mat, MV3_QKV_ROWS);
+            GPU_CHECK((mv3_go<1, MV3_QKV_ROWS, MV3_QKV_MIN_BLOCKS, A16>(st, groups_qkv, At, xt, ld_x, k, accumulate)),
+                      err);
         } else if (n_tok - t0 == 1 && k / 32 > MV3_BLOCK)
             GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS, A16>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else if (n_tok - t0 == 1)
@@ -261,8 +265,8 @@ static int glu_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
         const void *xt = x_row<A16>(x, t0, ld_x);
         float *ot = out + t0 * ld_out;
         if (n_tok - t0 == 1 && A16 && greta_gpu_decode_table() >= 1 && gate->type == GGML_TYPE_Q4_K)
-            GPU_CHECK((glu_go<1, MV3_GLU_ROWS, 4, A16>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x, k, g, eps, ot,
-                                                          ld_out)),
+            GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_GLU_Q4K_MIN_BLOCKS, A16>(st, groups, gate->type, wg, wu, rb, n, xt,
+                                                                               ld_x, k, g, eps, ot, ld_out)),
                       err);
         else if (n_tok - t0 == 1)
             GPU_CHECK((glu_go<1, MV3_GLU_ROWS, MV3_MIN_BLOCKS, A16>(st, groups, gate->type, wg, wu, rb, n, xt, ld_x,
