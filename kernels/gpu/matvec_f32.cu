@@ -178,8 +178,7 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
     }
     const gpu_stream_t st = (gpu_stream_t)s;
     const bool narrow = A16 && greta_gpu_decode_table() >= 1 && A.cs; /* v7's Q/K/V shape for one token */
-    const unsigned groups = (unsigned)mv3_ends(A, m, n_mat, MV3_ROWS),
-                   groups_qkv = narrow ? (unsigned)mv3_ends(A, m, n_mat, MV3_QKV_ROWS) : 0;
+    const unsigned groups = (unsigned)mv3_ends(A, m, n_mat, MV3_ROWS);
     for (int32_t t0 = 0; t0 < n_tok; t0 += MV3_NT) {
         mv3_args At = A;
         for (int i = 0; i < n_mat; i++)
@@ -190,8 +189,8 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
             At.seq = A.seq + t0;
         }
         const void *xt = x_row<A16>(x, t0, ld_x);
-        if (narrow && n_tok - t0 == 1) {
-            mv3_ends(At, m, n_mat, MV3_QKV_ROWS);
+        if (narrow && n_tok - t0 == 1) { /* A.end stays in MV3_ROWS groups for the other launches */
+            const unsigned groups_qkv = (unsigned)mv3_ends(At, m, n_mat, MV3_QKV_ROWS);
             GPU_CHECK((mv3_go<1, MV3_QKV_ROWS, MV3_QKV_MIN_BLOCKS, A16>(st, groups_qkv, At, xt, ld_x, k, accumulate)),
                       err);
         } else if (n_tok - t0 == 1 && k / 32 > MV3_BLOCK)
