@@ -247,7 +247,9 @@ struct dec_args {
 };
 
 /* L2 prefetches of the K and V rows of a group's first `turns` turns from
- * position j0 (those below end): the bytes dec_turn::load reads. */
+ * position j0 (those below end): the bytes dec_turn::load reads. A lane's
+ * 8 values (16 or 32 bytes, 32-byte aligned for fp32) lie in the one
+ * 32-byte sector a prefetch brings in. */
 template <typename KVT, int U, int SLOTS, int HD>
 __device__ __forceinline__ void dec_prefetch(const KVT *kb, const KVT *vb, int32_t j0, int32_t end, int turns)
 {
@@ -256,10 +258,6 @@ __device__ __forceinline__ void dec_prefetch(const KVT *kb, const KVT *vb, int32
         if (j < end) {
             gpu_prefetch_l2(kb + (int64_t)j * HD);
             gpu_prefetch_l2(vb + (int64_t)j * HD);
-            if (sizeof(KVT) == 4) { /* fp32 rows: 32 bytes per lane */
-                gpu_prefetch_l2(kb + (int64_t)j * HD + 4);
-                gpu_prefetch_l2(vb + (int64_t)j * HD + 4);
-            }
         }
     }
 }
