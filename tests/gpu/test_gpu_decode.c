@@ -907,6 +907,23 @@ static int greedy_run(const char *path, const cJSON *prompt, const greta_gpu_bac
     return 0;
 }
 
+/* GRETA_GPU_KERNELS=kernels (NULL: unset), the default options: the last
+ * logits equal `want` (vocab values). */
+static void expect_kernels_var(const char *path, const cJSON *prompt, const char *kernels, const float *want,
+                               int vocab)
+{
+    greta_error err = {0};
+    const greta_gpu_backend_opts dflt = {.kv_type = GRETA_GPU_KV_F16};
+    run_out e;
+    if (kernels)
+        setenv("GRETA_GPU_KERNELS", kernels, 1);
+    else
+        unsetenv("GRETA_GPU_KERNELS");
+    EXPECT_OK(greedy_run(path, prompt, &dflt, &e, &err));
+    assert_memory_equal(e.last, want, sizeof(float) * vocab);
+    free(e.last);
+}
+
 static void test_backend_settings(void **state)
 {
     GPU_OR_SKIP();
@@ -959,51 +976,28 @@ static void test_backend_settings(void **state)
     print_message("v5 vs v6 (a16 activations): max |d logit| %.3g\n", maxd6);
     assert_true(maxd6 > 0.0);
     assert_true(maxd6 < 1e-3 * (hi - lo));
-
-
     assert_true(maxd > 0.0);
     assert_true(maxd < 0.05 * (hi - lo));
     assert_true(maxd3 > 0.0);
     assert_true(maxd3 < 1e-4 * (hi - lo));
     /* the variables select the same as the options */
-    setenv("GRETA_GPU_KERNELS", "v1", 1);
     setenv("GRETA_GPU_GRAPH", "0", 1);
-    const greta_gpu_backend_opts dflt = {.kv_type = GRETA_GPU_KV_F16};
-    run_out e;
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
-    assert_memory_equal(e.last, r[1].last, sizeof(float) * vocab);
-    free(e.last);
-    setenv("GRETA_GPU_KERNELS", "v3", 1);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
-    assert_memory_equal(e.last, r[5].last, sizeof(float) * vocab);
-    free(e.last);
-    unsetenv("GRETA_GPU_KERNELS");
+    expect_kernels_var(model_path, prompt, "v1", r[1].last, vocab);
+    expect_kernels_var(model_path, prompt, "v3", r[5].last, vocab);
     unsetenv("GRETA_GPU_GRAPH");
     /* whether this GPU can launch early (NVIDIA sm_90+) */
     const int can_pdl = greta_gpu_set_pdl(1);
     greta_gpu_set_pdl(0);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err)); /* the default: v7, graph on */
-    assert_memory_equal(e.last, r[12].last, sizeof(float) * vocab);
+    expect_kernels_var(model_path, prompt, NULL, r[12].last, vocab); /* the default: v7, graph on */
     assert_int_equal(greta_gpu_pdl_enabled(), can_pdl);
     print_message("v4: programmatic dependent launch %s\n", can_pdl ? "on" : "not available (same kernels as v3)");
-    free(e.last);
-    setenv("GRETA_GPU_KERNELS", "v4", 1);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
-    assert_memory_equal(e.last, r[6].last, sizeof(float) * vocab);
-    free(e.last);
-    setenv("GRETA_GPU_KERNELS", "v3", 1);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
-    assert_memory_equal(e.last, r[4].last, sizeof(float) * vocab);
+    expect_kernels_var(model_path, prompt, "v4", r[6].last, vocab);
+    expect_kernels_var(model_path, prompt, "v3", r[4].last, vocab);
     assert_int_equal(greta_gpu_pdl_enabled(), 0);
-    free(e.last);
-    setenv("GRETA_GPU_KERNELS", "v6", 1);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
-    assert_memory_equal(e.last, r[10].last, sizeof(float) * vocab);
-    free(e.last);
-    setenv("GRETA_GPU_KERNELS", "v7", 1);
-    EXPECT_OK(greedy_run(model_path, prompt, &dflt, &e, &err));
-    assert_memory_equal(e.last, r[12].last, sizeof(float) * vocab);
-    free(e.last);
+    expect_kernels_var(model_path, prompt, "v6", r[10].last, vocab);
+    expect_kernels_var(model_path, prompt, "v7", r[12].last, vocab);
+    const greta_gpu_backend_opts dflt = {.kv_type = GRETA_GPU_KV_F16};
+    run_out e;
     setenv("GRETA_GPU_KERNELS", "v8", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
