@@ -409,15 +409,25 @@ static void test_concurrency(void **state)
     path_of(e1, sizeof e1, "c1.err");
     path_of(e8, sizeof e8, "c8.err");
     path_of(e16, sizeof e16, "c16.err");
-    write_jobs(in, 16, 24);
+    write_jobs(in, 16, 120); /* long enough that requests overlap on a loaded machine too */
     assert_int_equal(fe_run("%s batch %s -o %s --instance %s --concurrency 1 2>%s", GRETA_BIN, in, o1, g_instance, e1),
                      0);
     assert_int_equal(summary_max_batch(e1), 1);
     assert_int_equal(fe_worker_max_batch(g_instance), 1); /* one at a time: never a shared step */
-    assert_int_equal(fe_run("%s batch %s -o %s --instance %s --concurrency 8 2>%s", GRETA_BIN, in, o8, g_instance, e8),
-                     0);
-    int mb = summary_max_batch(e8), wmb = fe_worker_max_batch(g_instance);
-    fprintf(stderr, "concurrency 8: max batch %d seen by the client, %d by the worker\n", mb, wmb);
+    /* Whether two requests share a step depends on the scheduler: on a
+     * loaded 2-core machine one run in ten of 24-token jobs saw none (CI
+     * once did). With 120-token jobs none has been seen; a run that still
+     * shares no step is repeated, twice at most: batching that does not
+     * work fails all three. */
+    int mb = -1, wmb = -1;
+    for (int attempt = 0; attempt < 3 && mb < 2; attempt++) {
+        assert_int_equal(
+            fe_run("%s batch %s -o %s --instance %s --concurrency 8 2>%s", GRETA_BIN, in, o8, g_instance, e8), 0);
+        mb = summary_max_batch(e8);
+        wmb = fe_worker_max_batch(g_instance);
+        fprintf(stderr, "concurrency 8, run %d: max batch %d seen by the client, %d by the worker\n", attempt + 1, mb,
+                wmb);
+    }
     assert_true(mb >= 2 && mb <= 8);
     assert_true(wmb >= mb);
     same_answers(o1, o8, 16); /* decoding together changes no answer */
