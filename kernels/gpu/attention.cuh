@@ -124,7 +124,11 @@ __device__ inline void att_merge_slots(int n_slots, const float *sm_m, const flo
  * whole-warp reduction per position), and each group keeps its own online
  * softmax (m, l, acc[8] per lane) over positions start + slot, + SLOTS, ...
  * with DEC_U positions' K and V loads in flight. The groups merge in shared
- * memory as attention_kernel's warps do. */
+ * memory as attention_kernel's warps do. The template's DPL (dims per lane,
+ * 8 in the library) lets tests/perf/attn-bench.cu build 16 dims per lane
+ * (G = head_dim / 16: 3 shuffles per position instead of 4); on the H100 it
+ * was no faster in the engine (bench/results/
+ * 2026-11-27-gpu-h100-decode-experiments-0d85de2.txt). */
 #define DEC_U 4
 /* The one-block shape for short contexts (greta_gpu_attention_decode's
  * one_block): 256 threads, 8 positions per group in flight, so one turn
@@ -179,35 +183,57 @@ template <int G> __device__ inline float group_sum(float v)
     return v;
 }
 
+/* DPL values of a K or V row (DPL a multiple of 8): DPL / 8 kv8 loads. */
+template <typename KVT, int DPL> struct kvrow {
+    typename kv8<KVT>::raw r[DPL / 8];
+    __device__ __forceinline__ void load(const KVT *p)
+    {
+#pragma unroll
+        for (int c = 0; c < DPL / 8; c++)
+            r[c] = kv8<KVT>::load(p + 8 * c);
+    }
+    __device__ __forceinline__ void unpack(float (&v)[DPL]) const
+    {
+#pragma unroll
+        for (int c = 0; c < DPL / 8; c++) {
+            float t[8];
+            kv8<KVT>::unpack(r[c], t);
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+                v[8 * c + i] = t[i];
+        }
+    }
+};
+
 /* One turn of a group: the K and V rows of its U positions j0, j0 +
- * SLOTS, ... (those below end), loaded together. */
-template <typename KVT, int U> struct dec_turn {
-    typename kv8<KVT>::raw kr[U], vr[U];
+ * SLOTS, ... (those below end), loaded together; each lane DPL dims. */
+template <typename KVT, int U, int DPL> struct dec_turn {
+    kvrow<KVT, DPL> kr[U], vr[U];
     template <int SLOTS, int HD> __device__ __forceinline__ void load(const KVT *kb, const KVT *vb, int32_t j0, int32_t end)
     {
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int32_t j = j0 + u * SLOTS;
             if (j < end) {
-                kr[u] = kv8<KVT>::load(kb + (int64_t)j * HD);
-                vr[u] = kv8<KVT>::load(vb + (int64_t)j * HD);
+                kr[u].load(kb + (int64_t)j * HD);
+                vr[u].load(vb + (int64_t)j * HD);
             }
         }
     }
     /* the group's online softmax (m, l, acc) over the turn's positions;
      * every lane of the warp must call it (group shuffles) */
-    template <int G, int SLOTS> __device__ __forceinline__ void consume(int32_t j0, int32_t end, const float (&qv)[8],
+    template <int G, int SLOTS> __device__ __forceinline__ void consume(int32_t j0, int32_t end, const float (&qv)[DPL],
                                                                        float scale, float &m, float &l,
-                                                                       float (&acc)[8]) const
+                                                                       float (&acc)[DPL]) const
     {
         float s[U], mx = m;
 #pragma unroll
         for (int u = 0; u < U; u++) {
-            float kv[8], d = 0.0f;
+            float kv[DPL], d = 0.0f;
             if (j0 + u * SLOTS < end) {
-                kv8<KVT>::unpack(kr[u], kv);
+                kr[u].unpack(kv);
 #pragma unroll
-                for (int i = 0; i < 8; i++)
+                for (int i = 0; i < DPL; i++)
                     d += qv[i] * kv[i];
             }
             s[u] = group_sum<G>(d) * scale; /* every lane of the warp shuffles */
@@ -217,17 +243,17 @@ template <typename KVT, int U> struct dec_turn {
         const float corr = expf(m - mx);
         l *= corr;
 #pragma unroll
-        for (int i = 0; i < 8; i++)
+        for (int i = 0; i < DPL; i++)
             acc[i] *= corr;
 #pragma unroll
         for (int u = 0; u < U; u++) {
             if (j0 + u * SLOTS < end) {
                 const float e = expf(s[u] - mx);
-                float vv[8];
-                kv8<KVT>::unpack(vr[u], vv);
+                float vv[DPL];
+                vr[u].unpack(vv);
                 l += e;
 #pragma unroll
-                for (int i = 0; i < 8; i++)
+                for (int i = 0; i < DPL; i++)
                     acc[i] += e * vv[i];
             }
         }
@@ -248,24 +274,29 @@ struct dec_args {
 
 /* L2 prefetches of the K and V rows of a group's first `turns` turns from
  * position j0 (those below end): the bytes dec_turn::load reads. A lane's
- * 8 values (16 or 32 bytes, 32-byte aligned for fp32) lie in the one
- * 32-byte sector a prefetch brings in. */
-template <typename KVT, int U, int SLOTS, int HD>
+ * DPL values (DPL * sizeof(KVT) bytes, aligned to that size) lie in
+ * whole 32-byte sectors, one prefetch each (one for 8 fp16 values, which
+ * lie in one sector). */
+template <typename KVT, int U, int SLOTS, int HD, int DPL>
 __device__ __forceinline__ void dec_prefetch(const KVT *kb, const KVT *vb, int32_t j0, int32_t end, int turns)
 {
+    constexpr int SECT = (int)(DPL * sizeof(KVT) + 31) / 32, PER = 32 / (int)sizeof(KVT);
     for (int u = 0; u < U * turns; u++) {
         const int32_t j = j0 + u * SLOTS;
         if (j < end) {
-            gpu_prefetch_l2(kb + (int64_t)j * HD);
-            gpu_prefetch_l2(vb + (int64_t)j * HD);
+#pragma unroll
+            for (int c = 0; c < SECT; c++) {
+                gpu_prefetch_l2(kb + (int64_t)j * HD + c * PER);
+                gpu_prefetch_l2(vb + (int64_t)j * HD + c * PER);
+            }
         }
     }
 }
 
-template <typename KVT, int G, int THREADS, int U, bool PREF>
+template <typename KVT, int G, int THREADS, int U, bool PREF, int DPL = 8>
 __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_CONSTANT dec_args A)
 {
-    constexpr int HD = 8 * G, SLOTS = THREADS / G, STEP = SLOTS * U;
+    constexpr int HD = DPL * G, SLOTS = THREADS / G, STEP = SLOTS * U;
     __shared__ float sm_m[SLOTS], sm_l[SLOTS];
     __shared__ float sm_acc[SLOTS][HD];
     const KVT *kc = (const KVT *)A.kc, *vc = (const KVT *)A.vc;
@@ -282,7 +313,7 @@ __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_C
     const auto where = [&]() {
         p = A.pos[t], sq = A.seq[t];
         att_split_range(p, n_ctx, n_split, sp, start, end);
-        const int64_t base = kv_offset(sq, kvh, 0, gl * 8, n_kv_heads, n_ctx, HD);
+        const int64_t base = kv_offset(sq, kvh, 0, gl * DPL, n_kv_heads, n_ctx, HD);
         kb = kc + base, vb = vc + base;
     };
     if (PREF) {
@@ -292,7 +323,7 @@ __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_C
          * hint (the previous kernel may be writing one of them: the loads
          * after the wait see its writes, as L2 is where they land) */
         where();
-        dec_prefetch<KVT, U, SLOTS, HD>(kb, vb, start + wslot0 + off, end, DEC_PREF_TURNS);
+        dec_prefetch<KVT, U, SLOTS, HD, DPL>(kb, vb, start + wslot0 + off, end, DEC_PREF_TURNS);
     }
     gpu_pdl_wait(); /* launched with gpu_launch_pdl: q and the cache come from the previous kernel (so not
                        __restrict__: the compiler must not move their loads above the wait) */
@@ -300,16 +331,16 @@ __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_C
     if (!PREF)
         where();
     const float scale = 1.0f / sqrtf((float)HD);
-    float qv[8], acc[8];
-    const float *qt = A.q + (int64_t)t * A.ld_q + (int64_t)h * HD + gl * 8;
+    float qv[DPL], acc[DPL];
+    const float *qt = A.q + (int64_t)t * A.ld_q + (int64_t)h * HD + gl * DPL;
 #pragma unroll
-    for (int i = 0; i < 8; i++) {
+    for (int i = 0; i < DPL; i++) {
         qv[i] = qt[i];
         acc[i] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
     for (int32_t jw = start + wslot0; jw < end; jw += STEP) {
-        dec_turn<KVT, U> a;
+        dec_turn<KVT, U, DPL> a;
         a.template load<SLOTS, HD>(kb, vb, jw + off, end);
         a.template consume<G, SLOTS>(jw + off, end, qv, scale, m, l, acc);
     }
@@ -318,8 +349,8 @@ __global__ void __launch_bounds__(THREADS) attention_dec_kernel(const GPU_GRID_C
         sm_l[slot] = l;
     }
 #pragma unroll
-    for (int i = 0; i < 8; i++)
-        sm_acc[slot][gl * 8 + i] = acc[i];
+    for (int i = 0; i < DPL; i++)
+        sm_acc[slot][gl * DPL + i] = acc[i];
     __syncthreads();
     att_merge_slots(SLOTS, sm_m, sm_l, &sm_acc[0][0], HD, HD, t, h, sp, n_heads, n_split, A.partial, A.out,
                     A.ld_out);

@@ -32,6 +32,12 @@ template <int THREADS, int U> static void launch(const dec_args &A)
         <<<dim3(HEADS, 1, A.n_split), THREADS>>>(A);
 }
 
+template <int THREADS, int U> static void launch16(const dec_args &A)
+{
+    attention_dec_kernel<uint16_t, HD / 16, THREADS, U, false, 16>
+        <<<dim3(HEADS, 1, A.n_split), THREADS>>>(A);
+}
+
 typedef struct variant {
     const char *name;
     launch_fn fn;
@@ -67,9 +73,11 @@ int main(int argc, char **argv)
     }
     const int32_t n_ctx = ctx + 33;
     const variant variants[] = {
-        {"128x4", launch<128, 4>}, {"128x2", launch<128, 2>}, {"128x8", launch<128, 8>}, {"256x4", launch<256, 4>},
+        {"128x4", launch<128, 4>},          {"128x2", launch<128, 2>},          {"128x8", launch<128, 8>},
+        {"128x2 16/lane", launch16<128, 2>}, {"128x4 16/lane", launch16<128, 4>}, {"256x2 16/lane", launch16<256, 2>},
+        {"64x4 16/lane", launch16<64, 4>},
     };
-    const int splits[] = {8, 12, 17, 24, 33};
+    const int splits[] = {12, 16, 17, 22, 33};
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("attn-bench: %s, %d SMs, context %d, %d heads x %d, fp16 cache, %d launches per cell\n", prop.name,
