@@ -218,17 +218,41 @@ static void hold(int pid, int64_t end)
         sched_yield();
 }
 
+/* How often a test tries to strike a request mid-generation (freeze_at)
+ * before it gives up: each try that misses still checks the request's
+ * output. On a 2-core machine running four tests and four busy loops a
+ * missed try came about one in two (the test thread waits tens of
+ * milliseconds for a CPU while the held process runs). */
+#define FREEZE_ATTEMPTS 20
+
+/* The process freeze_at holds: `stop`, or (0) the gpu-worker. */
+static int freeze_pid(greta_shm *shm, int stop)
+{
+    return stop ? stop : atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
+}
+
+/* Holds freeze_at's process before the request is submitted, so that it
+ * cannot run the whole request while a busy machine keeps the test from
+ * looking (CI saw eight attempts in a row finish unseen); freeze_at then
+ * lets it run in short steps. */
+static void freeze_before(greta_shm *shm, int stop)
+{
+    hold(freeze_pid(shm, stop), now_ms() + 30000);
+}
+
 /* Stops process `stop` (0: the gpu-worker, which freezes the pipeline so the
  * request cannot finish while the test strikes) once request rid has
  * generated at least k tokens, and returns the count; thaw() resumes the
- * gpu-worker. The process is held from the start and let run in short steps
- * (SIGCONT, a little while, SIGSTOP), and the test looks only while it is
- * held: how late a busy machine lets the test look does not matter, and a
- * fast build cannot finish the request unseen. Returns 0 (running again) when
- * the request still finished first (a step ran long); the caller tries again. */
+ * gpu-worker. The process is held from the start (from before the request
+ * was submitted when the caller used freeze_before) and let run in short
+ * steps (SIGCONT, a little while, SIGSTOP), and the test looks only while
+ * it is held: how late a busy machine lets the test look does not matter,
+ * and a fast build cannot finish the request unseen. Returns 0 (running
+ * again) when the request still finished first (a step ran long); the
+ * caller tries again. */
 static uint32_t freeze_at(greta_shm *shm, uint64_t rid, uint32_t k, int stop, int (*gone)(void *), void *ctx)
 {
-    int spid = stop ? stop : atomic_load(&greta_shm_stage_at(shm, GRETA_STAGE_WORKER)->pid);
+    int spid = freeze_pid(shm, stop);
     int64_t end = now_ms() + 30000;
     int slot = -1;
     uint32_t g = 0, last = 0;
@@ -252,8 +276,12 @@ static uint32_t freeze_at(greta_shm *shm, uint64_t rid, uint32_t k, int stop, in
                 return g;
         }
         assert_true(now_ms() < end);
-        /* one step; longer while nothing moves (a slow build), short again once it does */
-        step_us = g > last ? 200 : step_us < 20000 ? step_us * 2 : step_us;
+        /* one step; longer while the request's tokens do not move (a slow
+         * build), short again once they do, and short while the request is
+         * not in a slot yet (it is on its way through the tokenizer, which
+         * is not held: a long step then would let the worker run through
+         * it unseen once it arrives) */
+        step_us = slot < 0 || g > last ? 200 : step_us < 20000 ? step_us * 2 : step_us;
         last = g;
         kill(spid, SIGCONT);
         run_window(step_us);
@@ -581,8 +609,9 @@ static void restart_case(int victim)
                               : atomic_load(&greta_shm_hdr(shm)->owner_pid);
         uint32_t k = 0, at = 0;
         gen_job j;
-        for (int attempt = 0; attempt < 8 && !at; attempt++) {
+        for (int attempt = 0; attempt < FREEZE_ATTEMPTS && !at; attempt++) {
             k = random_step(10, 150 / (attempt + 1) + 10);
+            freeze_before(shm, 0);
             gen_start(&j, "", N_GEN, seeded ? 0.8f : 0.0f, seeded ? SEED : 0);
             if (!(at = freeze_at(shm, j.rid, k, 0, job_gone, &j))) {
                 gen_join(&j);
@@ -660,8 +689,9 @@ static void test_restart_client(void **state)
         pid_t pid = 0;
         uint32_t k = 0, at = 0;
         int st;
-        for (int attempt = 0; attempt < 8 && !at; attempt++) {
+        for (int attempt = 0; attempt < FREEZE_ATTEMPTS && !at; attempt++) {
             unlink(journal);
+            freeze_before(shm, 0);
             pid = fork();
             if (pid == 0) {
                 execv(argv[0], (char *const *)argv);
@@ -748,7 +778,8 @@ static void test_hang(void **state)
         /* the victim itself is stopped mid-request (no other stage is ever
          * stopped: on a loaded machine a freeze of another stage could
          * outlast the 1 s hang timeout and be taken for a hang too) */
-        for (int attempt = 0; attempt < 8 && !at; attempt++) {
+        for (int attempt = 0; attempt < FREEZE_ATTEMPTS && !at; attempt++) {
+            freeze_before(shm, pid);
             gen_start(&j, "", N_GEN, 0.8f, SEED);
             if (!(at = freeze_at(shm, j.rid, random_step(10, 150 / (attempt + 1) + 10), pid, job_gone, &j))) {
                 gen_join(&j);
