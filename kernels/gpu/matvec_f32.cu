@@ -21,13 +21,14 @@ static int mv3_check_x(const float *x, int64_t ld_x, int64_t k, int32_t n_tok, g
     return 0;
 }
 
-static int mv3_check_mat(const greta_gpu_mv_mat *m, int64_t k, int32_t n_tok, int need_y, greta_error *err)
+static int mv3_check_mat(const char *what, const greta_gpu_mv_mat *m, int64_t k, int32_t n_tok, int need_y,
+                         greta_error *err)
 {
     if (!greta_gpu_matvec_f32_supported(m->type, k))
-        return greta_error_set(err, GRETA_ERR_UNSUPPORTED, "matvec_f32: no kernel for %s at row length %lld",
+        return greta_error_set(err, GRETA_ERR_UNSUPPORTED, "%s: no kernel for %s at row length %lld", what,
                                ggml_type_name(m->type), (long long)k);
     if (!m->w || m->n <= 0 || (need_y && (!m->y || (n_tok > 1 && m->ld_y < m->n))))
-        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: bad matrix (%lld rows, ld_y %lld)",
+        return greta_error_set(err, GRETA_ERR_INVALID, "%s: bad matrix (%lld rows, ld_y %lld)", what,
                                (long long)m->n, (long long)m->ld_y);
     return 0;
 }
@@ -35,7 +36,8 @@ static int mv3_check_mat(const greta_gpu_mv_mat *m, int64_t k, int32_t n_tok, in
 
 /* The fusion arguments of one call; 0 or a GRETA_ERR_INVALID naming what
  * is wrong. */
-static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m, int n_mat, greta_error *err)
+static int mv3_check_fuse(const char *what, const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m, int n_mat,
+                          greta_error *err)
 {
     if (!f || !f->cs)
         return 0;
@@ -45,9 +47,9 @@ static int mv3_check_fuse(const greta_gpu_mv_fuse *f, const greta_gpu_mv_mat *m,
         m[1].n != kv_n || m[2].n != kv_n || !f->d_pos || !f->d_seq || !f->k_cache || !f->v_cache ||
         (f->kv != GRETA_GPU_KV_F16 && f->kv != GRETA_GPU_KV_F32))
         return greta_error_set(err, GRETA_ERR_INVALID,
-                               "matvec_f32: bad Q/K/V fusion (%d matrices of %lld, %lld, %lld rows; head_dim %d, "
+                               "%s: bad Q/K/V fusion (%d matrices of %lld, %lld, %lld rows; head_dim %d, "
                                "rope_dim %d, kv heads %d, n_ctx %d)",
-                               n_mat, (long long)m[0].n, (long long)(n_mat > 1 ? m[1].n : 0),
+                               what, n_mat, (long long)m[0].n, (long long)(n_mat > 1 ? m[1].n : 0),
                                (long long)(n_mat > 2 ? m[2].n : 0), f->head_dim, f->rope_dim, f->n_kv_heads,
                                f->n_ctx);
     return 0;
@@ -140,13 +142,14 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
                    const greta_gpu_mv_mat *m, int n_mat, int accumulate, const greta_gpu_mv_fuse *fuse,
                    greta_error *err)
 {
+    const char *what = A16 ? "matvec_a16" : "matvec_f32";
     int rc;
     if (!m || n_mat < 1 || n_mat > MV3_MAX_MATS)
-        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32: %d matrices (1..%d)", n_mat, MV3_MAX_MATS);
+        return greta_error_set(err, GRETA_ERR_INVALID, "%s: %d matrices (1..%d)", what, n_mat, MV3_MAX_MATS);
     mv3_args A;
     memset(&A, 0, sizeof A);
     for (int i = 0; i < n_mat; i++) {
-        if ((rc = mv3_check_mat(&m[i], k, n_tok, 1, err)))
+        if ((rc = mv3_check_mat(what, &m[i], k, n_tok, 1, err)))
             return rc;
         A.w[i] = (const uint8_t *)m[i].w;
         A.y[i] = m[i].y;
@@ -155,7 +158,7 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
         A.type[i] = m[i].type;
         A.row_bytes[i] = (int64_t)ggml_row_bytes(m[i].type, (uint64_t)k);
     }
-    if ((rc = mv3_check_fuse(fuse, m, n_mat, err)))
+    if ((rc = mv3_check_fuse(what, fuse, m, n_mat, err)))
         return rc;
     if (A16 && fuse && fuse->norm_w)
         return greta_error_set(err, GRETA_ERR_INVALID, "matvec_a16: the activations are normalized already");
@@ -240,18 +243,19 @@ static int glu_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
                    const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, const greta_gpu_mv_fuse *fuse,
                    float *out, int64_t ld_out, greta_error *err)
 {
+    const char *what = A16 ? "matvec_a16_glu" : "matvec_f32_glu";
     int rc;
     if (!gate || !up || !out)
-        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: missing gate, up or output");
-    if ((rc = mv3_check_mat(gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(up, k, n_tok, 0, err)))
+        return greta_error_set(err, GRETA_ERR_INVALID, "%s: missing gate, up or output", what);
+    if ((rc = mv3_check_mat(what, gate, k, n_tok, 0, err)) || (rc = mv3_check_mat(what, up, k, n_tok, 0, err)))
         return rc;
     if (gate->type != up->type || gate->n != up->n || (n_tok > 1 && ld_out < gate->n))
         return greta_error_set(err, GRETA_ERR_INVALID,
-                               "matvec_f32_glu: gate (%s, %lld rows) and up (%s, %lld rows) must match, ld_out %lld",
+                               "%s: gate (%s, %lld rows) and up (%s, %lld rows) must match, ld_out %lld", what,
                                ggml_type_name(gate->type), (long long)gate->n, ggml_type_name(up->type),
                                (long long)up->n, (long long)ld_out);
     if (fuse && (fuse->cs || (A16 && fuse->norm_w)))
-        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_f32_glu: the %s does not apply",
+        return greta_error_set(err, GRETA_ERR_INVALID, "%s: the %s does not apply", what,
                                fuse->cs ? "Q/K/V fusion" : "fused RMSNorm (a16 activations are normalized)");
     const int64_t rb = (int64_t)ggml_row_bytes(gate->type, (uint64_t)k);
     const gpu_stream_t st = (gpu_stream_t)s;

@@ -851,9 +851,17 @@ static void test_bad_arguments(void **state)
     m[0].type = GGML_TYPE_F16;
     assert_int_equal(greta_gpu_matvec_q8(NULL, d, 256, 1, m, 1, 0, &err), GRETA_ERR_UNSUPPORTED);
     assert_non_null(strstr(err.msg, "F16"));
+    /* the a16 entry points name themselves (a16 rows of 256 values: 640 bytes) */
+    assert_int_equal(greta_gpu_matvec_a16(NULL, d, 640, 256, 1, m, 1, 0, NULL, &err), GRETA_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "matvec_a16: no kernel for F16"));
     m[0].type = GGML_TYPE_Q4_K;
     m[1].n = 5;
     assert_int_equal(greta_gpu_matvec_q8_glu(NULL, d, 256, 1, &m[0], &m[1], d, 8, &err), GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_matvec_a16_glu(NULL, d, 640, 256, 1, &m[0], &m[1], d, 8, &err), GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "matvec_a16_glu: gate"));
+    assert_int_equal(greta_gpu_matvec_f32_glu(NULL, d, 256, 256, 1, &m[0], &m[1], NULL, d, 8, &err),
+                     GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "matvec_f32_glu: gate"));
     greta_gpu_free(d);
 }
 
