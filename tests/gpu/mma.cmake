@@ -10,6 +10,10 @@
 #                    launch-shape variants on the 7B shapes (issue 7)
 #   attn-bench       (CUDA only, not a test) GB/s of the decode attention
 #                    variants at a long context, 7B shape (issue 7)
+#   chain-bench      (CUDA only, not a test) what the ~226 stage boundaries
+#                    of a 7B decode step cost on the weight bytes alone:
+#                    PDL launches in a graph against one persistent kernel
+#                    with grid barriers, against the read-only floor (issue 7)
 #   libgreta-kernel-trace.so (CUDA only, a developer tool) every kernel's
 #                    start and end through CUPTI, graph replays included;
 #                    checked by tests/gpu/test-kernel-trace.sh (run-gpu-tests.sh)
@@ -42,6 +46,12 @@ if(GRETA_GPU STREQUAL "cuda")
   target_compile_options(attn-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
     $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
   target_include_directories(attn-bench PRIVATE ${CMAKE_SOURCE_DIR})
+  # chain-bench (not a test): stage boundaries of a decode step, launched or persistent (issue 7)
+  add_executable(chain-bench ${CMAKE_SOURCE_DIR}/tests/perf/chain-bench.cu)
+  set_target_properties(chain-bench PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON COMPILE_OPTIONS "")
+  target_compile_options(chain-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
+    $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
+  target_include_directories(chain-bench PRIVATE ${CMAKE_SOURCE_DIR})
   # libgreta-kernel-trace.so (a developer tool): a CUPTI injection library
   # that times every kernel of a run, graph replays included (issue 7);
   # tests/gpu/test-kernel-trace.sh checks it on the GPU machine
