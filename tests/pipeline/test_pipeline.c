@@ -233,8 +233,8 @@ static int freeze_pid(greta_shm *shm, int stop)
 
 /* Holds freeze_at's process before the request is submitted, so that it
  * cannot run the whole request while a busy machine keeps the test from
- * looking (CI saw eight attempts in a row finish unseen); freeze_at then
- * lets it run in short steps. */
+ * looking (a loaded 2-core machine saw eight attempts in a row finish
+ * unseen); freeze_at then lets it run in short steps. */
 static void freeze_before(greta_shm *shm, int stop)
 {
     hold(freeze_pid(shm, stop), now_ms() + 30000);
