@@ -27,6 +27,12 @@
  * block whatever the warp width (4 warps of 32, 2 wavefronts of 64), R rows
  * per block (MV3_ROWS; MV3_GLU_ROWS of gate and of up), one block per row
  * group; the register budget is set for MV3_MIN_BLOCKS blocks per SM/CU.
+ * The second argument of __launch_bounds__ means another thing on HIP:
+ * the minimum waves per SIMD (amd_hip_runtime.h maps it to
+ * amdgpu_waves_per_eu), not blocks per CU. The budget per thread comes out
+ * the same, 512 / MINB registers: 65536 / (128 threads x MINB blocks) on
+ * an NVIDIA SM, 512 VGPRs / MINB waves on a gfx942 SIMD (at most 256
+ * architectural ones); a CU then holds up to 2 x MINB blocks of two waves.
  */
 #ifndef GRETA_GPU_MATVEC_F32_CUH
 #define GRETA_GPU_MATVEC_F32_CUH
