@@ -9,7 +9,9 @@
 # benchmarks decode with the issue-5 path (GRETA_GPU_KERNELS=v1
 # GRETA_GPU_GRAPH=0), v1 with the graph, v6 (the previous default) and v7
 # (the default) in the same run, then runs the 7B parity (fp16 KV cache,
-# the limits of gpu-machine-run.sh) with v1 and v7.
+# the limits of gpu-machine-run.sh) with v1 and v7, and chain-bench (the
+# cost of a decode step's stage boundaries, launched or persistent) where
+# the build has it.
 # GRETA_GPU_PREFILL set by the caller applies to every step. Writes OUT_DIR/summary.txt,
 # the bench JSON files and OUT_DIR/logs.tar.gz.
 set -uo pipefail
@@ -67,6 +69,10 @@ if [ -f "$model7b" ]; then
       --max-kl 1e-4 --json "$out/parity-7b-$k.json"
     grep -h "positions:\|PASS\|FAIL" "$logs/parity-7b-$k.log" >>"$summary"
   done
+fi
+if [ -x "$repo/$build/bin/chain-bench" ]; then
+  step chain-bench 60 "$repo/$build/bin/chain-bench" 20 32
+  grep -E "^\||^chain-bench" "$logs/chain-bench.log" >>"$summary"
 fi
 note "decode-machine-run: $failed step(s) failed"
 tar czf "$out/logs.tar.gz" -C "$out" logs && rm -rf "$logs"
