@@ -2,7 +2,8 @@
 # The kernel trace (tests/perf/kernel-trace.c, CUDA builds with CUPTI): a
 # short greta bench on stories260K with the injection library records every
 # kernel into GRETA_KERNEL_TRACE (a CSV with start < end on every row, as
-# many rows as the table's first line counts), GRETA_KERNEL_TRACE_SKIP=N
+# many rows as the table's first line counts, and the table's exclusive
+# times add up to its span), GRETA_KERNEL_TRACE_SKIP=N
 # leaves the first N kernels out of the table (not out of the CSV), and an
 # empty GRETA_KERNEL_TRACE writes no file.
 #
@@ -22,6 +23,10 @@ bench() { # OUT_CSV SKIP -> stderr in $tmp/err
     >"$tmp/out" 2>"$tmp/err" || { cat "$tmp/err"; fail "greta bench with the trace library"; }
 }
 counted() { sed -n 's/^kernel-trace: \([0-9]*\) kernels.*/\1/p' "$tmp/err"; }
+excl_ok() { # the table's exclusive times add up to its span (each row rounded to 0.1 us)
+  awk '/^kernel-trace: /{span = $5} /^kernel +count/{t = 1; next} t && NF >= 7 && $NF ~ /^[0-9]+\.[0-9]$/ {sum += $NF; n++}
+       END {d = sum - span; if (d < 0) d = -d; exit !(n > 0 && d <= 0.05 * n + 0.1)}' "$tmp/err"
+}
 
 bench "$tmp/a.csv" ""
 [ -s "$tmp/a.csv" ] || fail "no CSV at GRETA_KERNEL_TRACE"
@@ -32,6 +37,7 @@ bad=$(awk -F, 'NR > 1 && !($1 + 0 < $2 + 0 && $3 > 0 && $4 > 0)' "$tmp/a.csv" | 
 [ "$bad" -eq 0 ] || fail "$bad rows without start < end and a grid"
 [ "$(counted)" = "$rows" ] || fail "table counts $(counted) kernels, the CSV has $rows"
 grep -q "rmsnorm" "$tmp/a.csv" || fail "no RMSNorm kernel in the trace"
+excl_ok || { cat "$tmp/err"; fail "the exclusive times do not add up to the span"; }
 echo "[       OK ] trace: $rows kernels"
 
 bench "$tmp/b.csv" 10

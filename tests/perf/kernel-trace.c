@@ -11,9 +11,14 @@
  *
  * At exit it writes out.csv (start_ns,end_ns,grid,block,name; sorted by
  * start) and prints a per-kernel table to stderr over the kernels after
- * the first GRETA_KERNEL_TRACE_SKIP (default 0): count, mean duration, and
- * the mean gap from the end of the kernel before (negative: they overlapped,
- * as programmatic dependent launch allows). */
+ * the first GRETA_KERNEL_TRACE_SKIP (default 0): count, mean duration, the
+ * mean gap from the end of the kernel before (negative: they overlapped,
+ * as programmatic dependent launch allows), and the exclusive time: how
+ * far the kernel moved the latest end of any kernel so far (idle time
+ * before it included; 0 for one that ended inside another). Overlapped
+ * kernels' durations add up to more than the time that passed; their
+ * exclusive times add up to the span, so they say what each kernel costs
+ * a decode step. */
 #include <cupti.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,7 +80,7 @@ static int by_start(const void *a, const void *b)
 typedef struct {
     char name[96];
     long n;
-    double dur, gap;
+    double dur, gap, excl;
 } kagg;
 
 static void report(void)
@@ -115,16 +120,20 @@ static void report(void)
         busy += (double)(r->end - r->start);
         if (r->start > last_end)
             gaps += (double)(r->start - last_end); /* time no kernel ran */
-        if (r->end > last_end)
+        if (r->end > last_end) {
+            a[j].excl += (double)(r->end - last_end);
             last_end = r->end;
+        }
     }
     const double span = (double)(last_end - g_recs[skip].start);
     fprintf(stderr, "kernel-trace: %zu kernels, span %.1f us, kernel time %.1f us, idle %.1f us (%.1f%%)\n",
             g_n - skip, span / 1e3, busy / 1e3, gaps / 1e3, span > 0 ? 100.0 * gaps / span : 0.0);
-    fprintf(stderr, "%-70s %7s %10s %10s %10s\n", "kernel", "count", "mean us", "total us", "gap us");
+    fprintf(stderr, "%-70s %7s %10s %10s %10s %10s %10s\n", "kernel", "count", "mean us", "total us", "gap us",
+            "excl us", "excl tot us");
     for (int j = 0; j < na; j++)
-        fprintf(stderr, "%-70.70s %7ld %10.2f %10.1f %10.2f\n", a[j].name, a[j].n, a[j].dur / a[j].n / 1e3,
-                a[j].dur / 1e3, a[j].gap / a[j].n / 1e3);
+        fprintf(stderr, "%-70.70s %7ld %10.2f %10.1f %10.2f %10.2f %10.1f\n", a[j].name, a[j].n,
+                a[j].dur / a[j].n / 1e3, a[j].dur / 1e3, a[j].gap / a[j].n / 1e3, a[j].excl / a[j].n / 1e3,
+                a[j].excl / 1e3);
     free(a);
 }
 
