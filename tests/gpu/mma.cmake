@@ -52,6 +52,7 @@ if(GRETA_GPU STREQUAL "cuda")
   target_compile_options(chain-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
     $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
   target_include_directories(chain-bench PRIVATE ${CMAKE_SOURCE_DIR})
+  target_link_libraries(chain-bench PRIVATE greta_kernels_gpu) # greta_gpu_set_pdl for gpu_launch_pdl
   # libgreta-kernel-trace.so (a developer tool): a CUPTI injection library
   # that times every kernel of a run, graph replays included (issue 7);
   # tests/gpu/test-kernel-trace.sh checks it on the GPU machine

@@ -36,6 +36,7 @@
 #include <string.h>
 
 #define BENCH_NAME "chain-bench"
+#include "kernels/gpu/gpu_ops.h" /* greta_gpu_set_pdl: gpu_launch_pdl asks for early launch */
 #include "kernels/gpu/gpu_port.h"
 #include "tests/perf/bench_util.cuh"
 
@@ -52,6 +53,32 @@ typedef struct stage {
 } stage;
 
 __constant__ stage c_stages[MAX_STAGES];
+
+/* acc ^ every 32-bit word of v (what keeps the loads of v live). */
+template <int N> __device__ inline uint32_t xor_words(const uint4 (&v)[N], uint32_t acc)
+{
+#pragma unroll
+    for (int j = 0; j < N; j++)
+        acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+    return acc;
+}
+
+/* The XOR of acc over the block (NW warps of 32; red: NW words of shared
+ * memory), for thread 0; contains a barrier. */
+template <int NW> __device__ inline uint32_t block_xor(uint32_t acc, uint32_t *red)
+{
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+    if (threadIdx.x % 32 == 0)
+        red[threadIdx.x / 32] = acc;
+    __syncthreads();
+    uint32_t all = 0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < NW; w++)
+            all ^= red[w];
+    return all;
+}
 
 /* ---- the launches way ----------------------------------------------------------------- */
 
@@ -70,18 +97,9 @@ __global__ void __launch_bounds__(LA_THREADS) la_weights(const uint4 *__restrict
     }
     gpu_pdl_wait();
     gpu_pdl_trigger();
-    uint32_t acc = x[threadIdx.x % X_U32];
-#pragma unroll
-    for (int j = 0; j < LA_WORDS; j++)
-        acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
-    if (threadIdx.x % 32 == 0)
-        red[threadIdx.x / 32] = acc;
-    __syncthreads();
+    const uint32_t all = block_xor<LA_THREADS / 32>(xor_words(v, x[threadIdx.x % X_U32]), red);
     if (threadIdx.x == 0)
-        y[blockIdx.x % X_U32] = red[0] ^ red[1] ^ red[2] ^ red[3];
+        y[blockIdx.x % X_U32] = all;
 }
 
 /* A small stage: one block reads the 16 KB x and writes 16 KB (as an RMSNorm). */
@@ -91,32 +109,8 @@ __global__ void __launch_bounds__(1024) la_small(const uint32_t *x, uint32_t *y)
     gpu_pdl_trigger();
     gpu_pdl_wait();
     const uint4 v = ((const uint4 *)x)[threadIdx.x];
-    uint32_t acc = v.x ^ v.y ^ v.z ^ v.w;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1)
-        acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
-    if (threadIdx.x % 32 == 0)
-        red[threadIdx.x / 32] = acc;
-    __syncthreads();
-    uint32_t all = 0;
-    for (int i = 0; i < 32; i++)
-        all ^= red[i];
+    const uint32_t all = block_xor<32>(v.x ^ v.y ^ v.z ^ v.w, red); /* thread 0's: the row's "norm" */
     ((uint4 *)y)[threadIdx.x] = make_uint4(v.x ^ all, v.y, v.z, v.w);
-}
-
-template <typename... KArgs, typename... Args>
-static cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, cudaStream_t st, Args... args)
-{
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.stream = st;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    attr[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
 }
 
 /* ---- the persistent way --------------------------------------------------------------- */
@@ -165,9 +159,7 @@ __global__ void __launch_bounds__(PB_THREADS) pb_chain(int n_stages, uint32_t *x
         } else {
             int64_t i = tid;
             if (have_pre) { /* the first words, loaded before the barrier */
-#pragma unroll
-                for (int j = 0; j < PB_INFLIGHT; j++)
-                    acc ^= pre[j].x ^ pre[j].y ^ pre[j].z ^ pre[j].w;
+                acc = xor_words(pre, acc);
                 i += PB_INFLIGHT * stride;
                 have_pre = false;
             }
@@ -178,22 +170,11 @@ __global__ void __launch_bounds__(PB_THREADS) pb_chain(int n_stages, uint32_t *x
                     const int64_t e = i + j * stride;
                     v[j] = e < st.n16 ? st.w[e] : make_uint4(0, 0, 0, 0);
                 }
-#pragma unroll
-                for (int j = 0; j < PB_INFLIGHT; j++)
-                    acc ^= v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+                acc = xor_words(v, acc);
             }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1)
-                acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
-            if (threadIdx.x % 32 == 0)
-                red[threadIdx.x / 32] = acc;
-            __syncthreads();
-            if (threadIdx.x == 0) {
-                uint32_t all = 0;
-                for (int w = 0; w < PB_THREADS / 32; w++)
-                    all ^= red[w];
+            const uint32_t all = block_xor<PB_THREADS / 32>(acc, red);
+            if (threadIdx.x == 0)
                 y[blockIdx.x % X_U32] = all;
-            }
         }
         if (PREFETCH && s + 1 < n_stages && c_stages[s + 1].w) {
             const stage nx = c_stages[s + 1];
@@ -278,6 +259,10 @@ int main(int argc, char **argv)
     printf("| floor (one stream_kernel) | %.1f | %.0f | - |\n", floor_us, total / (floor_us * 1e-6) / 1e9);
 
     /* launches, captured in a graph */
+    if (!greta_gpu_set_pdl(1)) {
+        fprintf(stderr, "chain-bench: this GPU has no early launch (PDL needs sm_90)\n");
+        return 1;
+    }
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     cudaGraph_t graph;
@@ -288,9 +273,9 @@ int main(int argc, char **argv)
         uint32_t *y = xy + ((s + 1) & 1) * X_U32;
         if (h[s].w) {
             const unsigned blocks = (unsigned)((h[s].n16 + LA_THREADS * LA_WORDS - 1) / (LA_THREADS * LA_WORDS));
-            CK(launch_pdl(la_weights, dim3(blocks), dim3(LA_THREADS), st, h[s].w, h[s].n16, x, y));
+            CK(gpu_launch_pdl(la_weights, dim3(blocks), dim3(LA_THREADS), st, h[s].w, h[s].n16, x, y));
         } else {
-            CK(launch_pdl(la_small, dim3(1), dim3(1024), st, x, y));
+            CK(gpu_launch_pdl(la_small, dim3(1), dim3(1024), st, x, y));
         }
     }
     CK(cudaStreamEndCapture(st, &graph));
