@@ -161,7 +161,7 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
     if ((rc = mv3_check_fuse(what, fuse, m, n_mat, err)))
         return rc;
     if (A16 && fuse && fuse->norm_w)
-        return greta_error_set(err, GRETA_ERR_INVALID, "matvec_a16: the activations are normalized already");
+        return greta_error_set(err, GRETA_ERR_INVALID, "%s: the activations are normalized already", what);
     if (fuse && fuse->norm_w) {
         A.gamma = fuse->norm_w;
         A.eps = fuse->eps;
@@ -254,9 +254,8 @@ static int glu_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
                                "%s: gate (%s, %lld rows) and up (%s, %lld rows) must match, ld_out %lld", what,
                                ggml_type_name(gate->type), (long long)gate->n, ggml_type_name(up->type),
                                (long long)up->n, (long long)ld_out);
-    if (fuse && (fuse->cs || (A16 && fuse->norm_w)))
-        return greta_error_set(err, GRETA_ERR_INVALID, "%s: the %s does not apply", what,
-                               fuse->cs ? "Q/K/V fusion" : "fused RMSNorm (a16 activations are normalized)");
+    if (fuse && fuse->cs) /* (the a16 entry point takes no fusions) */
+        return greta_error_set(err, GRETA_ERR_INVALID, "%s: the Q/K/V fusion does not apply", what);
     const int64_t rb = (int64_t)ggml_row_bytes(gate->type, (uint64_t)k);
     const gpu_stream_t st = (gpu_stream_t)s;
     const float *g = fuse ? fuse->norm_w : NULL;

@@ -88,6 +88,12 @@ __global__ void __launch_bounds__(RMS_THREADS) rmsnorm_reg_kernel(const float *x
     }
 }
 
+/* Rows and weights as rmsnorm_reg_kernel loads them: float4s. */
+static int rms_rows_aligned(const float *x, int64_t ld_x, const float *w, const float *out, int64_t ld_out)
+{
+    return ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out) % 16 == 0 && ld_x % 4 == 0 && ld_out % 4 == 0;
+}
+
 extern "C" int greta_gpu_rmsnorm(greta_gpu_stream *s, const float *x, int64_t ld_x, const float *w, float *out,
                                  int64_t ld_out, int32_t n_tok, int64_t n, float eps, greta_error *err)
 {
@@ -95,8 +101,7 @@ extern "C" int greta_gpu_rmsnorm(greta_gpu_stream *s, const float *x, int64_t ld
         return greta_error_set(err, GRETA_ERR_INVALID, "rmsnorm: bad shape (n %lld)", (long long)n);
     if (n_tok == 0)
         return 0;
-    const int aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out) % 16 == 0 && ld_x % 4 == 0 &&
-                        ld_out % 4 == 0 && n % 4 == 0;
+    const int aligned = rms_rows_aligned(x, ld_x, w, out, ld_out) && n % 4 == 0;
     const gpu_stream_t st = (gpu_stream_t)s;
     if (aligned && n <= (int64_t)RMS_THREADS * 4 * RMS_V)
         GPU_CHECK(gpu_launch_pdl(rmsnorm_reg_kernel, dim3(n_tok), dim3(RMS_THREADS), st, x, ld_x, w, out, ld_out, n,
@@ -116,7 +121,7 @@ extern "C" int greta_gpu_rmsnorm_a16(greta_gpu_stream *s, const float *x, int64_
                                      int64_t ld_out, int32_t n_tok, int64_t n, float eps, void *a16, int64_t ld_a,
                                      greta_error *err)
 {
-    const int aligned = ((uintptr_t)x | (uintptr_t)w | (uintptr_t)out) % 16 == 0 && ld_x % 4 == 0 && ld_out % 4 == 0;
+    const int aligned = rms_rows_aligned(x, ld_x, w, out, ld_out);
     if (!x || !w || !out || !greta_gpu_rmsnorm_a16_supported(n) || !a16_rows_ok(a16, ld_a, n) || ld_x < n ||
         ld_out < n || n_tok < 0 || !aligned)
         return greta_error_set(err, GRETA_ERR_INVALID,
