@@ -40,6 +40,7 @@ if(GRETA_GPU STREQUAL "cuda")
   target_compile_options(gemv-bench PRIVATE -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter
     $<$<BOOL:${GRETA_WERROR}>:-Werror=all-warnings>)
   target_include_directories(gemv-bench PRIVATE ${CMAKE_SOURCE_DIR})
+  target_link_libraries(gemv-bench PRIVATE greta_kernels_gpu) # greta_gpu_quantize_a16
   # attn-bench (not a test): GB/s of the decode attention shapes (issue 7)
   add_executable(attn-bench ${CMAKE_SOURCE_DIR}/tests/perf/attn-bench.cu)
   set_target_properties(attn-bench PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON COMPILE_OPTIONS "")

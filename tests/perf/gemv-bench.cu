@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define BENCH_NAME "gemv-bench"
+#include "kernels/gpu/decode_ops.h" /* greta_gpu_quantize_a16 */
 #include "kernels/gpu/matvec_f32.cuh"
 #include "tests/perf/bench_util.cuh"
 
@@ -135,15 +136,9 @@ static bool launch_loads_only(const uint8_t *w, const uint8_t *w2, const shape *
 
 /* v6: the products from a16 activations (act16.cuh), the same launch
  * shape as "R8 minB3"; the activations are the bench's x quantized once
- * per row length (g_a16[0]: k 4096, [1]: k 11008). */
+ * per row length (g_a16[0]: k 4096, [1]: k 11008) by the library's
+ * greta_gpu_quantize_a16. */
 static uint8_t *g_a16[2];
-
-__global__ void bench_quantize_a16(const float *x, int64_t k, uint8_t *a)
-{
-    const int64_t i4 = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    const bool valid = i4 < k / 4;
-    a16_store4(valid ? ((const float4 *)x)[i4] : make_float4(0, 0, 0, 0), i4, valid, a, k);
-}
 
 template <int R, int MINB>
 static bool launch_a16(const uint8_t *w, const uint8_t *w2, const shape *s, const float *x, float *y)
@@ -219,8 +214,11 @@ int main(int argc, char **argv)
     const int64_t a16_k[2] = {4096, 11008};
     for (int i = 0; i < 2; i++) {
         CK(cudaMalloc(&g_a16[i], (size_t)a16_row_bytes(a16_k[i])));
-        bench_quantize_a16<<<(unsigned)((a16_k[i] / 4 + 255) / 256), 256>>>(x, a16_k[i], g_a16[i]);
-        CK(cudaGetLastError());
+        greta_error err = {};
+        if (greta_gpu_quantize_a16(NULL, x, a16_k[i], 1, a16_k[i], g_a16[i], a16_row_bytes(a16_k[i]), &err)) {
+            fprintf(stderr, "gemv-bench: %s\n", err.msg);
+            return 1;
+        }
     }
     printf("| shape | MB |");
     for (size_t v = 0; v < sizeof variants / sizeof *variants; v++)
