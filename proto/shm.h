@@ -280,8 +280,9 @@ int greta_shm_wait_spin(_Atomic uint32_t *bell, uint32_t seen, int spin_us, int 
  * since_us ago should spin before it sleeps: up to twice the interval
  * after the last ring when the interval is at most GRETA_SHM_SPIN_STREAM_US
  * (a GPU decode stream: a futex wake-up costs tens of microseconds a
- * token), else GRETA_SHM_SPIN_US. A slow stream (the CPU backend) never
- * spins longer, so it keeps its cores. */
+ * token), else GRETA_SHM_SPIN_US. A slower stream (a 7B model on the CPU
+ * backend) never spins longer, so it keeps its cores; a tiny model on the
+ * CPU backend (steps well under 10 ms) does spin. */
 #define GRETA_SHM_SPIN_STREAM_US 10000
 int greta_shm_spin_budget(int64_t since_us, int64_t interval_us);
 
