@@ -31,6 +31,7 @@
  *            global -> shared memory, asynchronous where the GPU can
  *   smem     gpu_smem_opt_in<kernel>(bytes): dynamic shared memory above the
  *            default, asked once per kernel
+ *   loads    gpu_load_stream16() (read once), gpu_prefetch_l2() (a hint)
  * Kernels launch with <<<grid, block, shmem, stream>>>, which both compilers
  * accept.
  *
@@ -228,6 +229,19 @@ template <int N> __device__ inline void gpu_cp_async_wait(void)
 {
 #if defined(GRETA_GPU_CUDA) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+/* A 16-byte load of data read once (NVIDIA: ld.global.cs, evict first
+ * from L1 and L2, so a stream does not push out what the next kernels
+ * read); a plain load elsewhere. Not for data the previous kernel may still
+ * write before the early-launch wait. */
+__device__ inline uint4 gpu_load_stream16(const void *p)
+{
+#if defined(GRETA_GPU_CUDA)
+    return __ldcs((const uint4 *)p);
+#else
+    return *(const uint4 *)p;
 #endif
 }
 
