@@ -53,7 +53,7 @@ typedef struct gpu_layer {
 
 /* Offsets (bytes) of the scratch buffers inside one device allocation. */
 typedef struct gpu_layout {
-    uint64_t x, xn, q, k, v, att, gate, up, rope, logits, partial, ints, topk_ids, topk_vals, lse;
+    uint64_t x, xn, q, k, v, att, gate, up, rope, logits, partial, ints, topk;
     uint64_t q8; /* decode: int8 activations of up to GRETA_GPU_MATVEC_MAX_TOK tokens (decode_ops.h) */
     uint64_t xh, wh, xh_elems, wh_elems; /* prefill, issue 8: fp16 scratch (gpu_prefill.h) */
     uint64_t total;
@@ -78,13 +78,13 @@ typedef struct gpu_backend {
     uint8_t *d_scratch;
     gpu_layout L;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *rope, *logits, *partial; /* device, see the layout */
-    int32_t *d_ints;   /* [4][n_batch]: tokens, pos, seq, selected rows */
-    int32_t *d_topk_ids;
-    float *d_topk_vals, *d_lse;
+    int32_t *d_ints;   /* [4][ints_ld]: tokens, pos, seq, selected rows of the batch run_batch got */
+    int32_t *d_topk;   /* a forward_topk's results as h_topk gets them */
 
-    int32_t *h_ints;   /* pinned [4][n_batch] */
+    int32_t *h_ints;   /* pinned, the same (the room of [4][n_batch]) */
+    int64_t ints_ld;   /* that batch's token count: one copy of 4 x T values a step */
     float *h_logits;   /* pinned [n_batch][vocab] */
-    uint8_t *h_topk;   /* pinned: ids [n_batch][TOPK_MAX], vals [n_batch][TOPK_MAX], lse [n_batch] */
+    uint8_t *h_topk;   /* pinned: a forward_topk's n ids, n vals, n_sel lse (n = n_sel * k), one copy */
     uint64_t pinned_bytes;
     uint64_t free_after_load;
 
@@ -253,8 +253,7 @@ static int scratch_layout(const gpu_config *c, const greta_backend_params *p, in
         {&L->k, nb * c->kv_dim, 4},    {&L->v, nb * c->kv_dim, 4},       {&L->att, nb * c->q_dim, 4},
         {&L->gate, nb * c->ffn_dim, 4}, {&L->up, nb * c->ffn_dim, 4},    {&L->rope, nb * c->rope_dim, 4},
         {&L->logits, nb * c->vocab, 4}, {&L->partial, partial, 4},       {&L->ints, 4 * nb, 4},
-        {&L->topk_ids, nb * GRETA_GPU_TOPK_MAX, 4}, {&L->topk_vals, nb * GRETA_GPU_TOPK_MAX, 4},
-        {&L->lse, nb, 4},
+        {&L->topk, nb * (2 * GRETA_GPU_TOPK_MAX + 1), 4},
         {&L->q8, act_row_bytes(c) * (nb < GRETA_GPU_MATVEC_MAX_TOK ? nb : GRETA_GPU_MATVEC_MAX_TOK), 1},
         {&L->xh, L->xh_elems, 2},      {&L->wh, L->wh_elems, 2},
     };
@@ -608,7 +607,7 @@ static int prof_mark(gpu_backend *b, int blk, greta_error *err)
 static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, int one_block, greta_error *err)
 {
     const gpu_config *c = &b->c;
-    const int64_t nb = b->n_batch;
+    const int64_t nb = b->ints_ld; /* T: run_batch's layout */
     const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_seq = b->d_ints + 2 * nb, *d_sel = b->d_ints + 3 * nb;
     const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, T);
     const int v2 = b->kernels == 2 && b->v2_layers;
@@ -725,7 +724,7 @@ static int attention_rows(gpu_backend *b, int64_t l, int64_t t0, int64_t n, gret
     if (n == 0)
         return GRETA_OK;
     const gpu_config *c = &b->c;
-    const int32_t *d_pos = b->d_ints + b->n_batch + t0, *d_seq = b->d_ints + 2 * b->n_batch + t0;
+    const int32_t *d_pos = b->d_ints + b->ints_ld + t0, *d_seq = b->d_ints + 2 * b->ints_ld + t0;
     const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, n);
     int rc = greta_gpu_kv_store(b->stream, b->k + t0 * c->kv_dim, b->v + t0 * c->kv_dim, c->kv_dim, (int32_t)n, d_pos,
                                 d_seq, k_cache(b, l), v_cache(b, l), b->kv, (int32_t)c->n_kv_heads,
@@ -776,7 +775,7 @@ static int prefill_attention(gpu_backend *b, int64_t l, const greta_batch *batch
 static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel, greta_error *err)
 {
     const gpu_config *c = &b->c;
-    const int64_t nb = b->n_batch;
+    const int64_t nb = b->ints_ld;
     const int32_t t = batch->n_tokens;
     const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_sel = b->d_ints + 3 * nb;
     greta_gpu_stream *s = b->stream;
@@ -820,7 +819,8 @@ static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel,
 static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_out, greta_error *err)
 {
     const gpu_config *c = &b->c;
-    const int64_t T = batch->n_tokens, nb = b->n_batch;
+    const int64_t T = batch->n_tokens, nb = T; /* the layout of this batch: [4][T] */
+    b->ints_ld = T;
     int32_t *h_tok = b->h_ints, *h_pos = b->h_ints + nb, *h_seq = b->h_ints + 2 * nb, *h_sel = b->h_ints + 3 * nb;
     int32_t n_sel = 0;
     memcpy(h_tok, batch->tokens, (size_t)T * sizeof(int32_t));
@@ -834,7 +834,7 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
     const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, T);
     greta_gpu_stream *s = b->stream;
     int rc;
-    TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)nb * sizeof(int32_t), GRETA_GPU_H2D, s, err));
+    TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)T * sizeof(int32_t), GRETA_GPU_H2D, s, err));
     int one_block = 0;
     if (b->kernels >= 5 && greta_gpu_attention_decode_supported((int32_t)c->head_dim)) {
         int32_t pmax = 0;
@@ -1022,16 +1022,16 @@ static int gpu_forward_topk(greta_backend *base, const greta_batch *batch, int32
     int32_t n_sel = 0;
     if ((rc = run_batch(b, batch, &n_sel, err)))
         return greta_error_prefix(err, "gpu forward");
-    int32_t *h_ids = (int32_t *)b->h_topk;
-    float *h_vals = (float *)(b->h_topk + (size_t)b->n_batch * GRETA_GPU_TOPK_MAX * 4);
-    float *h_lse = (float *)(b->h_topk + (size_t)b->n_batch * GRETA_GPU_TOPK_MAX * 8);
+    /* ids, vals and lse packed one after the other, so one copy brings them
+     * back (a greedy step's 12 bytes; each copy is an operation of its own
+     * on the stream) */
     const size_t n = (size_t)n_sel * (size_t)k;
+    const int32_t *h_ids = (const int32_t *)b->h_topk;
+    const float *h_vals = (const float *)(b->h_topk + n * 4), *h_lse = (const float *)(b->h_topk + n * 8);
     if (n_sel > 0 &&
-        ((rc = greta_gpu_topk(b->stream, b->logits, b->c.vocab, n_sel, b->c.vocab, k, b->d_topk_ids, b->d_topk_vals,
-                              b->d_lse, err)) ||
-         (rc = greta_gpu_copy(h_ids, b->d_topk_ids, n * 4, GRETA_GPU_D2H, b->stream, err)) ||
-         (rc = greta_gpu_copy(h_vals, b->d_topk_vals, n * 4, GRETA_GPU_D2H, b->stream, err)) ||
-         (rc = greta_gpu_copy(h_lse, b->d_lse, (size_t)n_sel * 4, GRETA_GPU_D2H, b->stream, err))))
+        ((rc = greta_gpu_topk(b->stream, b->logits, b->c.vocab, n_sel, b->c.vocab, k, b->d_topk,
+                              (float *)(b->d_topk + n), (float *)(b->d_topk + 2 * n), err)) ||
+         (rc = greta_gpu_copy(b->h_topk, b->d_topk, (2 * n + (size_t)n_sel) * 4, GRETA_GPU_D2H, b->stream, err))))
         return greta_error_prefix(err, "gpu forward");
     if ((rc = greta_gpu_stream_sync(b->stream, err)) || (rc = prof_collect(b, err)))
         return greta_error_prefix(err, "gpu forward");
@@ -1284,9 +1284,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
     b->logits = (float *)(sc + s.L.logits);
     b->partial = (float *)(sc + s.L.partial);
     b->d_ints = (int32_t *)(sc + s.L.ints);
-    b->d_topk_ids = (int32_t *)(sc + s.L.topk_ids);
-    b->d_topk_vals = (float *)(sc + s.L.topk_vals);
-    b->d_lse = (float *)(sc + s.L.lse);
+    b->d_topk = (int32_t *)(sc + s.L.topk);
     b->q8 = sc + s.L.q8;
     if ((rc = gpu_prefill_init(&b->pf, prefill, (uint16_t *)(sc + s.L.xh), (int64_t)s.L.xh_elems,
                                (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))
