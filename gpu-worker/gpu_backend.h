@@ -13,7 +13,9 @@
  *             q, att [n_batch][n_heads*head_dim], k, v [n_batch][kv_dim],
  *             gate, up [n_batch][ffn_dim], rope [n_batch][rope_dim],
  *             logits [n_batch][vocab], attention partials, token/pos/seq/row
- *             ids [4][n_batch], top-k results; for the mma and cublas
+ *             ids (room for [4][n_batch], laid out [4][T] for a batch of T
+ *             tokens), top-k results (ids, values, log-sum-exp packed for
+ *             one copy back); for the mma and cublas
  *             prefill paths fp16 activations [n_batch][max(dim, ffn)] and,
  *             cublas only, one decoded fp16 layer matrix (gpu_prefill.h)
  * Host: page-locked staging for the ids and for [n_batch][vocab] logits.
