@@ -53,7 +53,7 @@ typedef struct gpu_layer {
 
 /* Offsets (bytes) of the scratch buffers inside one device allocation. */
 typedef struct gpu_layout {
-    uint64_t x, xn, q, k, v, att, gate, up, rope, logits, partial, ints, topk;
+    uint64_t x, xn, q, k, v, att, gate, up, rope, logits, partial, ints, topk, topk_scratch;
     uint64_t q8; /* decode: int8 activations of up to GRETA_GPU_MATVEC_MAX_TOK tokens (decode_ops.h) */
     uint64_t xh, wh, xh_elems, wh_elems; /* prefill, issue 8: fp16 scratch (gpu_prefill.h) */
     uint64_t total;
@@ -80,6 +80,7 @@ typedef struct gpu_backend {
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *rope, *logits, *partial; /* device, see the layout */
     int32_t *d_ints;   /* [4][ints_ld]: tokens, pos, seq, selected rows of the batch run_batch got */
     int32_t *d_topk;   /* a forward_topk's results as h_topk gets them */
+    void *d_topk_scratch; /* greta_gpu_topk's (zeroed with the scratch) */
 
     int32_t *h_ints;   /* pinned, the same (the room of [4][n_batch]) */
     int64_t ints_ld;   /* that batch's token count: one copy of 4 x T values a step */
@@ -254,6 +255,7 @@ static int scratch_layout(const gpu_config *c, const greta_backend_params *p, in
         {&L->gate, nb * c->ffn_dim, 4}, {&L->up, nb * c->ffn_dim, 4},    {&L->rope, nb * c->rope_dim, 4},
         {&L->logits, nb * c->vocab, 4}, {&L->partial, partial, 4},       {&L->ints, 4 * nb, 4},
         {&L->topk, nb * (2 * GRETA_GPU_TOPK_MAX + 1), 4},
+        {&L->topk_scratch, (uint64_t)greta_gpu_topk_scratch_bytes((int32_t)nb), 1},
         {&L->q8, act_row_bytes(c) * (nb < GRETA_GPU_MATVEC_MAX_TOK ? nb : GRETA_GPU_MATVEC_MAX_TOK), 1},
         {&L->xh, L->xh_elems, 2},      {&L->wh, L->wh_elems, 2},
     };
@@ -1030,7 +1032,7 @@ static int gpu_forward_topk(greta_backend *base, const greta_batch *batch, int32
     const float *h_vals = (const float *)(b->h_topk + n * 4), *h_lse = (const float *)(b->h_topk + n * 8);
     if (n_sel > 0 &&
         ((rc = greta_gpu_topk(b->stream, b->logits, b->c.vocab, n_sel, b->c.vocab, k, b->d_topk,
-                              (float *)(b->d_topk + n), (float *)(b->d_topk + 2 * n), err)) ||
+                              (float *)(b->d_topk + n), (float *)(b->d_topk + 2 * n), b->d_topk_scratch, err)) ||
          (rc = greta_gpu_copy(b->h_topk, b->d_topk, (2 * n + (size_t)n_sel) * 4, GRETA_GPU_D2H, b->stream, err))))
         return greta_error_prefix(err, "gpu forward");
     if ((rc = greta_gpu_stream_sync(b->stream, err)) || (rc = prof_collect(b, err)))
@@ -1285,6 +1287,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
     b->partial = (float *)(sc + s.L.partial);
     b->d_ints = (int32_t *)(sc + s.L.ints);
     b->d_topk = (int32_t *)(sc + s.L.topk);
+    b->d_topk_scratch = sc + s.L.topk_scratch;
     b->q8 = sc + s.L.q8;
     if ((rc = gpu_prefill_init(&b->pf, prefill, (uint16_t *)(sc + s.L.xh), (int64_t)s.L.xh_elems,
                                (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))

@@ -229,10 +229,16 @@ int greta_gpu_gather_rows(greta_gpu_stream *s, const float *x, int64_t ld_x, con
  * values in descending order (ties: lower index first; NaN never chosen
  * while a number remains) to ids[r][k], vals[r][k], and the log-sum-exp of
  * the row to lse[r] (lse may be NULL; NaN when the row holds a NaN or +inf).
- * k = 1 is argmax. 1 <= k <= GRETA_GPU_TOPK_MAX. */
+ * k = 1 is argmax. 1 <= k <= GRETA_GPU_TOPK_MAX. scratch (may be NULL):
+ * greta_gpu_topk_scratch_bytes(n_rows) bytes of device memory, zeroed
+ * before its first use (each call leaves it ready for the next; calls that
+ * may run at the same time need their own); with it, k = 1 spreads each
+ * row over several blocks (topk.cu): the same ids and values, the
+ * log-sum-exp added in another order. */
 #define GRETA_GPU_TOPK_MAX 256
+int64_t greta_gpu_topk_scratch_bytes(int32_t n_rows);
 int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n, int32_t k,
-                   int32_t *ids, float *vals, float *lse, greta_error *err);
+                   int32_t *ids, float *vals, float *lse, void *scratch, greta_error *err);
 
 #ifdef __cplusplus
 }

@@ -84,14 +84,15 @@ __device__ inline void lse_add(float v, float &m, float &s, bool &bad)
     }
 }
 
-/* The row's log-sum-exp from every thread's lse_add state (m, s, bad):
- * NaN when a value was NaN or +inf, or when every value was -inf. Every
- * thread gets it; contains barriers (call from all threads). */
-__device__ inline float lse_block(float m, float s, bool bad)
+/* The block's combined lse_add state (mm, ss, any_bad) from every
+ * thread's (m, s, bad), for every thread; contains barriers (call from
+ * all threads). */
+__device__ inline void lse_block_state(float m, float s, bool bad, float &mm_out, float &ss_out, bool &bad_out)
 {
     __shared__ float wm[GPU_MAX_WARPS], ws[GPU_MAX_WARPS];
     __shared__ int wbad[GPU_MAX_WARPS];
-    __shared__ float result;
+    __shared__ float r_m, r_s;
+    __shared__ int r_bad;
     const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
     const int n_warps = blockDim.x / GRETA_WARP;
 #pragma unroll
@@ -120,15 +121,40 @@ __device__ inline float lse_block(float m, float s, bool bad)
                 ss += ws[w] * expf(wm[w] - mm);
             any_bad |= wbad[w];
         }
-        result = any_bad || mm == -INFINITY ? NAN : mm + logf(ss);
+        r_m = mm;
+        r_s = ss;
+        r_bad = any_bad;
     }
     __syncthreads();
-    return result;
+    mm_out = r_m;
+    ss_out = r_s;
+    bad_out = r_bad != 0;
 }
 
-/* k = 1 and the log-sum-exp in one pass: a block-wide reduction of
- * (key, index) and of the threads' lse_add states. */
-__device__ inline void topk_argmax_lse(const float *xr, int n, int *out_id, float *out_lse)
+/* The log-sum-exp of a combined state: NaN when a value was NaN or +inf,
+ * or when every value was -inf. */
+__device__ inline float lse_value(float mm, float ss, bool bad)
+{
+    return bad || mm == -INFINITY ? NAN : mm + logf(ss);
+}
+
+/* The row's log-sum-exp from every thread's lse_add state (m, s, bad)
+ * (lse_value of lse_block_state). Every thread gets it; contains barriers
+ * (call from all threads). */
+__device__ inline float lse_block(float m, float s, bool bad)
+{
+    float mm, ss;
+    bool b;
+    lse_block_state(m, s, bad, mm, ss, b);
+    return lse_value(mm, ss, b);
+}
+
+/* k = 1 and the log-sum-exp in one pass over xr[0..n) (indices i0 + i):
+ * a block-wide reduction of (key, index) into thread 0's bk, bi (key 0 and
+ * index i0 + n when n is 0) and of the threads' lse_add states into every
+ * thread's (mm, ss, any_bad). */
+__device__ inline void topk_argmax_block(const float *xr, int n, int i0, uint32_t &bk_out, int &bi_out, float &mm,
+                                         float &ss, bool &any_bad)
 {
     __shared__ uint32_t wk[GPU_MAX_WARPS];
     __shared__ int wi[GPU_MAX_WARPS];
@@ -188,15 +214,15 @@ __device__ inline void topk_argmax_lse(const float *xr, int n, int *out_id, floa
         wk[warp] = bk;
         wi[warp] = bi;
     }
-    const float lse = lse_block(m, s, bad); /* its barriers also publish wk, wi */
+    lse_block_state(m, s, bad, mm, ss, any_bad); /* its barriers also publish wk, wi */
     if (threadIdx.x == 0) {
         for (int w = 1; w < n_warps; w++)
             if (topk_before(wk[w], wi[w], bk, bi)) {
                 bk = wk[w];
                 bi = wi[w];
             }
-        *out_id = bi;
-        *out_lse = lse;
+        bk_out = bk;
+        bi_out = i0 + bi;
     }
     __syncthreads();
 }
@@ -207,22 +233,25 @@ topk_kernel(const float *__restrict__ x, int64_t ld_x, int n, int k, int32_t *__
 {
     __shared__ int whist[GPU_MAX_WARPS][256]; /* per-warp histograms: less atomic contention */
     __shared__ int hist[256];
-    __shared__ int sh_digit, sh_need, sh_best;
+    __shared__ int sh_digit, sh_need;
     __shared__ int scan_scratch[GPU_MAX_WARPS];
     __shared__ uint32_t sel_key[GRETA_GPU_TOPK_MAX];
     __shared__ int sel_id[GRETA_GPU_TOPK_MAX];
     __shared__ int sel_count;
-    __shared__ float sh_lse;
     const float *xr = x + (int64_t)blockIdx.x * ld_x;
     const int warp = threadIdx.x / GRETA_WARP, n_warps = blockDim.x / GRETA_WARP;
 
     if (k == 1) {
-        topk_argmax_lse(xr, n, &sh_best, &sh_lse);
+        uint32_t bk;
+        int bi;
+        float mm, ss;
+        bool bad;
+        topk_argmax_block(xr, n, 0, bk, bi, mm, ss, bad);
         if (threadIdx.x == 0) {
-            ids[blockIdx.x] = sh_best;
-            vals[blockIdx.x] = xr[sh_best];
+            ids[blockIdx.x] = bi;
+            vals[blockIdx.x] = xr[bi];
             if (lse)
-                lse[blockIdx.x] = sh_lse;
+                lse[blockIdx.x] = lse_value(mm, ss, bad);
         }
         return;
     } else {
@@ -320,14 +349,122 @@ topk_kernel(const float *__restrict__ x, int64_t ld_x, int n, int k, int32_t *__
     }
 }
 
+/* ---- k = 1 over several blocks a row ------------------------------------------------
+ * One block of TOPK_THREADS works through a 32000-entry row in about 13 us
+ * (H100, in a decode step; ncu: about 60 instructions an element, the
+ * online log-sum-exp's branches and exp()s, on one SM), most of a greedy
+ * step's time after lm_head. With scratch, row r is cut into TOPK_SPLITS
+ * chunks (multiples of 4 values, so float4 loads stay aligned) taken by
+ * blocks of TOPK_SPLIT_THREADS; each stores its best (key, index) and its
+ * log-sum-exp state (m, s, bad) in the scratch, counts itself (the
+ * att_merge_last pattern: barrier, one thread's fence and atomic) and the
+ * last of the row merges the chunks with one warp, a lane per chunk (a
+ * merge by one thread, reading the chunks one after another, took 11.7 us:
+ * a round trip to L2 per read): the same id and value, the log-sum-exp
+ * summed in another order. */
+#define TOPK_SPLITS 16
+#define TOPK_SPLIT_THREADS 256
+
+struct topk_part {
+    uint32_t key;
+    int idx;
+    float m, s;
+    int bad;
+};
+
+/* scratch: n_rows counters (uint32), then n_rows x TOPK_SPLITS parts */
+static int64_t topk_scratch_bytes(int32_t n_rows)
+{
+    return ((int64_t)n_rows * 4 + 15) / 16 * 16 + (int64_t)n_rows * TOPK_SPLITS * (int64_t)sizeof(topk_part);
+}
+
+__global__ void __launch_bounds__(TOPK_SPLIT_THREADS)
+topk1_split_kernel(const float *__restrict__ x, int64_t ld_x, int n, int chunk, int32_t *__restrict__ ids,
+                   float *__restrict__ vals, float *__restrict__ lse, unsigned int *count, topk_part *parts)
+{
+    __shared__ int last;
+    const int row = blockIdx.y, sp = blockIdx.x;
+    const float *xr = x + (int64_t)row * ld_x;
+    const int i0 = sp * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
+    uint32_t bk;
+    int bi;
+    float mm, ss;
+    bool bad;
+    topk_argmax_block(xr + i0, i1 > i0 ? i1 - i0 : 0, i0, bk, bi, mm, ss, bad);
+    topk_part *pr = parts + (int64_t)row * TOPK_SPLITS;
+    if (threadIdx.x == 0) {
+        pr[sp] = topk_part{bk, bi, mm, ss, (int)bad};
+        __threadfence(); /* release the part before the count */
+        last = atomicAdd(count + row, 1u) == TOPK_SPLITS - 1;
+        if (last)
+            count[row] = 0; /* every chunk of the row has counted: ready for the next call */
+    }
+    __syncthreads();
+    if (!last || threadIdx.x >= GRETA_WARP)
+        return;
+    __threadfence(); /* acquire: the parts the other blocks stored before counting */
+    /* the first warp: lane j loads part j (one round trip for all), then a
+     * butterfly combines them: the argmax by the total order of
+     * topk_before (any order gives the same), the log-sum-exp states as
+     * lse_block_state's warps do */
+    static_assert(TOPK_SPLITS <= GRETA_WARP, "a lane per chunk");
+    const int j = (int)threadIdx.x;
+    uint32_t k = 0;
+    int id = n, any = 0; /* lanes past the chunks: key 0 and an index after every real one lose */
+    float m = -INFINITY, sum = 0.0f;
+    if (j < TOPK_SPLITS) {
+        const volatile topk_part *vp = pr + j; /* from L2: written by other blocks */
+        k = vp->key;
+        id = vp->idx;
+        m = vp->m;
+        sum = vp->s;
+        any = vp->bad;
+    }
+#pragma unroll
+    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
+        const uint32_t ok = (uint32_t)gpu_shfl_xor((int)k, o);
+        const int oi = gpu_shfl_xor(id, o);
+        if (topk_before(ok, oi, k, id)) {
+            k = ok;
+            id = oi;
+        }
+        const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
+        const float os = __int_as_float(gpu_shfl_xor(__float_as_int(sum), o));
+        any |= gpu_shfl_xor(any, o);
+        const float mm = fmaxf(m, om);
+        sum = (m == -INFINITY ? 0.0f : sum * expf(m - mm)) + (om == -INFINITY ? 0.0f : os * expf(om - mm));
+        m = mm;
+    }
+    if (j == 0) {
+        ids[row] = id;
+        vals[row] = xr[id];
+        if (lse)
+            lse[row] = lse_value(m, sum, any != 0);
+    }
+}
+
+extern "C" int64_t greta_gpu_topk_scratch_bytes(int32_t n_rows)
+{
+    return n_rows > 0 ? topk_scratch_bytes(n_rows) : 0;
+}
+
 extern "C" int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,
-                              int32_t k, int32_t *ids, float *vals, float *lse, greta_error *err)
+                              int32_t k, int32_t *ids, float *vals, float *lse, void *scratch, greta_error *err)
 {
     if (n <= 0 || n > (1 << 30) || ld_x < n || n_rows < 0 || k < 1 || k > GRETA_GPU_TOPK_MAX || k > n)
         return greta_error_set(err, GRETA_ERR_INVALID, "topk: bad arguments (n %lld, k %d, most %d)", (long long)n, k,
                                GRETA_GPU_TOPK_MAX);
     if (n_rows == 0)
         return 0;
+    if (scratch && k == 1 && n >= 4 * TOPK_SPLITS && n_rows <= 65535) {
+        const int chunk = (int)((n + TOPK_SPLITS - 1) / TOPK_SPLITS + 3) / 4 * 4;
+        unsigned int *count = (unsigned int *)scratch;
+        topk_part *parts = (topk_part *)((uint8_t *)scratch + ((int64_t)n_rows * 4 + 15) / 16 * 16);
+        topk1_split_kernel<<<dim3(TOPK_SPLITS, n_rows), TOPK_SPLIT_THREADS, 0, (gpu_stream_t)s>>>(
+            x, ld_x, (int)n, chunk, ids, vals, lse, count, parts);
+        GPU_CHECK(gpu_last_error(), err);
+        return 0;
+    }
     topk_kernel<<<n_rows, TOPK_THREADS, 0, (gpu_stream_t)s>>>(x, ld_x, (int)n, k, ids, vals, lse);
     GPU_CHECK(gpu_last_error(), err);
     return 0;

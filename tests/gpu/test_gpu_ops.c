@@ -498,12 +498,19 @@ static void test_topk(void **state)
     for (int64_t i = 0; i < n; i++)
         x[2 * n + i] = 1.0f;
     float *d_x = dev_upload(x, sizeof(float) * (size_t)(n * rows));
-    const int32_t ks[] = {1, 5, 64, 256};
-    for (int ki = 0; ki < 4; ki++) {
+    /* with scratch, k = 1 spreads each row over several blocks (twice: each
+     * call must leave the scratch ready for the next) */
+    const int64_t scratch_bytes = greta_gpu_topk_scratch_bytes(rows);
+    assert_true(scratch_bytes > 0);
+    void *d_scratch = dev_alloc((size_t)scratch_bytes);
+    EXPECT_OK(greta_gpu_memset(d_scratch, 0, (size_t)scratch_bytes, NULL, &err));
+    const int32_t ks[] = {1, 5, 64, 256, 1, 1};
+    for (int ki = 0; ki < 6; ki++) {
         const int32_t k = ks[ki];
+        void *scratch = ki >= 4 ? d_scratch : NULL;
         int32_t *d_ids = dev_alloc(sizeof(int32_t) * (size_t)(k * rows));
         float *d_vals = dev_alloc(sizeof(float) * (size_t)(k * rows)), *d_lse = dev_alloc(sizeof(float) * rows);
-        EXPECT_OK(greta_gpu_topk(NULL, d_x, n, rows, n, k, d_ids, d_vals, d_lse, &err));
+        EXPECT_OK(greta_gpu_topk(NULL, d_x, n, rows, n, k, d_ids, d_vals, d_lse, scratch, &err));
         int32_t *ids = xmalloc(sizeof(int32_t) * (size_t)(k * rows));
         float *vals = xmalloc(sizeof(float) * (size_t)(k * rows)), lse[3];
         dev_download(ids, d_ids, sizeof(int32_t) * (size_t)(k * rows));
@@ -542,22 +549,26 @@ static void test_topk(void **state)
         greta_gpu_free(d_ids), greta_gpu_free(d_vals), greta_gpu_free(d_lse);
         free(ids), free(vals);
     }
-    /* k = 1 on a row that is not 16-byte aligned (the element-wise path): x[1 ..] of row 0 */
+    /* k = 1 on a row that is not 16-byte aligned (the element-wise path): x[1 ..] of row 0,
+     * in one block and split */
     int32_t *d_id = dev_alloc(sizeof(int32_t));
     float *d_v = dev_alloc(sizeof(float)), *d_l = dev_alloc(sizeof(float));
-    EXPECT_OK(greta_gpu_topk(NULL, d_x + 1, n, 1, n - 1, 1, d_id, d_v, d_l, &err));
-    int32_t id1;
-    float l1;
-    dev_download(&id1, d_id, sizeof id1);
-    dev_download(&l1, d_l, sizeof l1);
-    assert_int_equal(id1, 6); /* x[7], the first of the ties at 50 */
     double m1 = -INFINITY, s1 = 0.0;
     for (int64_t i = 1; i < n; i++)
         m1 = fmax(m1, x[i]);
     for (int64_t i = 1; i < n; i++)
         s1 += exp((double)x[i] - m1);
-    if (!(fabs(l1 - (m1 + log(s1))) <= 1e-5))
-        fail_msg("topk lse (unaligned row) %.9g, want %.9g", l1, m1 + log(s1));
+    for (int split = 0; split < 2; split++) {
+        EXPECT_OK(greta_gpu_topk(NULL, d_x + 1, n, 1, n - 1, 1, d_id, d_v, d_l, split ? d_scratch : NULL, &err));
+        int32_t id1;
+        float l1;
+        dev_download(&id1, d_id, sizeof id1);
+        dev_download(&l1, d_l, sizeof l1);
+        assert_int_equal(id1, 6); /* x[7], the first of the ties at 50 */
+        if (!(fabs(l1 - (m1 + log(s1))) <= 1e-5))
+            fail_msg("topk lse (unaligned row, split %d) %.9g, want %.9g", split, l1, m1 + log(s1));
+    }
+    greta_gpu_free(d_scratch);
     greta_gpu_free(d_id), greta_gpu_free(d_v), greta_gpu_free(d_l);
     greta_gpu_free(d_x);
     free(x);
@@ -644,8 +655,8 @@ static void test_bad_arguments(void **state)
     assert_int_equal(greta_gpu_kv_store(NULL, d, d, 63, 1, (int32_t *)d, (int32_t *)d, d, d, GRETA_GPU_KV_F16, 1, 63,
                                         16, &err),
                      GRETA_ERR_INVALID); /* odd head_dim */
-    assert_int_equal(greta_gpu_topk(NULL, d, 300, 1, 300, 257, (int32_t *)d, d, NULL, &err), GRETA_ERR_INVALID);
-    assert_int_equal(greta_gpu_topk(NULL, d, 100, 1, 100, 101, (int32_t *)d, d, NULL, &err), GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_topk(NULL, d, 300, 1, 300, 257, (int32_t *)d, d, NULL, NULL, &err), GRETA_ERR_INVALID);
+    assert_int_equal(greta_gpu_topk(NULL, d, 100, 1, 100, 101, (int32_t *)d, d, NULL, NULL, &err), GRETA_ERR_INVALID);
     assert_int_equal(greta_gpu_rope(NULL, d, 64, 1, 1, 64, 7, d, &err), GRETA_ERR_INVALID);
     /* runtime failures are reported, not fatal: an allocation too large for
      * any GPU, a copy to a null address */
