@@ -78,12 +78,11 @@ typedef struct gpu_backend {
     uint8_t *d_scratch;
     gpu_layout L;
     float *x, *xn, *q, *k, *v, *att, *gate, *up, *rope, *logits, *partial; /* device, see the layout */
-    int32_t *d_ints;   /* [4][ints_ld]: tokens, pos, seq, selected rows of the batch run_batch got */
+    int32_t *d_ints;   /* [4][T] for a batch of T tokens: tokens, pos, seq, selected rows (run_batch) */
     int32_t *d_topk;   /* a forward_topk's results as h_topk gets them */
     void *d_topk_scratch; /* greta_gpu_topk's (zeroed with the scratch) */
 
-    int32_t *h_ints;   /* pinned, the same (the room of [4][n_batch]) */
-    int64_t ints_ld;   /* that batch's token count: one copy of 4 x T values a step */
+    int32_t *h_ints;   /* pinned, the same (the room of [4][n_batch]): one copy of 4 x T values a step */
     float *h_logits;   /* pinned [n_batch][vocab] */
     uint8_t *h_topk;   /* pinned: a forward_topk's n ids, n vals, n_sel lse (n = n_sel * k), one copy */
     uint64_t pinned_bytes;
@@ -609,8 +608,7 @@ static int prof_mark(gpu_backend *b, int blk, greta_error *err)
 static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, int one_block, greta_error *err)
 {
     const gpu_config *c = &b->c;
-    const int64_t nb = b->ints_ld; /* T: run_batch's layout */
-    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_seq = b->d_ints + 2 * nb, *d_sel = b->d_ints + 3 * nb;
+    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + T, *d_seq = b->d_ints + 2 * T, *d_sel = b->d_ints + 3 * T;
     const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, T);
     const int v2 = b->kernels == 2 && b->v2_layers;
     const int32_t t = (int32_t)T;
@@ -720,13 +718,14 @@ static int decode_graph(gpu_backend *b, int64_t T, int32_t n_sel, int one_block,
 
 /* ---- prefill step (issue 8) ---------------------------------------------------------- */
 
-/* kv_store + the per-token attention for batch rows t0 .. t0+n-1 of layer l. */
-static int attention_rows(gpu_backend *b, int64_t l, int64_t t0, int64_t n, greta_error *err)
+/* kv_store + the per-token attention for rows t0 .. t0+n-1 of a batch of T
+ * tokens (d_ints laid out [4][T]) of layer l. */
+static int attention_rows(gpu_backend *b, int64_t l, int64_t T, int64_t t0, int64_t n, greta_error *err)
 {
     if (n == 0)
         return GRETA_OK;
     const gpu_config *c = &b->c;
-    const int32_t *d_pos = b->d_ints + b->ints_ld + t0, *d_seq = b->d_ints + 2 * b->ints_ld + t0;
+    const int32_t *d_pos = b->d_ints + T + t0, *d_seq = b->d_ints + 2 * T + t0;
     const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, n);
     int rc = greta_gpu_kv_store(b->stream, b->k + t0 * c->kv_dim, b->v + t0 * c->kv_dim, c->kv_dim, (int32_t)n, d_pos,
                                 d_seq, k_cache(b, l), v_cache(b, l), b->kv, (int32_t)c->n_kv_heads,
@@ -755,7 +754,7 @@ static int prefill_attention(gpu_backend *b, int64_t l, const greta_batch *batch
         while (e < T && batch->seq[e] == batch->seq[t] && batch->pos[e] == batch->pos[e - 1] + 1)
             e++;
         if (flash && e - t >= GRETA_GPU_FLASH_MIN_RUN) {
-            if ((rc = attention_rows(b, l, rest, t - rest, err)) ||
+            if ((rc = attention_rows(b, l, T, rest, t - rest, err)) ||
                 (rc = greta_gpu_flash_attn(b->stream, b->q + t * c->q_dim, c->q_dim, b->k + t * c->kv_dim,
                                            b->v + t * c->kv_dim, c->kv_dim, (uint16_t *)k_cache(b, l),
                                            (uint16_t *)v_cache(b, l), batch->seq[t], batch->pos[t], (int32_t)(e - t),
@@ -766,7 +765,7 @@ static int prefill_attention(gpu_backend *b, int64_t l, const greta_batch *batch
         }
         t = e;
     }
-    return attention_rows(b, l, rest, T - rest, err);
+    return attention_rows(b, l, T, rest, T - rest, err);
 }
 
 /* A batch of more than GRETA_GPU_MATVEC_MAX_TOK tokens (ids already in
@@ -777,9 +776,8 @@ static int prefill_attention(gpu_backend *b, int64_t l, const greta_batch *batch
 static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel, greta_error *err)
 {
     const gpu_config *c = &b->c;
-    const int64_t nb = b->ints_ld;
     const int32_t t = batch->n_tokens;
-    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_sel = b->d_ints + 3 * nb;
+    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + t, *d_sel = b->d_ints + 3 * t; /* [4][t] (run_batch) */
     greta_gpu_stream *s = b->stream;
     uint16_t *xh = b->pf.xh;
     int rc;
@@ -821,9 +819,8 @@ static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel,
 static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_out, greta_error *err)
 {
     const gpu_config *c = &b->c;
-    const int64_t T = batch->n_tokens, nb = T; /* the layout of this batch: [4][T] */
-    b->ints_ld = T;
-    int32_t *h_tok = b->h_ints, *h_pos = b->h_ints + nb, *h_seq = b->h_ints + 2 * nb, *h_sel = b->h_ints + 3 * nb;
+    const int64_t T = batch->n_tokens; /* the ints of this batch laid out [4][T] */
+    int32_t *h_tok = b->h_ints, *h_pos = b->h_ints + T, *h_seq = b->h_ints + 2 * T, *h_sel = b->h_ints + 3 * T;
     int32_t n_sel = 0;
     memcpy(h_tok, batch->tokens, (size_t)T * sizeof(int32_t));
     memcpy(h_pos, batch->pos, (size_t)T * sizeof(int32_t));
@@ -832,7 +829,7 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
         if (batch->want_logits ? batch->want_logits[t] != 0 : t == T - 1)
             h_sel[n_sel++] = (int32_t)t;
     *n_sel_out = n_sel;
-    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + nb, *d_seq = b->d_ints + 2 * nb, *d_sel = b->d_ints + 3 * nb;
+    const int32_t *d_tok = b->d_ints, *d_pos = b->d_ints + T, *d_seq = b->d_ints + 2 * T, *d_sel = b->d_ints + 3 * T;
     const int32_t splits = attention_splits(c, b->n_ctx, b->info.sm_count, T);
     greta_gpu_stream *s = b->stream;
     int rc;

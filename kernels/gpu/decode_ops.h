@@ -139,7 +139,6 @@ int greta_gpu_matvec_a16_glu(greta_gpu_stream *s, const void *a16, int64_t ld_a,
                              const greta_gpu_mv_mat *gate, const greta_gpu_mv_mat *up, float *out, int64_t ld_out,
                              greta_error *err);
 
-
 #ifdef __cplusplus
 }
 #endif

@@ -372,10 +372,16 @@ struct topk_part {
     int bad;
 };
 
-/* scratch: n_rows counters (uint32), then n_rows x TOPK_SPLITS parts */
+/* scratch: n_rows counters (uint32), then, from a 16-byte boundary
+ * (topk_parts_offset), n_rows x TOPK_SPLITS parts */
+static int64_t topk_parts_offset(int32_t n_rows)
+{
+    return ((int64_t)n_rows * 4 + 15) / 16 * 16;
+}
+
 static int64_t topk_scratch_bytes(int32_t n_rows)
 {
-    return ((int64_t)n_rows * 4 + 15) / 16 * 16 + (int64_t)n_rows * TOPK_SPLITS * (int64_t)sizeof(topk_part);
+    return topk_parts_offset(n_rows) + (int64_t)n_rows * TOPK_SPLITS * (int64_t)sizeof(topk_part);
 }
 
 __global__ void __launch_bounds__(TOPK_SPLIT_THREADS)
@@ -459,7 +465,7 @@ extern "C" int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x,
     if (scratch && k == 1 && n >= 4 * TOPK_SPLITS && n_rows <= 65535) {
         const int chunk = (int)((n + TOPK_SPLITS - 1) / TOPK_SPLITS + 3) / 4 * 4;
         unsigned int *count = (unsigned int *)scratch;
-        topk_part *parts = (topk_part *)((uint8_t *)scratch + ((int64_t)n_rows * 4 + 15) / 16 * 16);
+        topk_part *parts = (topk_part *)((uint8_t *)scratch + topk_parts_offset(n_rows));
         topk1_split_kernel<<<dim3(TOPK_SPLITS, n_rows), TOPK_SPLIT_THREADS, 0, (gpu_stream_t)s>>>(
             x, ld_x, (int)n, chunk, ids, vals, lse, count, parts);
         GPU_CHECK(gpu_last_error(), err);
