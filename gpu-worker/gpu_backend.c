@@ -85,6 +85,17 @@ typedef struct gpu_backend {
     int32_t *h_ints;   /* pinned, the same (the room of [4][n_batch]): one copy of 4 x T values a step */
     float *h_logits;   /* pinned [n_batch][vocab] */
     uint8_t *h_topk;   /* pinned: a forward_topk's n ids, n vals, n_sel lse (n = n_sel * k), one copy */
+    /* greedy lookahead (greta_gpu_backend_opts.lookahead; forward_topk): a
+     * step's result slot i (id, val, lse) alternates between the step being
+     * read and the one enqueued after it; la_ev[i] is recorded after slot
+     * i's copy back */
+    int lookahead;
+    int32_t *h_la;     /* pinned [2][4]: slot i at 4 * i */
+    greta_gpu_event *la_ev[2];
+    int la_on;         /* a step of (la_seq, la_pos, la_tok) is enqueued into slot la_slot */
+    int la_slot;
+    int32_t la_seq, la_pos, la_tok;
+    uint64_t la_hits, la_misses;
     uint64_t pinned_bytes;
     uint64_t free_after_load;
 
@@ -302,7 +313,7 @@ static int compute_sizes(const greta_model *m, const greta_backend_params *p, in
     s->scratch = s->L.total;
     s->logits_host = (uint64_t)p->n_batch * (uint64_t)c.vocab * sizeof(float);
     s->pinned = align_up(4 * (uint64_t)p->n_batch * sizeof(int32_t)) + align_up(s->logits_host) +
-                align_up((uint64_t)p->n_batch * (2 * GRETA_GPU_TOPK_MAX + 1) * 4);
+                align_up((uint64_t)p->n_batch * (2 * GRETA_GPU_TOPK_MAX + 1) * 4) + align_up(8 * sizeof(int32_t));
     return GRETA_OK;
 }
 
@@ -424,6 +435,18 @@ static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu
             b->use_graph = eg[0] == '1';
         else
             return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_GRAPH='%.40s': expected 0 or 1", eg);
+    }
+    const char *el = getenv("GRETA_GPU_LOOKAHEAD");
+    b->lookahead = 1;
+    if (o->lookahead == 1 || o->lookahead == 2)
+        b->lookahead = o->lookahead == 1;
+    else if (o->lookahead != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: lookahead %d is not 0, 1 or 2", o->lookahead);
+    else if (el && *el) {
+        if (!strcmp(el, "0") || !strcmp(el, "1"))
+            b->lookahead = el[0] == '1';
+        else
+            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_LOOKAHEAD='%.40s': expected 0 or 1", el);
     }
     const gpu_config *c = &b->c;
     b->v2_layers = c->dim % 256 == 0 && c->q_dim % 256 == 0 && c->ffn_dim % 256 == 0;
@@ -816,6 +839,14 @@ static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel,
 
 /* Runs the whole batch on the stream, up to the logits of the selected rows
  * in b->logits ([n_sel][vocab], device). Does not wait for the GPU. */
+/* Whether a decode step whose last position is pmax takes v5's one-block
+ * attention (every position below DEC_ONE_BLOCK_MAX). */
+static int one_block_for(const gpu_backend *b, int32_t pmax)
+{
+    return b->kernels >= 5 && greta_gpu_attention_decode_supported((int32_t)b->c.head_dim) &&
+           pmax < DEC_ONE_BLOCK_MAX;
+}
+
 static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_out, greta_error *err)
 {
     const gpu_config *c = &b->c;
@@ -834,13 +865,10 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
     greta_gpu_stream *s = b->stream;
     int rc;
     TRY(greta_gpu_copy(b->d_ints, b->h_ints, 4 * (size_t)T * sizeof(int32_t), GRETA_GPU_H2D, s, err));
-    int one_block = 0;
-    if (b->kernels >= 5 && greta_gpu_attention_decode_supported((int32_t)c->head_dim)) {
-        int32_t pmax = 0;
-        for (int64_t t = 0; t < T; t++)
-            pmax = batch->pos[t] > pmax ? batch->pos[t] : pmax;
-        one_block = pmax < DEC_ONE_BLOCK_MAX;
-    }
+    int32_t pmax = 0;
+    for (int64_t t = 0; t < T; t++)
+        pmax = batch->pos[t] > pmax ? batch->pos[t] : pmax;
+    const int one_block = one_block_for(b, pmax);
     if (T <= GRETA_GPU_MATVEC_MAX_TOK && b->use_graph && !b->prof_on)
         return decode_graph(b, T, n_sel, one_block, err);
     if (T <= GRETA_GPU_MATVEC_MAX_TOK) {
@@ -983,6 +1011,92 @@ int greta_gpu_backend_profile_stop(greta_backend *base, greta_gpu_profile *out, 
     return GRETA_OK;
 }
 
+/* ---- greedy lookahead (greta_gpu_backend_opts.lookahead) ---------------------------- */
+
+/* Whether a forward_topk call goes through the lookahead: k 1 of one token
+ * with logits, on the decode graph. */
+static int la_fits(const gpu_backend *b, const greta_batch *batch, int32_t k)
+{
+    return b->lookahead && b->use_graph && !b->prof_on && k == 1 && batch->n_tokens == 1 &&
+           (!batch->want_logits || batch->want_logits[0]);
+}
+
+/* A step the lookahead enqueued that this call does not take: counted and
+ * waited for, so its slot is free again (the call's own work runs after
+ * it on the stream anyway). Its cache row lies past the sequence's length
+ * and is written again before any step reads it. */
+static int la_drop(gpu_backend *b, greta_error *err)
+{
+    if (!b->la_on)
+        return GRETA_OK;
+    b->la_on = 0;
+    b->la_misses++;
+    return greta_gpu_event_sync(b->la_ev[b->la_slot], err);
+}
+
+/* The top-1 of the step just enqueued (one row) into d_topk (id, val,
+ * lse), copied back into slot `slot`, whose event is recorded after it;
+ * d_ints become the next step's (greta_gpu_topk1_next: that top-1 at the
+ * next position of the same sequence). */
+static int la_result(gpu_backend *b, int slot, greta_error *err)
+{
+    int rc = greta_gpu_topk1_next(b->stream, b->logits, b->c.vocab, b->d_topk, (float *)(b->d_topk + 1),
+                                  (float *)(b->d_topk + 2), b->d_topk_scratch, b->d_ints, err);
+    if (!rc)
+        rc = greta_gpu_copy(b->h_la + 4 * slot, b->d_topk, 3 * sizeof(int32_t), GRETA_GPU_D2H, b->stream, err);
+    if (!rc)
+        rc = greta_gpu_event_record(b->la_ev[slot], b->stream, err);
+    return rc;
+}
+
+/* Enqueues the step after the one just enqueued (la_result left its ints
+ * in d_ints: that step's top-1 at position pos of sequence seq), its
+ * result into slot `slot`. */
+static int la_enqueue(gpu_backend *b, int32_t seq, int32_t pos, int slot, greta_error *err)
+{
+    int rc;
+    if ((rc = decode_graph(b, 1, 1, one_block_for(b, pos), err)) || (rc = la_result(b, slot, err)))
+        return rc;
+    b->la_on = 1;
+    b->la_slot = slot;
+    b->la_seq = seq;
+    b->la_pos = pos;
+    return GRETA_OK;
+}
+
+/* forward_topk through the lookahead (la_fits): the step is the one
+ * enqueued by the previous call, or runs now; either way the step after it
+ * (where the context has room) is enqueued before this one's result is
+ * waited for. */
+static int la_forward(gpu_backend *b, const greta_batch *batch, int32_t *id, float *val, float *lse,
+                      greta_error *err)
+{
+    const int32_t seq = batch->seq[0], pos = batch->pos[0];
+    int slot, rc;
+    if (b->la_on && b->la_seq == seq && b->la_pos == pos && b->la_tok == batch->tokens[0]) {
+        slot = b->la_slot;
+        b->la_on = 0;
+        b->la_hits++;
+    } else {
+        int32_t n_sel = 0;
+        slot = 0;
+        if ((rc = la_drop(b, err)) || (rc = run_batch(b, batch, &n_sel, err)))
+            return rc;
+        (void)n_sel; /* 1: la_fits */
+        if ((rc = la_result(b, slot, err)))
+            return rc;
+    }
+    if (((int64_t)pos + 1 < b->n_ctx && (rc = la_enqueue(b, seq, pos + 1, 1 - slot, err))) ||
+        (rc = greta_gpu_event_sync(b->la_ev[slot], err)))
+        return rc;
+    const int32_t *r = b->h_la + 4 * slot;
+    *id = r[0];
+    memcpy(val, &r[1], sizeof *val);
+    memcpy(lse, &r[2], sizeof *lse);
+    b->la_tok = *id;
+    return GRETA_OK;
+}
+
 static int gpu_forward(greta_backend *base, const greta_batch *batch, float *logits, greta_error *err)
 {
     gpu_backend *b = base->impl;
@@ -990,7 +1104,7 @@ static int gpu_forward(greta_backend *base, const greta_batch *batch, float *log
     if (rc)
         return rc;
     int32_t n_sel = 0;
-    if ((rc = run_batch(b, batch, &n_sel, err)))
+    if ((rc = la_drop(b, err)) || (rc = run_batch(b, batch, &n_sel, err)))
         return greta_error_prefix(err, "gpu forward");
     const size_t bytes = (size_t)n_sel * (size_t)b->c.vocab * sizeof(float);
     if ((rc = greta_gpu_copy(b->h_logits, b->logits, bytes, GRETA_GPU_D2H, b->stream, err)) ||
@@ -1004,7 +1118,8 @@ static int gpu_forward(greta_backend *base, const greta_batch *batch, float *log
 
 /* backend.h forward_topk: the batch as forward, then per requested row the
  * k best logits chosen on the GPU (topk.cu) and the row's log-sum-exp; only
- * those come back (a greedy step reads 12 bytes instead of the vocabulary). */
+ * those come back (a greedy step reads 12 bytes instead of the vocabulary).
+ * Greedy steps of one token go through the lookahead when it is on. */
 static int gpu_forward_topk(greta_backend *base, const greta_batch *batch, int32_t k, int32_t *ids, float *vals,
                             float *lse, greta_error *err)
 {
@@ -1018,12 +1133,19 @@ static int gpu_forward_topk(greta_backend *base, const greta_batch *batch, int32
     int rc = check_batch(b, batch, err);
     if (rc)
         return rc;
+    if (la_fits(b, batch, k)) {
+        if ((rc = la_forward(b, batch, ids, vals, lse, err))) {
+            b->la_on = 0; /* the stream's state is unknown: nothing to take */
+            return greta_error_prefix(err, "gpu forward");
+        }
+        memcpy(b->seq_len, b->next_pos, (size_t)b->n_seq * sizeof(int32_t));
+        return GRETA_OK;
+    }
     int32_t n_sel = 0;
-    if ((rc = run_batch(b, batch, &n_sel, err)))
+    if ((rc = la_drop(b, err)) || (rc = run_batch(b, batch, &n_sel, err)))
         return greta_error_prefix(err, "gpu forward");
     /* ids, vals and lse packed one after the other, so one copy brings them
-     * back (a greedy step's 12 bytes; each copy is an operation of its own
-     * on the stream) */
+     * back (each copy is an operation of its own on the stream) */
     const size_t n = (size_t)n_sel * (size_t)k;
     const int32_t *h_ids = (const int32_t *)b->h_topk;
     const float *h_vals = (const float *)(b->h_topk + n * 4), *h_lse = (const float *)(b->h_topk + n * 8);
@@ -1078,6 +1200,9 @@ static void gpu_destroy(greta_backend *base)
     greta_gpu_free_host(b->h_ints);
     greta_gpu_free_host(b->h_logits);
     greta_gpu_free_host(b->h_topk);
+    greta_gpu_free_host(b->h_la);
+    greta_gpu_event_destroy(&b->la_ev[0]);
+    greta_gpu_event_destroy(&b->la_ev[1]);
     for (int i = 0; i < GRETA_GPU_MATVEC_MAX_TOK; i++)
         for (int j = 0; j < 2; j++)
             greta_gpu_graph_destroy(&b->graphs[i][j]);
@@ -1101,6 +1226,18 @@ static const greta_backend_ops gpu_ops = {
 int greta_gpu_backend_is(const greta_backend *b)
 {
     return b && b->ops == &gpu_ops;
+}
+
+int greta_gpu_backend_lookahead(const greta_backend *base, uint64_t *hits, uint64_t *misses, greta_error *err)
+{
+    if (!greta_gpu_backend_is(base))
+        return greta_error_set(err, GRETA_ERR_INVALID, "lookahead: not a GPU backend");
+    const gpu_backend *b = base->impl;
+    if (hits)
+        *hits = b->la_hits;
+    if (misses)
+        *misses = b->la_misses;
+    return GRETA_OK;
 }
 
 static int weight_check(const gguf_tensor *t, int64_t n_in, int64_t n_out, greta_error *err)
@@ -1266,7 +1403,9 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
         (rc = greta_gpu_memset(b->d_scratch, 0, s.scratch, b->stream, err)) ||
         (rc = greta_gpu_alloc_host((void **)&b->h_ints, 4 * (size_t)p->n_batch * sizeof(int32_t), err)) ||
         (rc = greta_gpu_alloc_host((void **)&b->h_logits, s.logits_host, err)) ||
-        (rc = greta_gpu_alloc_host((void **)&b->h_topk, (size_t)p->n_batch * (2 * GRETA_GPU_TOPK_MAX + 1) * 4, err)))
+        (rc = greta_gpu_alloc_host((void **)&b->h_topk, (size_t)p->n_batch * (2 * GRETA_GPU_TOPK_MAX + 1) * 4, err)) ||
+        (rc = greta_gpu_alloc_host((void **)&b->h_la, 8 * sizeof(int32_t), err)) ||
+        (rc = greta_gpu_event_create(&b->la_ev[0], err)) || (rc = greta_gpu_event_create(&b->la_ev[1], err)))
         goto fail;
     memset(b->h_ints, 0, 4 * (size_t)p->n_batch * sizeof(int32_t));
     b->pinned_bytes = s.pinned;
@@ -1304,9 +1443,10 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
             (double)s.scratch / 1048576.0,
             (double)b->pinned_bytes / 1048576.0, gib(b->free_after_load), gib(total_mem));
     fprintf(stderr,
-            "gpu: decode kernels v%d (int8-activation GEMV: layers %s, lm_head %s), graph %s, early launch (PDL) %s\n",
+            "gpu: decode kernels v%d (int8-activation GEMV: layers %s, lm_head %s), graph %s, early launch (PDL) %s, "
+            "greedy lookahead %s\n",
             b->kernels, b->kernels == 2 && b->v2_layers ? "yes" : "no", b->kernels == 2 && b->v2_output ? "yes" : "no",
-            b->use_graph ? "on" : "off", b->pdl ? "on" : "off");
+            b->use_graph ? "on" : "off", b->pdl ? "on" : "off", b->lookahead && b->use_graph ? "on" : "off");
     fprintf(stderr, "gpu: prefill %s from %d tokens (fp16 scratch: activations %.1f MiB, weights %.1f MiB)\n",
             greta_gpu_prefill_name(b->pf.mode), GRETA_GPU_MATVEC_MAX_TOK + 1, (double)s.L.xh_elems * 2 / 1048576.0,
             (double)s.L.wh_elems * 2 / 1048576.0);

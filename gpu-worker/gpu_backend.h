@@ -80,6 +80,16 @@ typedef struct greta_gpu_backend_opts {
      * one by one. Bad values (options or variables) fail create. */
     int decode_kernels;
     int graph;
+    /* lookahead: 0 = GRETA_GPU_LOOKAHEAD (0|1, default 1), 1 = on, 2 =
+     * off. On: a greedy step (forward_topk with k 1 of one token, graph
+     * on) enqueues the next step of its sequence before it waits for its
+     * own result, with the GPU's top-1 as that step's token; the next call
+     * that asks for exactly that step (same sequence, next position, that
+     * token, k 1) takes its result, so the GPU never waits for the host
+     * between greedy steps. Any other call discards it (after it ran: its
+     * cache row lies past the sequence's length, rewritten before use).
+     * The same results either way (greta_gpu_backend_lookahead). */
+    int lookahead;
     /* Prefill (batches of more than GRETA_GPU_MATVEC_MAX_TOK tokens), issue 8:
      * greta_gpu_prefill below (0 = AUTO: GRETA_GPU_PREFILL, else the
      * build's default). */
@@ -171,6 +181,9 @@ int greta_gpu_backend_profile_stop(greta_backend *b, greta_gpu_profile *out, gre
 
 /* Nonzero when b is a GPU backend. */
 int greta_gpu_backend_is(const greta_backend *b);
+/* Lookahead steps taken (hits) and discarded (misses) since create;
+ * GRETA_ERR_INVALID for a backend that is not a GPU backend. */
+int greta_gpu_backend_lookahead(const greta_backend *b, uint64_t *hits, uint64_t *misses, greta_error *err);
 
 /* The device and the device bytes of a GPU backend (NULL args are skipped). */
 typedef struct greta_gpu_backend_mem {

@@ -96,6 +96,8 @@ int greta_gpu_decode_table(void);
 int greta_gpu_event_create(greta_gpu_event **e, greta_error *err);
 void greta_gpu_event_destroy(greta_gpu_event **e);
 int greta_gpu_event_record(greta_gpu_event *e, greta_gpu_stream *s, greta_error *err);
+/* Waits until the work recorded before e has run. */
+int greta_gpu_event_sync(greta_gpu_event *e, greta_error *err);
 /* Waits for `end`, then gives the milliseconds between the two events. */
 int greta_gpu_event_elapsed(greta_gpu_event *start, greta_gpu_event *end, float *ms, greta_error *err);
 
@@ -239,6 +241,12 @@ int greta_gpu_gather_rows(greta_gpu_stream *s, const float *x, int64_t ld_x, con
 int64_t greta_gpu_topk_scratch_bytes(int32_t n_rows);
 int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n, int32_t k,
                    int32_t *ids, float *vals, float *lse, void *scratch, greta_error *err);
+/* greta_gpu_topk of one row with k = 1 (the same results), which also
+ * makes next, a decode step's ints on the device (token, position, ...),
+ * those of the step after: next[0] = the argmax, next[1] += 1, the rest
+ * unchanged (the GPU backend's greedy lookahead: no copy between steps). */
+int greta_gpu_topk1_next(greta_gpu_stream *s, const float *x, int64_t n, int32_t *id, float *val, float *lse,
+                         void *scratch, int32_t *next, greta_error *err);
 
 #ifdef __cplusplus
 }

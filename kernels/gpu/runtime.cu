@@ -164,6 +164,12 @@ extern "C" int greta_gpu_event_record(greta_gpu_event *e, greta_gpu_stream *s, g
     return 0;
 }
 
+extern "C" int greta_gpu_event_sync(greta_gpu_event *e, greta_error *err)
+{
+    GPU_CHECK(gpu_event_synchronize((gpu_event_t)e), err);
+    return 0;
+}
+
 extern "C" int greta_gpu_event_elapsed(greta_gpu_event *start, greta_gpu_event *end, float *ms, greta_error *err)
 {
     GPU_CHECK(gpu_event_synchronize((gpu_event_t)end), err);

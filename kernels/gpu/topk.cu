@@ -386,7 +386,8 @@ static int64_t topk_scratch_bytes(int32_t n_rows)
 
 __global__ void __launch_bounds__(TOPK_SPLIT_THREADS)
 topk1_split_kernel(const float *__restrict__ x, int64_t ld_x, int n, int chunk, int32_t *__restrict__ ids,
-                   float *__restrict__ vals, float *__restrict__ lse, unsigned int *count, topk_part *parts)
+                   float *__restrict__ vals, float *__restrict__ lse, unsigned int *count, topk_part *parts,
+                   int32_t *next)
 {
     __shared__ int last;
     const int row = blockIdx.y, sp = blockIdx.x;
@@ -446,7 +447,18 @@ topk1_split_kernel(const float *__restrict__ x, int64_t ld_x, int n, int chunk, 
         vals[row] = xr[id];
         if (lse)
             lse[row] = lse_value(m, sum, any != 0);
+        if (next) { /* greta_gpu_topk1_next (one row) */
+            next[0] = id;
+            next[1] += 1;
+        }
     }
+}
+
+/* greta_gpu_topk1_next after the one-block kernel: one thread */
+__global__ void topk_next_kernel(const int32_t *ids, int32_t *next)
+{
+    next[0] = ids[0];
+    next[1] += 1;
 }
 
 extern "C" int64_t greta_gpu_topk_scratch_bytes(int32_t n_rows)
@@ -454,8 +466,9 @@ extern "C" int64_t greta_gpu_topk_scratch_bytes(int32_t n_rows)
     return n_rows > 0 ? topk_scratch_bytes(n_rows) : 0;
 }
 
-extern "C" int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,
-                              int32_t k, int32_t *ids, float *vals, float *lse, void *scratch, greta_error *err)
+/* greta_gpu_topk, and with next (one row, k 1) greta_gpu_topk1_next */
+static int topk_go(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n, int32_t k,
+                   int32_t *ids, float *vals, float *lse, void *scratch, int32_t *next, greta_error *err)
 {
     if (n <= 0 || n > (1 << 30) || ld_x < n || n_rows < 0 || k < 1 || k > GRETA_GPU_TOPK_MAX || k > n)
         return greta_error_set(err, GRETA_ERR_INVALID, "topk: bad arguments (n %lld, k %d, most %d)", (long long)n, k,
@@ -467,11 +480,27 @@ extern "C" int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x,
         unsigned int *count = (unsigned int *)scratch;
         topk_part *parts = (topk_part *)((uint8_t *)scratch + topk_parts_offset(n_rows));
         topk1_split_kernel<<<dim3(TOPK_SPLITS, n_rows), TOPK_SPLIT_THREADS, 0, (gpu_stream_t)s>>>(
-            x, ld_x, (int)n, chunk, ids, vals, lse, count, parts);
+            x, ld_x, (int)n, chunk, ids, vals, lse, count, parts, next);
         GPU_CHECK(gpu_last_error(), err);
         return 0;
     }
     topk_kernel<<<n_rows, TOPK_THREADS, 0, (gpu_stream_t)s>>>(x, ld_x, (int)n, k, ids, vals, lse);
+    if (next)
+        topk_next_kernel<<<1, 1, 0, (gpu_stream_t)s>>>(ids, next);
     GPU_CHECK(gpu_last_error(), err);
     return 0;
+}
+
+extern "C" int greta_gpu_topk(greta_gpu_stream *s, const float *x, int64_t ld_x, int32_t n_rows, int64_t n,
+                              int32_t k, int32_t *ids, float *vals, float *lse, void *scratch, greta_error *err)
+{
+    return topk_go(s, x, ld_x, n_rows, n, k, ids, vals, lse, scratch, NULL, err);
+}
+
+extern "C" int greta_gpu_topk1_next(greta_gpu_stream *s, const float *x, int64_t n, int32_t *id, float *val,
+                                    float *lse, void *scratch, int32_t *next, greta_error *err)
+{
+    if (!next)
+        return greta_error_set(err, GRETA_ERR_INVALID, "topk1_next: no next step's ints");
+    return topk_go(s, x, n, 1, n, 1, id, val, lse, scratch, next, err);
 }

@@ -47,6 +47,14 @@
  *                   GRETA_GPU_KERNELS /
  *                   GRETA_GPU_GRAPH select the same as the options, bad values
  *                   fail create naming the variable
+ *   lookahead       greedy forward_topk steps (k 1) with the lookahead on and
+ *                   off: the same ids, values and log-sum-exps, bit for bit,
+ *                   while the next call asks for the step taken ahead (every
+ *                   step but the first a hit) and when it does not (another
+ *                   token, k 2, a forward with logits, another sequence, the
+ *                   last position of the context: misses, the results still
+ *                   those of lookahead off); GRETA_GPU_LOOKAHEAD selects the
+ *                   same as the option, bad values fail create
  */
 #include <math.h>
 #include <string.h>
@@ -1075,6 +1083,148 @@ static void test_one_block_buckets(void **state)
     greta_model_close(&m);
 }
 
+/* ---- greedy lookahead ------------------------------------------------------------- */
+
+/* One call of the lookahead script run on a backend: a forward_topk of k
+ * (0: forward with logits) for token `tok` (-1: the previous call's top-1
+ * of that sequence, -2: the token after it) of sequence seq at its next
+ * position. */
+typedef struct la_call {
+    int32_t seq, k, tok;
+} la_call;
+
+typedef struct la_out {
+    int32_t ids[512];
+    float vals[512], lse[512];
+    uint64_t hits, misses;
+} la_out;
+
+/* Runs the script on a fresh backend with the given lookahead option (and
+ * GRETA_GPU_LOOKAHEAD as the caller set it); every call's top k (or, for
+ * forward, the argmax of the logits and the first logit) into out. */
+static int la_run(const greta_model *m, int lookahead, const la_call *calls, int n, la_out *out, greta_error *cerr)
+{
+    greta_error err = {0};
+    const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .lookahead = lookahead};
+    greta_backend_params p = {.n_ctx = 40, .n_seq = 2, .n_batch = 16, .n_threads = 1};
+    greta_backend *b = NULL;
+    int rc = greta_gpu_backend_create_opts(m, &p, &o, &b, cerr);
+    if (rc)
+        return rc;
+    const int32_t vocab = (int32_t)m->cfg.vocab_size;
+    float *logits = xmalloc(sizeof(float) * (size_t)vocab);
+    int32_t last[2] = {1, 1}, len[2] = {0, 0};
+    memset(out, 0, sizeof *out);
+    int o_i = 0;
+    for (int i = 0; i < n; i++) {
+        const int32_t sq = calls[i].seq, ps = len[sq];
+        const int32_t tok = calls[i].tok == -2 ? (last[sq] + 1) % vocab : last[sq];
+        const greta_batch bt = {.n_tokens = 1, .tokens = &tok, .pos = &ps, .seq = &sq};
+        if (calls[i].k == 0) {
+            EXPECT_OK(b->ops->forward(b, &bt, logits, &err));
+            last[sq] = (int32_t)greta_cpu_argmax(logits, vocab);
+            out->ids[o_i] = last[sq], out->vals[o_i] = logits[0], out->lse[o_i] = logits[vocab - 1];
+            o_i++;
+        } else {
+            int32_t ids[4];
+            float vals[4], lse;
+            EXPECT_OK(b->ops->forward_topk(b, &bt, calls[i].k, ids, vals, &lse, &err));
+            last[sq] = ids[0];
+            for (int j = 0; j < calls[i].k; j++, o_i++)
+                out->ids[o_i] = ids[j], out->vals[o_i] = vals[j], out->lse[o_i] = lse;
+        }
+        assert_true(o_i <= 500);
+        len[sq]++;
+        assert_int_equal(b->ops->seq_len(b, sq), len[sq]);
+    }
+    EXPECT_OK(greta_gpu_backend_lookahead(b, &out->hits, &out->misses, &err));
+    free(logits);
+    greta_backend_destroy(&b);
+    return 0;
+}
+
+static void test_lookahead(void **state)
+{
+    GPU_OR_SKIP();
+    GRETA_TESTDATA_OR_SKIP(model_path, "quant/gqa-Q4_K_M.gguf");
+    greta_error err = {0};
+    greta_model *m = NULL;
+    EXPECT_OK(greta_model_open(model_path, &m, &err));
+    unsetenv("GRETA_GPU_LOOKAHEAD");
+    /* sequence 0: 12 greedy steps (11 hits), another token (a miss), 5
+     * greedy steps, k 2 (a miss), 3 greedy, a forward with logits (a miss),
+     * 3 greedy, sequence 1 for 4 steps (a miss, then hits), sequence 0
+     * again (a miss) up to the context's last position (no step ahead of
+     * it: n_ctx 40) */
+    la_call calls[80];
+    int n = 0, hits_on = 0, misses_on = 0;
+    for (int i = 0; i < 12; i++)
+        calls[n++] = (la_call){0, 1, -1};
+    calls[n++] = (la_call){0, 1, -2};
+    for (int i = 0; i < 5; i++)
+        calls[n++] = (la_call){0, 1, -1};
+    calls[n++] = (la_call){0, 2, -1};
+    for (int i = 0; i < 3; i++)
+        calls[n++] = (la_call){0, 1, -1};
+    calls[n++] = (la_call){0, 0, -1};
+    for (int i = 0; i < 3; i++)
+        calls[n++] = (la_call){0, 1, -1};
+    for (int i = 0; i < 4; i++)
+        calls[n++] = (la_call){1, 1, -1};
+    const int used0 = 12 + 1 + 5 + 1 + 3 + 1 + 3;
+    for (int i = used0; i < 40; i++)
+        calls[n++] = (la_call){0, 1, -1};
+    /* expected: a hit for each greedy call right after a greedy call of the
+     * same sequence whose next position fits */
+    int32_t pos0 = 0, pos1 = 0;
+    for (int i = 0; i < n; i++) {
+        const int32_t ps = calls[i].seq ? pos1 : pos0;
+        const int hit = i > 0 && calls[i].k == 1 && calls[i].tok == -1 && calls[i - 1].k == 1 &&
+                        calls[i - 1].seq == calls[i].seq && ps < 40;
+        hits_on += hit;
+        /* a step taken ahead (after a greedy call whose next position fits)
+         * that this call does not take */
+        const int32_t pp = i > 0 ? (calls[i - 1].seq ? pos1 : pos0) - 1 : 0;
+        if (i > 0 && calls[i - 1].k == 1 && pp + 1 < 40 && !hit)
+            misses_on++;
+        if (calls[i].seq)
+            pos1++;
+        else
+            pos0++;
+    }
+    la_out on, off, env_off, env_on;
+    EXPECT_OK(la_run(m, 1, calls, n, &on, &err));
+    EXPECT_OK(la_run(m, 2, calls, n, &off, &err));
+    assert_memory_equal(on.ids, off.ids, sizeof on.ids);
+    assert_memory_equal(on.vals, off.vals, sizeof on.vals);
+    assert_memory_equal(on.lse, off.lse, sizeof on.lse);
+    print_message("lookahead on: %llu hits, %llu misses (expected %d, %d)\n", (unsigned long long)on.hits,
+                  (unsigned long long)on.misses, hits_on, misses_on);
+    assert_int_equal(on.hits, hits_on);
+    assert_int_equal(on.misses, misses_on);
+    assert_int_equal(off.hits, 0);
+    assert_int_equal(off.misses, 0);
+    /* the variable: the default (0) option follows it; on by default */
+    setenv("GRETA_GPU_LOOKAHEAD", "0", 1);
+    EXPECT_OK(la_run(m, 0, calls, 14, &env_off, &err));
+    assert_int_equal(env_off.hits, 0);
+    setenv("GRETA_GPU_LOOKAHEAD", "1", 1);
+    EXPECT_OK(la_run(m, 0, calls, 14, &env_on, &err));
+    assert_int_equal(env_on.hits, 12);
+    assert_int_equal(env_on.misses, 1);
+    assert_memory_equal(env_on.ids, env_off.ids, 14 * sizeof(int32_t));
+    unsetenv("GRETA_GPU_LOOKAHEAD");
+    EXPECT_OK(la_run(m, 0, calls, 14, &env_on, &err));
+    assert_int_equal(env_on.hits, 12);
+    setenv("GRETA_GPU_LOOKAHEAD", "yes", 1);
+    assert_int_equal(la_run(m, 0, calls, 14, &env_on, &err), GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "GRETA_GPU_LOOKAHEAD"));
+    unsetenv("GRETA_GPU_LOOKAHEAD");
+    assert_int_equal(la_run(m, 3, calls, 14, &env_on, &err), GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "lookahead 3"));
+    greta_model_close(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1084,7 +1234,7 @@ int main(void)
         cmocka_unit_test(test_matvec_f32_glu), cmocka_unit_test(test_matvec_f32_fusions),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_attention_decode), cmocka_unit_test(test_one_block_buckets),
         cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_backend_settings),
+        cmocka_unit_test(test_backend_settings), cmocka_unit_test(test_lookahead),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

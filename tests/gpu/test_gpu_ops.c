@@ -10,7 +10,9 @@
  *   attention          |gpu - ref| <= 2e-5 * max|v|, ref = the CPU ops on the
  *                      cache's values (fp16-rounded, or fp32 for the fp32 cache)
  *   swiglu             |gpu - cpu| <= 1e-6 * |cpu| + 1e-30
- *   top-k / argmax     exact ids and values (k 1..256); lse within 1e-5
+ *   top-k / argmax     exact ids and values (k 1..256); lse within 1e-5;
+ *                      topk1_next bit-identical to top-1, its next step's
+ *                      ints exact
  *   gather             exact
  * Without a GPU every test is skipped with a message.
  */
@@ -567,6 +569,26 @@ static void test_topk(void **state)
         assert_int_equal(id1, 6); /* x[7], the first of the ties at 50 */
         if (!(fabs(l1 - (m1 + log(s1))) <= 1e-5))
             fail_msg("topk lse (unaligned row, split %d) %.9g, want %.9g", split, l1, m1 + log(s1));
+        /* topk1_next: the same results, and the next step's ints (token = the
+         * argmax, position + 1, the rest kept) */
+        const int32_t ints0[4] = {123, 41, 3, 0};
+        int32_t *d_next = dev_upload(ints0, sizeof ints0), next[4], id2;
+        float v1, v2, l2;
+        dev_download(&v1, d_v, sizeof v1);
+        EXPECT_OK(greta_gpu_topk1_next(NULL, d_x + 1, n - 1, d_id, d_v, d_l, split ? d_scratch : NULL, d_next, &err));
+        dev_download(&id2, d_id, sizeof id2);
+        dev_download(&v2, d_v, sizeof v2);
+        dev_download(&l2, d_l, sizeof l2);
+        dev_download(next, d_next, sizeof next);
+        assert_int_equal(id2, id1);
+        assert_memory_equal(&v2, &v1, sizeof v1);
+        assert_memory_equal(&l2, &l1, sizeof l1);
+        assert_int_equal(next[0], id1);
+        assert_int_equal(next[1], 42);
+        assert_int_equal(next[2], 3);
+        assert_int_equal(next[3], 0);
+        assert_int_equal(greta_gpu_topk1_next(NULL, d_x, n, d_id, d_v, d_l, NULL, NULL, &err), GRETA_ERR_INVALID);
+        greta_gpu_free(d_next);
     }
     greta_gpu_free(d_scratch);
     greta_gpu_free(d_id), greta_gpu_free(d_v), greta_gpu_free(d_l);
