@@ -14,7 +14,11 @@
  *          forward_topk, the gpu-worker's path for greedy requests) each
  *          forward returns only its argmax token (k = 1), as in serving;
  *          else the host takes the argmax of the logits. The JSON says
- *          which ("argmax": "backend" or "host").
+ *          which ("argmax": "backend" or "host"), and how many steps the
+ *          GPU backend's greedy lookahead had enqueued before the call
+ *          that took them ("lookahead_hits") or enqueued for nothing
+ *          ("lookahead_misses": the one after the last step of each
+ *          repetition, discarded by the next forward).
  * Each test runs -r times after an untimed warm-up (one forward of one
  * token and, with -p, one prefill of P tokens, so lazily loaded kernels
  * and libraries are not timed); the figures
@@ -487,6 +491,20 @@ static cJSON *run_pp(greta_engine *e, const bench_opts *o, int32_t depth, const 
     return j;
 }
 
+/* The GPU backend's greedy lookahead counters (greta_gpu_backend_lookahead):
+ * 0 for another backend. */
+static void lookahead_counts(greta_engine *e, uint64_t *hits, uint64_t *misses)
+{
+    *hits = *misses = 0;
+#ifdef GRETA_HAVE_GPU
+    greta_error err = {0};
+    if (greta_gpu_backend_is(greta_engine_backend(e)))
+        (void)greta_gpu_backend_lookahead(greta_engine_backend(e), hits, misses, &err);
+#else
+    (void)e;
+#endif
+}
+
 static cJSON *run_tg(greta_engine *e, const bench_opts *o, int32_t depth, const int32_t *ctx,
                      int32_t bos, const greta_tokenizer *tok, double *tps_mean, double *p50,
                      double *p99, greta_error *err)
@@ -501,6 +519,8 @@ static cJSON *run_tg(greta_engine *e, const bench_opts *o, int32_t depth, const 
         goto out;
     }
     const int on_backend = greta_engine_has_forward_topk(e);
+    uint64_t hits0, misses0, hits1, misses1;
+    lookahead_counts(e, &hits0, &misses0);
     for (int rep = 0; rep < o->r; rep++) {
         const float *logits = NULL;
         const int32_t bos_only[1] = {bos < 0 ? 0 : bos};
@@ -526,6 +546,7 @@ static cJSON *run_tg(greta_engine *e, const bench_opts *o, int32_t depth, const 
         }
         tps[rep] = o->n / total;
     }
+    lookahead_counts(e, &hits1, &misses1);
     double m, sd;
     mean_std(tps, o->r, &m, &sd);
     const int ns = o->r * o->n;
@@ -541,6 +562,10 @@ static cJSON *run_tg(greta_engine *e, const bench_opts *o, int32_t depth, const 
     cJSON_AddNumberToObject(j, "n_gen", o->n);
     cJSON_AddNumberToObject(j, "depth", depth);
     cJSON_AddStringToObject(j, "argmax", on_backend ? "backend" : "host");
+    /* steps the GPU backend had enqueued before the call that took them
+     * (greedy lookahead), and steps it enqueued that no call took */
+    cJSON_AddNumberToObject(j, "lookahead_hits", (double)(hits1 - hits0));
+    cJSON_AddNumberToObject(j, "lookahead_misses", (double)(misses1 - misses0));
     cJSON_AddNumberToObject(j, "tokens_per_s_mean", m);
     cJSON_AddNumberToObject(j, "tokens_per_s_std", sd);
     cJSON_AddNumberToObject(j, "ms_per_token_p50", *p50);
