@@ -87,10 +87,11 @@ typedef struct gpu_backend {
     uint8_t *h_topk;   /* pinned: a forward_topk's n ids, n vals, n_sel lse (n = n_sel * k), one copy */
     /* greedy lookahead (greta_gpu_backend_opts.lookahead; forward_topk): a
      * step's result slot i (id, val, lse) alternates between the step being
-     * read and the one enqueued after it; la_ev[i] is recorded after slot
-     * i's copy back */
+     * read and the one enqueued after it; the top-1 kernel writes it into
+     * host memory (no copy), and la_ev[i] is recorded after that kernel */
     int lookahead;
-    int32_t *h_la;     /* pinned [2][4]: slot i at 4 * i */
+    int32_t *h_la;     /* pinned, mapped [2][4]: slot i at 4 * i */
+    int32_t *d_la;     /* its address on the device */
     greta_gpu_event *la_ev[2];
     int la_on;         /* a step of (la_seq, la_pos, la_tok) is enqueued into slot la_slot */
     int la_slot;
@@ -639,8 +640,8 @@ static int decode_step(gpu_backend *b, int64_t T, int32_t n_sel, int one_block, 
     int rc;
     b->prof_used = 0;
     TRY(prof_mark(b, -1, err));
-    TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, err));
-    TRY(greta_gpu_rope_table(s, d_pos, t, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
+    TRY(greta_gpu_embed_rope(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, d_pos,
+                             (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
     TRY(prof_mark(b, GRETA_GPU_PROF_OTHER, err));
     for (int64_t l = 0; l < c->n_layers; l++) {
         const gpu_layer *L = &b->layers[l];
@@ -807,8 +808,8 @@ static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel,
 #define MM(w, ld, y, acc)                                                                                      \
     gpu_prefill_matmul(&b->pf, s, (w)->type, (w)->d, (w)->n_in, (w)->n_out, NULL, xh, (ld), t, (y), (w)->n_out, \
                        (acc), err)
-    TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, err));
-    TRY(greta_gpu_rope_table(s, d_pos, t, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
+    TRY(greta_gpu_embed_rope(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, t, b->x, c->dim, d_pos,
+                             (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
     for (int64_t l = 0; l < c->n_layers; l++) {
         const gpu_layer *L = &b->layers[l];
         TRY(greta_gpu_rmsnorm_f16(s, b->x, c->dim, L->attn_norm, xh, c->dim, t, c->dim, c->eps, err));
@@ -882,8 +883,8 @@ static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_ou
     }
     if (T > GRETA_GPU_MATVEC_MAX_TOK && b->pf.mode != GRETA_GPU_PREFILL_V1)
         return prefill_step(b, batch, n_sel, err);
-    TRY(greta_gpu_embed(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, (int32_t)T, b->x, c->dim, err));
-    TRY(greta_gpu_rope_table(s, d_pos, (int32_t)T, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
+    TRY(greta_gpu_embed_rope(s, b->tok_embd.type, b->tok_embd.d, c->dim, c->vocab, d_tok, (int32_t)T, b->x, c->dim,
+                             d_pos, (int32_t)c->rope_dim, c->rope_base, c->rope_scale, b->rope, err));
     for (int64_t l = 0; l < c->n_layers; l++) {
         const gpu_layer *L = &b->layers[l];
         TRY(greta_gpu_rmsnorm(s, b->x, c->dim, L->attn_norm, b->xn, c->dim, (int32_t)T, c->dim, c->eps, err));
@@ -1034,16 +1035,15 @@ static int la_drop(gpu_backend *b, greta_error *err)
     return greta_gpu_event_sync(b->la_ev[b->la_slot], err);
 }
 
-/* The top-1 of the step just enqueued (one row) into d_topk (id, val,
- * lse), copied back into slot `slot`, whose event is recorded after it;
- * d_ints become the next step's (greta_gpu_topk1_next: that top-1 at the
- * next position of the same sequence). */
+/* The top-1 of the step just enqueued (one row): id, val and lse written
+ * by the kernel into slot `slot` in host memory, whose event is recorded
+ * after it; d_ints become the next step's (greta_gpu_topk1_next: that
+ * top-1 at the next position of the same sequence). */
 static int la_result(gpu_backend *b, int slot, greta_error *err)
 {
-    int rc = greta_gpu_topk1_next(b->stream, b->logits, b->c.vocab, b->d_topk, (float *)(b->d_topk + 1),
-                                  (float *)(b->d_topk + 2), b->d_topk_scratch, b->d_ints, err);
-    if (!rc)
-        rc = greta_gpu_copy(b->h_la + 4 * slot, b->d_topk, 3 * sizeof(int32_t), GRETA_GPU_D2H, b->stream, err);
+    int32_t *r = b->d_la + 4 * slot;
+    int rc = greta_gpu_topk1_next(b->stream, b->logits, b->c.vocab, r, (float *)(r + 1), (float *)(r + 2),
+                                  b->d_topk_scratch, b->d_ints, err);
     if (!rc)
         rc = greta_gpu_event_record(b->la_ev[slot], b->stream, err);
     return rc;
@@ -1404,7 +1404,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
         (rc = greta_gpu_alloc_host((void **)&b->h_ints, 4 * (size_t)p->n_batch * sizeof(int32_t), err)) ||
         (rc = greta_gpu_alloc_host((void **)&b->h_logits, s.logits_host, err)) ||
         (rc = greta_gpu_alloc_host((void **)&b->h_topk, (size_t)p->n_batch * (2 * GRETA_GPU_TOPK_MAX + 1) * 4, err)) ||
-        (rc = greta_gpu_alloc_host((void **)&b->h_la, 8 * sizeof(int32_t), err)) ||
+        (rc = greta_gpu_alloc_host_mapped((void **)&b->h_la, (void **)&b->d_la, 8 * sizeof(int32_t), err)) ||
         (rc = greta_gpu_event_create(&b->la_ev[0], err)) || (rc = greta_gpu_event_create(&b->la_ev[1], err)))
         goto fail;
     memset(b->h_ints, 0, 4 * (size_t)p->n_batch * sizeof(int32_t));

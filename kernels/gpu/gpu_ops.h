@@ -65,6 +65,10 @@ int greta_gpu_alloc(void **p, size_t n, greta_error *err);
 void greta_gpu_free(void *p);
 /* Page-locked host memory (fast, asynchronous copies). */
 int greta_gpu_alloc_host(void **p, size_t n, greta_error *err);
+/* Page-locked host memory that kernels can write (*dev: its address on the
+ * device; results land in host memory, visible once the writing kernel's
+ * work is waited for). Freed by greta_gpu_free_host. */
+int greta_gpu_alloc_host_mapped(void **p, void **dev, size_t n, greta_error *err);
 void greta_gpu_free_host(void *p);
 
 typedef enum greta_gpu_copy_dir { GRETA_GPU_H2D = 0, GRETA_GPU_D2H = 1, GRETA_GPU_D2D = 2 } greta_gpu_copy_dir;
@@ -115,6 +119,11 @@ void greta_gpu_graph_destroy(greta_gpu_graph **g);
  * in 0..n_vocab-1 (checked by the caller; an id outside gives a row of NaN). */
 int greta_gpu_embed(greta_gpu_stream *s, uint32_t type, const void *table, int64_t dim, int64_t n_vocab,
                     const int32_t *d_ids, int32_t n, float *out, int64_t ld_out, greta_error *err);
+/* greta_gpu_embed and greta_gpu_rope_table (d_pos, rope_dim, freq_base,
+ * freq_scale, cs) in one launch: the same values. */
+int greta_gpu_embed_rope(greta_gpu_stream *s, uint32_t type, const void *table, int64_t dim, int64_t n_vocab,
+                         const int32_t *d_ids, int32_t n, float *out, int64_t ld_out, const int32_t *d_pos,
+                         int32_t rope_dim, float freq_base, float freq_scale, float *cs, greta_error *err);
 
 /* rmsnorm.cu: out[t] = (x[t] * r) * w, r = 1 / sqrtf(sum(x[t]^2) / n + eps),
  * the sum in fp32; w is fp32 [n]. out may equal x. */

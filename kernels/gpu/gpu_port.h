@@ -136,6 +136,8 @@ static inline gpu_error_t gpu_mem_get_info(size_t *free_b, size_t *total_b) { re
 static inline gpu_error_t gpu_malloc(void **p, size_t n) { return hipMalloc(p, n); }
 static inline gpu_error_t gpu_free(void *p) { return hipFree(p); }
 static inline gpu_error_t gpu_malloc_host(void **p, size_t n) { return hipHostMalloc(p, n, hipHostMallocDefault); }
+static inline gpu_error_t gpu_malloc_host_mapped(void **p, size_t n) { return hipHostMalloc(p, n, hipHostMallocMapped); }
+static inline gpu_error_t gpu_host_device_pointer(void **d, void *h) { return hipHostGetDevicePointer(d, h, 0); }
 static inline gpu_error_t gpu_free_host(void *p) { return hipHostFree(p); }
 static inline gpu_error_t gpu_memcpy_async(void *dst, const void *src, size_t n, gpu_copy_kind k, gpu_stream_t s)
 { return hipMemcpyAsync(dst, src, n, (hipMemcpyKind)k, s); }
@@ -171,6 +173,8 @@ static inline gpu_error_t gpu_mem_get_info(size_t *free_b, size_t *total_b) { re
 static inline gpu_error_t gpu_malloc(void **p, size_t n) { return cudaMalloc(p, n); }
 static inline gpu_error_t gpu_free(void *p) { return cudaFree(p); }
 static inline gpu_error_t gpu_malloc_host(void **p, size_t n) { return cudaMallocHost(p, n); }
+static inline gpu_error_t gpu_malloc_host_mapped(void **p, size_t n) { return cudaHostAlloc(p, n, cudaHostAllocMapped); }
+static inline gpu_error_t gpu_host_device_pointer(void **d, void *h) { return cudaHostGetDevicePointer(d, h, 0); }
 static inline gpu_error_t gpu_free_host(void *p) { return cudaFreeHost(p); }
 static inline gpu_error_t gpu_memcpy_async(void *dst, const void *src, size_t n, gpu_copy_kind k, gpu_stream_t s)
 { return cudaMemcpyAsync(dst, src, n, (cudaMemcpyKind)k, s); }

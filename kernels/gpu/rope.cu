@@ -13,14 +13,8 @@
 __global__ void rope_table_kernel(const int32_t *__restrict__ pos, int32_t rope_dim, float freq_base,
                                   float freq_scale, float *__restrict__ cs)
 {
-    const int32_t p = pos[blockIdx.x];
-    float *c = cs + (int64_t)blockIdx.x * rope_dim;
-    for (int i = threadIdx.x; i < rope_dim / 2; i += blockDim.x) {
-        const double inv_freq = pow((double)freq_base, -2.0 * i / (double)rope_dim);
-        const double theta = (double)p * (double)freq_scale * inv_freq;
-        c[2 * i] = (float)cos(theta);
-        c[2 * i + 1] = (float)sin(theta);
-    }
+    gpu_rope_table_row(pos[blockIdx.x], rope_dim, freq_base, freq_scale, cs + (int64_t)blockIdx.x * rope_dim,
+                       (int)threadIdx.x, (int)blockDim.x);
 }
 
 /* grid (n_tok), block 256: thread j rotates pairs j, j + 256, ... of all heads */

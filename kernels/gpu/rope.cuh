@@ -18,4 +18,17 @@ __device__ inline void gpu_rope_pair(float *p, const float *c, int i)
     p[1] = gpu_add_rn(e, f);
 }
 
+/* The table row of position p (greta_gpu_rope_table): pairs i = first,
+ * first + step, ... of rope_dim / 2. */
+__device__ inline void gpu_rope_table_row(int32_t p, int32_t rope_dim, float freq_base, float freq_scale, float *c,
+                                          int first, int step)
+{
+    for (int i = first; i < rope_dim / 2; i += step) {
+        const double inv_freq = pow((double)freq_base, -2.0 * i / (double)rope_dim);
+        const double theta = (double)p * (double)freq_scale * inv_freq;
+        c[2 * i] = (float)cos(theta);
+        c[2 * i + 1] = (float)sin(theta);
+    }
+}
+
 #endif

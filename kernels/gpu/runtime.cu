@@ -94,6 +94,25 @@ extern "C" int greta_gpu_alloc_host(void **p, size_t n, greta_error *err)
     return 0;
 }
 
+extern "C" int greta_gpu_alloc_host_mapped(void **p, void **dev, size_t n, greta_error *err)
+{
+    *p = NULL;
+    *dev = NULL;
+    gpu_error_t e = gpu_malloc_host_mapped(p, n ? n : 1);
+    if (e == gpu_success)
+        e = gpu_host_device_pointer(dev, *p);
+    if (e != gpu_success) {
+        (void)gpu_last_error();
+        if (*p)
+            (void)gpu_free_host(*p);
+        *p = NULL;
+        *dev = NULL;
+        return greta_error_set(err, GRETA_ERR_NOMEM, "mapped page-locked host allocation of %zu bytes failed: %s", n,
+                               gpu_error_string(e));
+    }
+    return 0;
+}
+
 extern "C" void greta_gpu_free_host(void *p)
 {
     if (p)

@@ -1,7 +1,8 @@
 /* test_gpu_ops.c - every GPU op against the CPU reference (kernels/cpu), for
  * every weight type, with a stated tolerance per op:
  *
- *   embed (dequant)    bit-exact with greta_dequant_row
+ *   embed (dequant)    bit-exact with greta_dequant_row; embed_rope the same
+ *                      rows and greta_gpu_rope_table's table, bit for bit
  *   matvec, gemm       |gpu - cpu| <= 1e-5 * sum_i |w_i x_i|  (fp32, other order)
  *   rmsnorm            |gpu - cpu| <= 4e-6 * |cpu| + 1e-7 * max|x*w|
  *   rope               table within 1 fp32 ulp of greta_cpu_rope_table (both
@@ -68,13 +69,34 @@ static void test_embed_all_types(void **state)
             int32_t *d_ids = dev_upload(ids, sizeof ids);
             const int64_t ld = dim + 3;
             float *d_out = dev_alloc(sizeof(float) * (size_t)(ld * n));
-            EXPECT_OK(greta_gpu_embed(NULL, type, d_tab, dim, vocab, d_ids, n, d_out, ld, &err));
             float *out = xmalloc(sizeof(float) * (size_t)(ld * n));
-            dev_download(out, d_out, sizeof(float) * (size_t)(ld * n));
-            for (int32_t i = 0; i < n; i++)
-                if (memcmp(out + ld * i, deq + dim * ids[i], sizeof(float) * (size_t)dim) != 0)
-                    fail_msg("embed %s dim %lld: row %d differs from greta_dequant_row", ggml_type_name(type),
-                             (long long)dim, ids[i]);
+            /* embed_rope: the same rows, and the rope table of greta_gpu_rope_table */
+            const int32_t pos[] = {0, 7, 4095, 100000, 3}, rope_dim = 96;
+            int32_t *d_pos = dev_upload(pos, sizeof pos);
+            float *d_cs = dev_alloc(sizeof(float) * rope_dim * n), *d_cs2 = dev_alloc(sizeof(float) * rope_dim * n);
+            float *cs = xmalloc(sizeof(float) * rope_dim * n), *cs2 = xmalloc(sizeof(float) * rope_dim * n);
+            EXPECT_OK(greta_gpu_rope_table(NULL, d_pos, n, rope_dim, 10000.0f, 0.5f, d_cs2, &err));
+            for (int fused = 0; fused < 2; fused++) {
+                greta_gpu_memset(d_out, 0, sizeof(float) * (size_t)(ld * n), NULL, &err);
+                if (fused)
+                    EXPECT_OK(greta_gpu_embed_rope(NULL, type, d_tab, dim, vocab, d_ids, n, d_out, ld, d_pos, rope_dim,
+                                                   10000.0f, 0.5f, d_cs, &err));
+                else
+                    EXPECT_OK(greta_gpu_embed(NULL, type, d_tab, dim, vocab, d_ids, n, d_out, ld, &err));
+                dev_download(out, d_out, sizeof(float) * (size_t)(ld * n));
+                for (int32_t i = 0; i < n; i++)
+                    if (memcmp(out + ld * i, deq + dim * ids[i], sizeof(float) * (size_t)dim) != 0)
+                        fail_msg("embed%s %s dim %lld: row %d differs from greta_dequant_row", fused ? "_rope" : "",
+                                 ggml_type_name(type), (long long)dim, ids[i]);
+            }
+            dev_download(cs, d_cs, sizeof(float) * rope_dim * n);
+            dev_download(cs2, d_cs2, sizeof(float) * rope_dim * n);
+            assert_memory_equal(cs, cs2, sizeof(float) * rope_dim * n);
+            assert_int_equal(greta_gpu_embed_rope(NULL, type, d_tab, dim, vocab, d_ids, n, d_out, ld, d_pos, 95,
+                                                  10000.0f, 0.5f, d_cs, &err),
+                             GRETA_ERR_INVALID);
+            greta_gpu_free(d_pos), greta_gpu_free(d_cs), greta_gpu_free(d_cs2);
+            free(cs), free(cs2);
             greta_gpu_free(d_tab);
             greta_gpu_free(d_ids);
             greta_gpu_free(d_out);
