@@ -58,7 +58,11 @@
 #                    decoders against greta_dequant_row, bit for bit)
 #   parity_*         greedy parity CPU vs GPU (`greta parity`): top-1 100% and
 #                    0 NaN/Inf on stories260K and every quant/ fixture; on the
-#                    7B model p99 |d|/sd <= 1e-3 and mean KL <= 1e-4
+#                    7B model p99 |d|/sd <= 1e-3 and mean KL <= 1e-4, with the
+#                    defaults (parity_7b_*) and with the fp32 configuration
+#                    (parity_7b_fp32_*: GRETA_GPU_PREFILL=v1,
+#                    GRETA_GPU_KERNELS=v5, an fp32 KV cache on both sides:
+#                    fp32 operands throughout, not the default)
 #   pp512, tg128, pp512_d4096, tg128_d4096   `greta bench`, tokens/s against
 #                    the card's targets (H100 400/320/12000/8000 for tg128,
 #                    tg128@d4096, pp512, pp512@d4096; H200 420/340/12000/8000;
@@ -336,6 +340,8 @@ if want parity; then
     nm parity_fixtures "$pname" "top-1 100%, 0 NaN/Inf" "$nogpu_reason"
     nm parity_7b_p99 "7B parity p99 |d|/sd" "<= 1e-3" "$nogpu_reason"
     nm parity_7b_kl "7B parity mean KL" "<= 1e-4" "$nogpu_reason"
+    nm parity_7b_fp32_p99 "7B parity, fp32 configuration (not the default): p99 |d|/sd" "<= 1e-3" "$nogpu_reason"
+    nm parity_7b_fp32_kl "7B parity, fp32 configuration (not the default): mean KL" "<= 1e-4" "$nogpu_reason"
   else
     runs=0 passed=0 failed_list=""
     pr() { # pr NAME ARGS... : one parity run; counts it
@@ -366,6 +372,8 @@ PY
     else kpi parity_fixtures "$pname" "top-1 100%, 0 NaN/Inf" "$passed/$runs runs pass" FAIL "failed:$failed_list"; fi
     if ! have7b; then
       nm parity_7b_p99 "7B parity p99 |d|/sd" "<= 1e-3" "no 7B model"; nm parity_7b_kl "7B parity mean KL" "<= 1e-4" "no 7B model"
+      nm parity_7b_fp32_p99 "7B parity, fp32 configuration (not the default): p99 |d|/sd" "<= 1e-3" "no 7B model"
+      nm parity_7b_fp32_kl "7B parity, fp32 configuration (not the default): mean KL" "<= 1e-4" "no 7B model"
     else
       step parity-7b 240 "$greta" parity -m "$model7b" -p "The capital of France is Paris, and the capital of Germany is" \
         -n 16 --json "$logs/parity-7b.json"; rc=$?
@@ -380,6 +388,23 @@ PY
           "$(python3 -c "print('PASS' if $p99 <= 1e-3 else 'FAIL')")" "top-1 $top1 (fp16 KV cache)"
         kpi parity_7b_kl "7B parity mean KL" "<= 1e-4" "$(printf '%.3e' "$kl")" \
           "$(python3 -c "print('PASS' if $kl <= 1e-4 else 'FAIL')")" "top-1 $top1 (fp16 KV cache)"
+      fi
+      # the same run in the fp32 configuration (fp32 GEMM operands in prefill, fp32 decode inputs, fp32 cache)
+      step parity-7b-fp32 240 env GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5 "$greta" parity -m "$model7b" \
+        -p "The capital of France is Paris, and the capital of Germany is" -n 16 --gpu-kv f32 \
+        --json "$logs/parity-7b-fp32.json"; rc=$?
+      p99=$(jget "$logs/parity-7b-fp32.json" "d['summary']['p99_rel_diff']")
+      kl=$(jget "$logs/parity-7b-fp32.json" "d['summary']['mean_kl']")
+      top1=$(jget "$logs/parity-7b-fp32.json" "'%.2f%%, NaN/Inf %d, %d positions' % (100*d['summary']['top1_agreement'], d['summary']['nan_inf'], d['summary']['positions'])")
+      fname="7B parity, fp32 configuration (not the default)"
+      if [ -z "$p99" ]; then
+        kpi parity_7b_fp32_p99 "$fname: p99 |d|/sd" "<= 1e-3" "" FAIL "$(why $rc parity-7b-fp32)"
+        kpi parity_7b_fp32_kl "$fname: mean KL" "<= 1e-4" "" FAIL "$(why $rc parity-7b-fp32)"
+      else
+        kpi parity_7b_fp32_p99 "$fname: p99 |d|/sd" "<= 1e-3" "$(printf '%.3e' "$p99")" \
+          "$(python3 -c "print('PASS' if $p99 <= 1e-3 else 'FAIL')")" "top-1 $top1 (GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5, fp32 KV cache)"
+        kpi parity_7b_fp32_kl "$fname: mean KL" "<= 1e-4" "$(printf '%.3e' "$kl")" \
+          "$(python3 -c "print('PASS' if $kl <= 1e-4 else 'FAIL')")" "top-1 $top1 (GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5, fp32 KV cache)"
       fi
     fi
   fi
