@@ -375,37 +375,31 @@ PY
       nm parity_7b_fp32_p99 "7B parity, fp32 configuration (not the default): p99 |d|/sd" "<= 1e-3" "no 7B model"
       nm parity_7b_fp32_kl "7B parity, fp32 configuration (not the default): mean KL" "<= 1e-4" "no 7B model"
     else
-      step parity-7b 240 "$greta" parity -m "$model7b" -p "The capital of France is Paris, and the capital of Germany is" \
-        -n 16 --json "$logs/parity-7b.json"; rc=$?
-      p99=$(jget "$logs/parity-7b.json" "d['summary']['p99_rel_diff']")
-      kl=$(jget "$logs/parity-7b.json" "d['summary']['mean_kl']")
-      top1=$(jget "$logs/parity-7b.json" "'%.2f%%, NaN/Inf %d, %d positions' % (100*d['summary']['top1_agreement'], d['summary']['nan_inf'], d['summary']['positions'])")
-      if [ -z "$p99" ]; then
-        kpi parity_7b_p99 "7B parity p99 |d|/sd" "<= 1e-3" "" FAIL "$(why $rc parity-7b)"
-        kpi parity_7b_kl "7B parity mean KL" "<= 1e-4" "" FAIL "$(why $rc parity-7b)"
-      else
-        kpi parity_7b_p99 "7B parity p99 |d|/sd" "<= 1e-3" "$(printf '%.3e' "$p99")" \
-          "$(python3 -c "print('PASS' if $p99 <= 1e-3 else 'FAIL')")" "top-1 $top1 (fp16 KV cache)"
-        kpi parity_7b_kl "7B parity mean KL" "<= 1e-4" "$(printf '%.3e' "$kl")" \
-          "$(python3 -c "print('PASS' if $kl <= 1e-4 else 'FAIL')")" "top-1 $top1 (fp16 KV cache)"
-      fi
-      # the same run in the fp32 configuration (fp32 GEMM operands in prefill, fp32 decode inputs, fp32 cache)
-      step parity-7b-fp32 240 env GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5 "$greta" parity -m "$model7b" \
-        -p "The capital of France is Paris, and the capital of Germany is" -n 16 --gpu-kv f32 \
-        --json "$logs/parity-7b-fp32.json"; rc=$?
-      p99=$(jget "$logs/parity-7b-fp32.json" "d['summary']['p99_rel_diff']")
-      kl=$(jget "$logs/parity-7b-fp32.json" "d['summary']['mean_kl']")
-      top1=$(jget "$logs/parity-7b-fp32.json" "'%.2f%%, NaN/Inf %d, %d positions' % (100*d['summary']['top1_agreement'], d['summary']['nan_inf'], d['summary']['positions'])")
-      fname="7B parity, fp32 configuration (not the default)"
-      if [ -z "$p99" ]; then
-        kpi parity_7b_fp32_p99 "$fname: p99 |d|/sd" "<= 1e-3" "" FAIL "$(why $rc parity-7b-fp32)"
-        kpi parity_7b_fp32_kl "$fname: mean KL" "<= 1e-4" "" FAIL "$(why $rc parity-7b-fp32)"
-      else
-        kpi parity_7b_fp32_p99 "$fname: p99 |d|/sd" "<= 1e-3" "$(printf '%.3e' "$p99")" \
-          "$(python3 -c "print('PASS' if $p99 <= 1e-3 else 'FAIL')")" "top-1 $top1 (GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5, fp32 KV cache)"
-        kpi parity_7b_fp32_kl "$fname: mean KL" "<= 1e-4" "$(printf '%.3e' "$kl")" \
-          "$(python3 -c "print('PASS' if $kl <= 1e-4 else 'FAIL')")" "top-1 $top1 (GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5, fp32 KV cache)"
-      fi
+      # p7b ID NAME DETAIL STEP [ENV=VALUE...] -- [PARITY ARGS...]: one greta parity run on the 7B model
+      # (with those variables) -> the rows ID_p99 and ID_kl
+      p7b() {
+        local id=$1 name=$2 detail=$3 st=$4 vars=() rc p99 kl top1; shift 4
+        while [ "$1" != -- ]; do vars+=("$1"); shift; done; shift
+        step "$st" 240 env "${vars[@]}" "$greta" parity -m "$model7b" \
+          -p "The capital of France is Paris, and the capital of Germany is" -n 16 "$@" --json "$logs/$st.json"; rc=$?
+        p99=$(jget "$logs/$st.json" "d['summary']['p99_rel_diff']")
+        kl=$(jget "$logs/$st.json" "d['summary']['mean_kl']")
+        top1=$(jget "$logs/$st.json" "'%.2f%%, NaN/Inf %d, %d positions' % (100*d['summary']['top1_agreement'], d['summary']['nan_inf'], d['summary']['positions'])")
+        if [ -z "$p99" ]; then
+          kpi "${id}_p99" "$name p99 |d|/sd" "<= 1e-3" "" FAIL "$(why $rc "$st")"
+          kpi "${id}_kl" "$name mean KL" "<= 1e-4" "" FAIL "$(why $rc "$st")"
+        else
+          kpi "${id}_p99" "$name p99 |d|/sd" "<= 1e-3" "$(printf '%.3e' "$p99")" \
+            "$(python3 -c "print('PASS' if $p99 <= 1e-3 else 'FAIL')")" "top-1 $top1 ($detail)"
+          kpi "${id}_kl" "$name mean KL" "<= 1e-4" "$(printf '%.3e' "$kl")" \
+            "$(python3 -c "print('PASS' if $kl <= 1e-4 else 'FAIL')")" "top-1 $top1 ($detail)"
+        fi
+      }
+      p7b parity_7b "7B parity" "fp16 KV cache" parity-7b --
+      # the fp32 configuration: fp32 GEMM operands in prefill, fp32 decode inputs, fp32 cache on both sides
+      p7b parity_7b_fp32 "7B parity, fp32 configuration (not the default):" \
+        "GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5, fp32 KV cache" parity-7b-fp32 \
+        GRETA_GPU_PREFILL=v1 GRETA_GPU_KERNELS=v5 -- --gpu-kv f32
     fi
   fi
 fi

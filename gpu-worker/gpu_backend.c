@@ -410,9 +410,27 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
  * default) is v6 with the tuning table of greta_gpu_set_decode_table
  * (launch shapes, the attention's prefetch; the same results). The graph (default on) records a decode step once per
  * token count and replays it. */
+/* An on/off setting (default on): the option (1 on, 2 off, 0 the variable),
+ * else the variable `var` ("0" or "1"). */
+static int onoff_setting(int opt, const char *what, const char *var, int *out, greta_error *err)
+{
+    const char *e = getenv(var);
+    *out = 1;
+    if (opt == 1 || opt == 2)
+        *out = opt == 1;
+    else if (opt != 0)
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: %s %d is not 0, 1 or 2", what, opt);
+    else if (e && *e) {
+        if (strcmp(e, "0") && strcmp(e, "1"))
+            return greta_error_set(err, GRETA_ERR_INVALID, "%s='%.40s': expected 0 or 1", var, e);
+        *out = e[0] == '1';
+    }
+    return GRETA_OK;
+}
+
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
-    const char *ek = getenv("GRETA_GPU_KERNELS"), *eg = getenv("GRETA_GPU_GRAPH");
+    const char *ek = getenv("GRETA_GPU_KERNELS");
     b->kernels = 7;
     if (o->decode_kernels >= 1 && o->decode_kernels <= 7)
         b->kernels = o->decode_kernels;
@@ -426,29 +444,11 @@ static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu
             return greta_error_set(err, GRETA_ERR_INVALID,
                                    "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4, v5, v6 or v7", ek);
     }
-    b->use_graph = 1;
-    if (o->graph == 1 || o->graph == 2)
-        b->use_graph = o->graph == 1;
-    else if (o->graph != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: graph %d is not 0, 1 or 2", o->graph);
-    else if (eg && *eg) {
-        if (!strcmp(eg, "0") || !strcmp(eg, "1"))
-            b->use_graph = eg[0] == '1';
-        else
-            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_GRAPH='%.40s': expected 0 or 1", eg);
-    }
-    const char *el = getenv("GRETA_GPU_LOOKAHEAD");
-    b->lookahead = 1;
-    if (o->lookahead == 1 || o->lookahead == 2)
-        b->lookahead = o->lookahead == 1;
-    else if (o->lookahead != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: lookahead %d is not 0, 1 or 2", o->lookahead);
-    else if (el && *el) {
-        if (!strcmp(el, "0") || !strcmp(el, "1"))
-            b->lookahead = el[0] == '1';
-        else
-            return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_LOOKAHEAD='%.40s': expected 0 or 1", el);
-    }
+    int rc = onoff_setting(o->graph, "graph", "GRETA_GPU_GRAPH", &b->use_graph, err);
+    if (!rc)
+        rc = onoff_setting(o->lookahead, "lookahead", "GRETA_GPU_LOOKAHEAD", &b->lookahead, err);
+    if (rc)
+        return rc;
     const gpu_config *c = &b->c;
     b->v2_layers = c->dim % 256 == 0 && c->q_dim % 256 == 0 && c->ffn_dim % 256 == 0;
     for (uint32_t l = 0; l < m->cfg.n_layers && b->v2_layers; l++) {
