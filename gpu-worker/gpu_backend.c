@@ -392,24 +392,6 @@ static int check_batch(gpu_backend *b, const greta_batch *batch, greta_error *er
 
 /* ---- decode step (issue 7) --------------------------------------------------------- */
 
-/* GRETA_GPU_KERNELS=v1..v7 and GRETA_GPU_GRAPH=0|1 (the options win
- * when set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's
- * input to int8 once and runs the integer GEMV of matvec_q8.cu with
- * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
- * (on the random-weight 7B model its int8 activations move the logits far
- * beyond the parity limits: opt-in, see docs/GPU.md); v3 keeps fp32
- * activations with the GEMV of matvec_f32.cu (R rows per warp, Q/K/V and
- * gate/up + SiLU fused) where the types have it (Q4_K, Q6_K), v1
- * elsewhere; v4 is v3 with programmatic dependent launch (gpu_port.h:
- * each RMSNorm, GEMV and attention kernel starts while the previous one
- * finishes, the GEMVs loading their first weights meanwhile; the same
- * results); v5 is v4 with the one-block decode attention at short
- * contexts; v6 is v5 with the products that follow an RMSNorm (Q/K/V,
- * gate/up, lm_head) reading its output as 16-bit codes (act16.cuh, written
- * by the norm in the same launch) with integer dot products; v7 (the
- * default) is v6 with the tuning table of greta_gpu_set_decode_table
- * (launch shapes, the attention's prefetch; the same results). The graph (default on) records a decode step once per
- * token count and replays it. */
 /* An on/off setting (default on): the option (1 on, 2 off, 0 the variable),
  * else the variable `var` ("0" or "1"). */
 static int onoff_setting(int opt, const char *what, const char *var, int *out, greta_error *err)
@@ -428,6 +410,25 @@ static int onoff_setting(int opt, const char *what, const char *var, int *out, g
     return GRETA_OK;
 }
 
+/* GRETA_GPU_KERNELS=v1..v7, GRETA_GPU_GRAPH=0|1 and GRETA_GPU_LOOKAHEAD=0|1
+ * (the options win when set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's
+ * input to int8 once and runs the integer GEMV of matvec_q8.cu with
+ * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
+ * (on the random-weight 7B model its int8 activations move the logits far
+ * beyond the parity limits: opt-in, see docs/GPU.md); v3 keeps fp32
+ * activations with the GEMV of matvec_f32.cu (R rows per warp, Q/K/V and
+ * gate/up + SiLU fused) where the types have it (Q4_K, Q6_K), v1
+ * elsewhere; v4 is v3 with programmatic dependent launch (gpu_port.h:
+ * each RMSNorm, GEMV and attention kernel starts while the previous one
+ * finishes, the GEMVs loading their first weights meanwhile; the same
+ * results); v5 is v4 with the one-block decode attention at short
+ * contexts; v6 is v5 with the products that follow an RMSNorm (Q/K/V,
+ * gate/up, lm_head) reading its output as 16-bit codes (act16.cuh, written
+ * by the norm in the same launch) with integer dot products; v7 (the
+ * default) is v6 with the tuning table of greta_gpu_set_decode_table
+ * (launch shapes, the attention's prefetch; the same results). The graph
+ * (default on) records a decode step once per token count and replays it;
+ * the greedy lookahead (default on, with the graph) is la_forward's. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS");
@@ -838,8 +839,6 @@ static int prefill_step(gpu_backend *b, const greta_batch *batch, int32_t n_sel,
     return GRETA_OK;
 }
 
-/* Runs the whole batch on the stream, up to the logits of the selected rows
- * in b->logits ([n_sel][vocab], device). Does not wait for the GPU. */
 /* Whether a decode step whose last position is pmax takes v5's one-block
  * attention (every position below DEC_ONE_BLOCK_MAX). */
 static int one_block_for(const gpu_backend *b, int32_t pmax)
@@ -848,6 +847,8 @@ static int one_block_for(const gpu_backend *b, int32_t pmax)
            pmax < DEC_ONE_BLOCK_MAX;
 }
 
+/* Runs the whole batch on the stream, up to the logits of the selected rows
+ * in b->logits ([n_sel][vocab], device). Does not wait for the GPU. */
 static int run_batch(gpu_backend *b, const greta_batch *batch, int32_t *n_sel_out, greta_error *err)
 {
     const gpu_config *c = &b->c;
