@@ -563,9 +563,9 @@ static void resume_case(int temporary)
     /* the same command again finishes the job */
     pid = spawn_batch(in, out, err, temporary);
     waitpid(pid, &st, 0);
-    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     char *e = read_text(err);
-    fprintf(stderr, "rerun: %s", e);
+    fprintf(stderr, "rerun (status %d): %s", st, e); /* before the check: a failure shows why */
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     char want[4500];
     snprintf(want, sizeof want, "resuming from %s: %d of %d requests already answered", journal, answered, N);
     assert_non_null(strstr(e, want));
