@@ -333,6 +333,24 @@ static int check_fit(const gpu_sizes *s, const greta_gpu_info *info, const greta
                            gib(GPU_RESERVE_BYTES), gib(info->free_mem), gib(info->total_mem));
 }
 
+/* The KV cache of the engine's GPU backend (greta_gpu_backend_create and
+ * _plan; greta_gpu_backend_create_opts takes its type from the options):
+ * GRETA_GPU_KV=f16 (the default) or f32, twice the bytes and no flash
+ * attention in prefill. With GRETA_GPU_PREFILL=v1 and GRETA_GPU_KERNELS=v5
+ * it makes the fp32 configuration (fp32 operands throughout; docs/GPU.md,
+ * "Precision"). */
+static int kv_setting(greta_gpu_kv_type *out, greta_error *err)
+{
+    const char *e = getenv("GRETA_GPU_KV");
+    *out = GRETA_GPU_KV_F16;
+    if (!e || !*e || !strcmp(e, "f16"))
+        return GRETA_OK;
+    if (strcmp(e, "f32"))
+        return greta_error_set(err, GRETA_ERR_INVALID, "GRETA_GPU_KV='%.40s': expected f16 or f32", e);
+    *out = GRETA_GPU_KV_F32;
+    return GRETA_OK;
+}
+
 int greta_gpu_backend_plan(const greta_model *m, const greta_backend_params *p, greta_mem_plan *plan,
                            greta_error *err)
 {
@@ -340,17 +358,17 @@ int greta_gpu_backend_plan(const greta_model *m, const greta_backend_params *p, 
     int rc = check_params(m, p, err);
     if (rc)
         return rc;
+    greta_gpu_kv_type kv;
     greta_gpu_info info;
-    if ((rc = greta_gpu_open(0, &info, err)))
+    if ((rc = kv_setting(&kv, err)) || (rc = greta_gpu_open(0, &info, err)))
         return rc;
     gpu_sizes s;
     int prefill;
     if ((rc = gpu_prefill_resolve(GRETA_GPU_PREFILL_AUTO, &prefill, err)) ||
-        (rc = compute_sizes(m, p, info.sm_count, GRETA_GPU_KV_F16, prefill, &s, err)) ||
-        (rc = check_fit(&s, &info, p, err)))
+        (rc = compute_sizes(m, p, info.sm_count, kv, prefill, &s, err)) || (rc = check_fit(&s, &info, p, err)))
         return rc;
     plan->backend = "gpu";
-    plan->kv_where = "GPU memory, fp16";
+    plan->kv_where = kv == GRETA_GPU_KV_F32 ? "GPU memory, fp32" : "GPU memory, fp16";
     plan->weights_bytes = s.weights;
     plan->kv_bytes = s.kv;
     plan->scratch_bytes = s.scratch;
@@ -1351,8 +1369,10 @@ done:
 int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p, greta_backend **out,
                              greta_error *err)
 {
-    const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16};
-    return greta_gpu_backend_create_opts(m, p, &o, out, err);
+    greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16};
+    *out = NULL;
+    int rc = kv_setting(&o.kv_type, err);
+    return rc ? rc : greta_gpu_backend_create_opts(m, p, &o, out, err);
 }
 
 int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_params *p,
@@ -1473,6 +1493,20 @@ int greta_gpu_backend_info(const greta_backend *base, greta_gpu_info *info, gret
         mem->pinned_bytes = b->pinned_bytes;
         mem->free_after_load = b->free_after_load;
     }
+    return GRETA_OK;
+}
+
+int greta_gpu_backend_settings_get(const greta_backend *base, greta_gpu_backend_settings *out, greta_error *err)
+{
+    if (!greta_gpu_backend_is(base))
+        return greta_error_set(err, GRETA_ERR_INVALID, "not a GPU backend");
+    const gpu_backend *b = base->impl;
+    *out = (greta_gpu_backend_settings){.decode_kernels = b->kernels,
+                                        .prefill = b->pf.mode,
+                                        .kv_type = b->kv,
+                                        .graph = b->use_graph != 0,
+                                        .lookahead = b->lookahead && b->use_graph,
+                                        .pdl = b->pdl != 0};
     return GRETA_OK;
 }
 

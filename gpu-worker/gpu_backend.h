@@ -55,9 +55,11 @@ int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p
                              greta_error *err);
 
 /* Options beyond the common params. kv_type: GRETA_GPU_KV_F16 is the
- * engine's cache (what greta_gpu_backend_create and the backend kind use);
- * GRETA_GPU_KV_F32 doubles the cache to measure what fp16 costs
- * (greta parity --gpu-kv f32). */
+ * engine's cache; GRETA_GPU_KV_F32 doubles the cache to measure what fp16
+ * costs (greta parity --gpu-kv f32). greta_gpu_backend_create (the backend
+ * kind: greta run, bench, the gpu-worker) and greta_gpu_backend_plan take
+ * it from GRETA_GPU_KV (f16, the default, or f32; anything else fails with
+ * GRETA_ERR_INVALID); here the option decides. */
 typedef struct greta_gpu_backend_opts {
     greta_gpu_kv_type kv_type;
     /* Decode (batches of <= GRETA_GPU_MATVEC_MAX_TOK tokens), issue 7.
@@ -178,6 +180,19 @@ const char *greta_gpu_prof_block_name(int blk);
 int greta_gpu_backend_profile_start(greta_backend *b, greta_error *err);
 /* Stops it; the totals go to *out (may be NULL). Steps return to the graph. */
 int greta_gpu_backend_profile_stop(greta_backend *b, greta_gpu_profile *out, greta_error *err);
+
+/* What a GPU backend resolved at create from its options and the
+ * variables (GRETA_GPU_KERNELS, _PREFILL, _KV, _GRAPH, _LOOKAHEAD):
+ * decode_kernels 1..7, prefill a greta_gpu_prefill (never AUTO), the KV
+ * cache type, graph and lookahead 0 or 1 (lookahead 1 only with the
+ * graph, as it runs), pdl 1 where decode kernels launch early.
+ * GRETA_ERR_INVALID for a backend that is not a GPU backend. */
+typedef struct greta_gpu_backend_settings {
+    int decode_kernels, prefill;
+    greta_gpu_kv_type kv_type;
+    int graph, lookahead, pdl;
+} greta_gpu_backend_settings;
+int greta_gpu_backend_settings_get(const greta_backend *b, greta_gpu_backend_settings *out, greta_error *err);
 
 /* Nonzero when b is a GPU backend. */
 int greta_gpu_backend_is(const greta_backend *b);

@@ -55,6 +55,11 @@
  *                   last position of the context: misses, the results still
  *                   those of lookahead off); GRETA_GPU_LOOKAHEAD selects the
  *                   same as the option, bad values fail create
+ *   kv_variable     GRETA_GPU_KV=f32: greta_gpu_backend_create and _plan give
+ *                   an fp32 cache of twice the bytes and logits bit for bit
+ *                   those of the fp32 option (unset and f16: the fp16 ones,
+ *                   which differ); create_opts keeps its option; bad values
+ *                   fail create and plan naming the variable
  */
 #include <math.h>
 #include <string.h>
@@ -1225,6 +1230,92 @@ static void test_lookahead(void **state)
     greta_model_close(&m);
 }
 
+/* GRETA_GPU_KV: greta_gpu_backend_create and _plan take the cache type
+ * from it (the logits bit for bit those of the option, the cache twice the
+ * bytes); create_opts keeps its option's; bad values fail both, named. */
+static void kv_var_run(const greta_model *m, const char *var, const greta_gpu_backend_opts *o, float *logits,
+                       uint64_t *kv_bytes)
+{
+    greta_error err = {0};
+    greta_backend_params p = {.n_ctx = 64, .n_seq = 1, .n_batch = 32, .n_threads = 1};
+    greta_backend *b = NULL;
+    if (var)
+        setenv("GRETA_GPU_KV", var, 1);
+    else
+        unsetenv("GRETA_GPU_KV");
+    if (o)
+        EXPECT_OK(greta_gpu_backend_create_opts(m, &p, o, &b, &err));
+    else
+        EXPECT_OK(greta_gpu_backend_create(m, &p, &b, &err));
+    greta_gpu_backend_mem mem;
+    EXPECT_OK(greta_gpu_backend_info(b, NULL, &mem, &err));
+    *kv_bytes = mem.kv_bytes;
+    greta_mem_plan plan;
+    EXPECT_OK(greta_gpu_backend_plan(m, &p, &plan, &err));
+    if (!o) /* the plan follows the variable, as create does */
+        assert_int_equal(plan.kv_bytes, mem.kv_bytes);
+    /* 20 tokens: a prefill, then 4 decode steps that read the cache */
+    int32_t toks[20], pos[20], sq[20] = {0};
+    for (int i = 0; i < 20; i++)
+        toks[i] = 1 + (i * 37) % ((int32_t)m->cfg.vocab_size - 1), pos[i] = i;
+    const greta_batch pb = {.n_tokens = 16, .tokens = toks, .pos = pos, .seq = sq};
+    EXPECT_OK(b->ops->forward(b, &pb, logits, &err));
+    for (int i = 16; i < 20; i++) {
+        const greta_batch db = {.n_tokens = 1, .tokens = &toks[i], .pos = &pos[i], .seq = sq};
+        EXPECT_OK(b->ops->forward(b, &db, logits, &err));
+    }
+    greta_backend_destroy(&b);
+    unsetenv("GRETA_GPU_KV");
+}
+
+static void test_kv_variable(void **state)
+{
+    GPU_OR_SKIP();
+    GRETA_TESTDATA_OR_SKIP(model_path, "quant/gqa-Q4_K_M.gguf");
+    greta_error err = {0};
+    greta_model *m = NULL;
+    EXPECT_OK(greta_model_open(model_path, &m, &err));
+    const size_t vocab = m->cfg.vocab_size;
+    float *l16 = xmalloc(sizeof(float) * vocab), *l32 = xmalloc(sizeof(float) * vocab),
+          *lv = xmalloc(sizeof(float) * vocab);
+    const greta_gpu_backend_opts o16 = {.kv_type = GRETA_GPU_KV_F16}, o32 = {.kv_type = GRETA_GPU_KV_F32};
+    uint64_t b16, b32, bv;
+    kv_var_run(m, NULL, &o16, l16, &b16);
+    kv_var_run(m, NULL, &o32, l32, &b32);
+    assert_int_equal(b32, 2 * b16);
+    double maxd = 0.0;
+    for (size_t i = 0; i < vocab; i++)
+        maxd = fmax(maxd, fabs((double)l16[i] - l32[i]));
+    print_message("fp16 vs fp32 cache: max |d logit| %.3g\n", maxd);
+    assert_true(maxd > 0.0); /* the cache's rounding shows in the logits */
+    kv_var_run(m, NULL, NULL, lv, &bv); /* unset: fp16 */
+    assert_int_equal(bv, b16);
+    assert_memory_equal(lv, l16, sizeof(float) * vocab);
+    kv_var_run(m, "f16", NULL, lv, &bv);
+    assert_int_equal(bv, b16);
+    assert_memory_equal(lv, l16, sizeof(float) * vocab);
+    kv_var_run(m, "f32", NULL, lv, &bv);
+    assert_int_equal(bv, b32);
+    assert_memory_equal(lv, l32, sizeof(float) * vocab);
+    kv_var_run(m, "f32", &o16, lv, &bv); /* the option decides for create_opts */
+    assert_int_equal(bv, b16);
+    assert_memory_equal(lv, l16, sizeof(float) * vocab);
+    greta_backend_params p = {.n_ctx = 64, .n_seq = 1, .n_batch = 32, .n_threads = 1};
+    greta_backend *b = NULL;
+    greta_mem_plan plan;
+    setenv("GRETA_GPU_KV", "fp32", 1);
+    assert_int_equal(greta_gpu_backend_create(m, &p, &b, &err), GRETA_ERR_INVALID);
+    assert_null(b);
+    assert_non_null(strstr(err.msg, "GRETA_GPU_KV='fp32'"));
+    assert_int_equal(greta_gpu_backend_plan(m, &p, &plan, &err), GRETA_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "GRETA_GPU_KV"));
+    unsetenv("GRETA_GPU_KV");
+    free(l16);
+    free(l32);
+    free(lv);
+    greta_model_close(&m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1235,6 +1326,7 @@ int main(void)
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_attention_decode), cmocka_unit_test(test_one_block_buckets),
         cmocka_unit_test(test_bad_arguments),
         cmocka_unit_test(test_backend_settings), cmocka_unit_test(test_lookahead),
+        cmocka_unit_test(test_kv_variable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
