@@ -32,7 +32,9 @@
  * $GRETA_COMMIT, else git rev-parse HEAD at run time, else "unknown";
  * "commit_source" says which, "commit_dirty" is null without git), for the
  * GPU backend the device ("gpu": name, arch, api, driver and runtime
- * versions, total and free-after-load memory), the model's size and hash
+ * versions, total and free-after-load memory, and the settings it resolved:
+ * decode kernels, prefill path, KV cache type, graph, lookahead, early
+ * launch), the model's size and hash
  * (sha256 of the whole file up to 64 MiB; above that, sha256 of the first
  * 16 MiB, the last 16 MiB and the size as 8 bytes little-endian;
  * "hash_method" says which), the flags and every sample.

@@ -361,6 +361,18 @@ void greta_compare_json_gpu(cJSON *obj, const greta_backend *b)
         cJSON_AddNumberToObject(obj, "total_mem_bytes", (double)gi.total_mem);
         cJSON_AddNumberToObject(obj, "free_mem_after_load_bytes", (double)mem.free_after_load);
     }
+    greta_gpu_backend_settings st;
+    if (greta_gpu_backend_settings_get(b, &st, &err) == 0) {
+        char kernels[8];
+        snprintf(kernels, sizeof kernels, "v%d", st.decode_kernels);
+        cJSON *sj = cJSON_AddObjectToObject(obj, "settings");
+        cJSON_AddStringToObject(sj, "decode_kernels", kernels);
+        cJSON_AddStringToObject(sj, "prefill", greta_gpu_prefill_name(st.prefill));
+        cJSON_AddStringToObject(sj, "kv_cache", st.kv_type == GRETA_GPU_KV_F32 ? "fp32" : "fp16");
+        cJSON_AddBoolToObject(sj, "graph", st.graph);
+        cJSON_AddBoolToObject(sj, "lookahead", st.lookahead);
+        cJSON_AddBoolToObject(sj, "early_launch", st.pdl);
+    }
 #else
     (void)obj;
     (void)b;

@@ -571,8 +571,34 @@ static void test_bench_gpu(void **state)
             assert_int_equal(cJSON_GetArrayItem(toks, k)->valueint, cJSON_GetArrayItem(ids, k + 1)->valueint);
     }
     assert_int_equal(n_tg, 1);
-    cJSON_Delete(gjson);
+    const cJSON *st = cJSON_GetObjectItem(g, "settings"); /* what the backend resolved: the defaults */
+    assert_string_equal(cJSON_GetObjectItem(st, "kv_cache")->valuestring, "fp16");
+    assert_string_equal(cJSON_GetObjectItem(st, "decode_kernels")->valuestring, "v7");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(st, "lookahead")));
     cJSON_Delete(j);
+    /* GRETA_GPU_KV=f32: an fp32 cache (twice the bytes in the load line), the same greedy tokens */
+    unlink(json);
+    fmt(args, sizeof args, "bench -m '%s' --backend gpu -p 0 -n 8 -r 1 --json '%s'", model, json);
+    r = run("GRETA_GPU_KV=f32 GRETA_GPU_LOOKAHEAD=0", args);
+    if (r.rc != 0)
+        fail_msg("bench with GRETA_GPU_KV=f32 failed:\n%s", r.err);
+    ASSERT_CONTAINS(r.err, "(fp32, n_ctx");
+    result_free(&r);
+    j = load_json(json);
+    st = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "gpu"), "settings");
+    assert_string_equal(cJSON_GetObjectItem(st, "kv_cache")->valuestring, "fp32");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(st, "lookahead")));
+    const cJSON *tg = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "results"), 0);
+    assert_string_equal(cJSON_GetObjectItem(tg, "test")->valuestring, "tg8");
+    for (int k = 0; k < 8; k++)
+        assert_int_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(tg, "tokens"), k)->valueint,
+                         cJSON_GetArrayItem(ids, k + 1)->valueint);
+    cJSON_Delete(j);
+    cJSON_Delete(gjson);
+    r = run("GRETA_GPU_KV=fp32", args);
+    assert_int_equal(r.rc, 1);
+    ASSERT_CONTAINS(r.err, "GRETA_GPU_KV='fp32': expected f16 or f32");
+    result_free(&r);
     /* --profile: one more tg per depth with GPU events per block */
     unlink(json);
     fmt(args, sizeof args, "bench -m '%s' --backend gpu -p 0 -n 8 -r 1 --profile --json '%s'", model, json);

@@ -222,6 +222,15 @@ static void test_gpu_parity(void **state)
     assert_true(cJSON_GetObjectItem(f32ref, "top1_agreement")->valuedouble == 1.0);
     assert_true(p99_vs_f32 > p99v);
     assert_true(cJSON_GetObjectItem(tb, "total_mem_bytes")->valuedouble > 0);
+    /* what the backend resolved: the defaults here */
+    const cJSON *st = cJSON_GetObjectItem(tb, "settings");
+    assert_non_null(st);
+    assert_string_equal(cJSON_GetObjectItem(st, "decode_kernels")->valuestring, "v7");
+    assert_string_equal(cJSON_GetObjectItem(st, "kv_cache")->valuestring, "fp16");
+    assert_non_null(cJSON_GetObjectItem(st, "prefill")->valuestring);
+    assert_string_not_equal(cJSON_GetObjectItem(st, "prefill")->valuestring, "v1");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(st, "graph")));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(st, "lookahead")));
     cJSON_Delete(j);
     j = NULL;
     cli_result_free(&r);
@@ -244,11 +253,17 @@ static void test_gpu_parity(void **state)
     char json32[512];
     snprintf(json32, sizeof json32, "%s/gpu32.json", tmp);
     snprintf(args, sizeof args, "-m '%s' -n 64 --gpu-kv f32 --json '%s'", model, json32);
-    r = run(NULL, args);
+    r = run("GRETA_GPU_KERNELS=v5 GRETA_GPU_PREFILL=v1 GRETA_GPU_GRAPH=0", args); /* the fp32 configuration */
     assert_int_equal(r.rc, 0);
     cli_result_free(&r);
     j = cli_read_json(json32);
     assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "test_backend"), "kv_cache")->valuestring, "fp32");
+    st = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "test_backend"), "settings");
+    assert_string_equal(cJSON_GetObjectItem(st, "decode_kernels")->valuestring, "v5");
+    assert_string_equal(cJSON_GetObjectItem(st, "prefill")->valuestring, "v1");
+    assert_string_equal(cJSON_GetObjectItem(st, "kv_cache")->valuestring, "fp32");
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(st, "graph")));
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(st, "lookahead")));
     assert_string_equal(cJSON_GetObjectItem(j, "ref_kv")->valuestring, "fp32"); /* follows --gpu-kv */
     assert_null(cJSON_GetObjectItem(j, "fp32_reference"));
     const double p99_32 = summary_num(j, "p99_rel_diff");
