@@ -149,6 +149,21 @@ __device__ inline float lse_block(float m, float s, bool bad)
     return lse_value(mm, ss, b);
 }
 
+/* The warp's best (key, index) by topk_before into every lane's (k, i): a
+ * butterfly, so any order of the lanes gives the same winner. */
+__device__ inline void topk_warp_best(uint32_t &k, int &i)
+{
+#pragma unroll
+    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
+        const uint32_t ok = (uint32_t)gpu_shfl_xor((int)k, o);
+        const int oi = gpu_shfl_xor(i, o);
+        if (topk_before(ok, oi, k, i)) {
+            k = ok;
+            i = oi;
+        }
+    }
+}
+
 /* k = 1 and the log-sum-exp in one pass over xr[0..n) (indices i0 + i):
  * a block-wide reduction of (key, index) into thread 0's bk, bi (key 0 and
  * index i0 + n when n is 0) and of the threads' lse_add states into every
@@ -201,15 +216,7 @@ __device__ inline void topk_argmax_block(const float *xr, int n, int i0, uint32_
     }
     for (int i = done + (int)threadIdx.x; i < n; i += blockDim.x)
         take(xr[i], i);
-#pragma unroll
-    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
-        const uint32_t ok = (uint32_t)gpu_shfl_xor((int)bk, o);
-        const int oi = gpu_shfl_xor(bi, o);
-        if (topk_before(ok, oi, bk, bi)) {
-            bk = ok;
-            bi = oi;
-        }
-    }
+    topk_warp_best(bk, bi);
     if (lane == 0) {
         wk[warp] = bk;
         wi[warp] = bi;
@@ -410,10 +417,9 @@ topk1_split_kernel(const float *__restrict__ x, int64_t ld_x, int n, int chunk, 
     if (!last || threadIdx.x >= GRETA_WARP)
         return;
     __threadfence(); /* acquire: the parts the other blocks stored before counting */
-    /* the first warp: lane j loads part j (one round trip for all), then a
-     * butterfly combines them: the argmax by the total order of
-     * topk_before (any order gives the same), the log-sum-exp states as
-     * lse_block_state's warps do */
+    /* the first warp: lane j loads part j (one round trip for all), then
+     * butterflies combine them: the argmax (topk_warp_best), the
+     * log-sum-exp states as lse_block_state's warps do */
     static_assert(TOPK_SPLITS <= GRETA_WARP, "a lane per chunk");
     const int j = (int)threadIdx.x;
     uint32_t k = 0;
@@ -427,14 +433,9 @@ topk1_split_kernel(const float *__restrict__ x, int64_t ld_x, int n, int chunk, 
         sum = vp->s;
         any = vp->bad;
     }
+    topk_warp_best(k, id);
 #pragma unroll
     for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
-        const uint32_t ok = (uint32_t)gpu_shfl_xor((int)k, o);
-        const int oi = gpu_shfl_xor(id, o);
-        if (topk_before(ok, oi, k, id)) {
-            k = ok;
-            id = oi;
-        }
         const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
         const float os = __int_as_float(gpu_shfl_xor(__float_as_int(sum), o));
         any |= gpu_shfl_xor(any, o);
