@@ -6,11 +6,19 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "proto/endpoint.h"
 #include "proto/shm.h"
+#include "proto/zsock.h"
+
+/* How long greta_instance_open waits for the `greta down` of an earlier
+ * command's temporary instance of the same name (down itself gives up
+ * after about 17 s). */
+#define DOWN_WAIT_MS 30000
 
 struct greta_instance {
     char name[GRETA_INSTANCE_MAX + 1];
@@ -95,9 +103,91 @@ static void wait_child(pid_t pid, int *status)
         *status = st;
 }
 
-/* Forks the watchdog: it waits for EOF on the pipe, then execs `greta down`. */
+/* The down lock of instance `name`: <runtime parent>/.NAME.down, next to
+ * the runtime directory (which the supervisor removes before its `greta
+ * down` is over, so it cannot carry the lock; no instance name starts with
+ * '.'). A watchdog holds it (flock) from the end of its command until its
+ * `greta down` has finished, then removes it. */
+static int down_lock_path(const char *name, char *buf, size_t n, greta_error *err)
+{
+    char dir[GRETA_PATH_MAX];
+    int rc = greta_runtime_dir(name, dir, sizeof dir, err);
+    if (rc < 0)
+        return rc;
+    const char *slash = strrchr(dir, '/');
+    int w = slash ? snprintf(buf, n, "%.*s/.%s.down", (int)(slash - dir), dir, slash + 1) : -1;
+    if (w < 0 || (size_t)w >= n)
+        return greta_error_set(err, GRETA_ERR_LIMIT, "down lock of '%s': path too long", dir);
+    return GRETA_OK;
+}
+
+/* Waits (DOWN_WAIT_MS at most) while the watchdog of an earlier command is
+ * taking a temporary instance of this name down. Its `greta down` removes
+ * the segment and the sockets of the name when it ends, so an instance
+ * started meanwhile would lose them (and a command would use the dying one):
+ * after a kill -9, the rerun's own `greta up` failed that way ("segment
+ * does not exist") when it came before the old down's last step. */
+static void wait_down_done(const char *name, FILE *log)
+{
+    char path[GRETA_PATH_MAX + 16];
+    if (down_lock_path(name, path, sizeof path, NULL) < 0)
+        return;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return; /* no down running (the file goes away with its lock) */
+    int64_t end = greta_now_ms() + DOWN_WAIT_MS;
+    int said = 0;
+    while (flock(fd, LOCK_EX | LOCK_NB) != 0 && (errno == EWOULDBLOCK || errno == EINTR) && greta_now_ms() < end) {
+        if (!said && log)
+            fprintf(log, "greta: instance %s: waiting for the temporary instance of an earlier command to stop\n",
+                    name);
+        said = 1;
+        usleep(20000);
+    }
+    close(fd); /* and the lock with it: the down it waited for is over */
+}
+
+/* The watchdog's end (a forked child: async-signal-safe calls only): takes
+ * the down lock (the file still of that name: an earlier holder removes it),
+ * runs `greta down` as its child, removes the lock file while it still holds
+ * the lock, and exits with down's status. Without the lock it execs down. */
+static void run_down(const char *self, char *const argv[], const char *lock_path)
+{
+    int lk = -1;
+    for (int tries = 0; lock_path[0] && tries < 10; tries++) {
+        lk = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (lk < 0)
+            break;
+        int r;
+        while ((r = flock(lk, LOCK_EX)) != 0 && errno == EINTR) {
+        }
+        struct stat a, b;
+        if (r == 0 && fstat(lk, &a) == 0 && stat(lock_path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+            break;
+        close(lk);
+        lk = -1;
+    }
+    pid_t pid = lk >= 0 ? fork() : -1;
+    if (pid == 0 || pid < 0) {
+        if (pid < 0 && lk >= 0)
+            unlink(lock_path); /* no child to wait for: down runs unlocked, as it is exec'd */
+        execv(self, argv);
+        _exit(127);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    unlink(lock_path);
+    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+/* Forks the watchdog: it waits for EOF on the pipe, then runs `greta down`
+ * under the down lock. */
 static int start_watchdog(greta_instance *in, const char *self, greta_error *err)
 {
+    char lock_path[GRETA_PATH_MAX + 16];
+    if (down_lock_path(in->name, lock_path, sizeof lock_path, NULL) < 0)
+        lock_path[0] = '\0'; /* (a name too long for it is too long for `greta up` too) */
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
         return greta_error_set(err, GRETA_ERR_IO, "pipe: %s", strerror(errno));
@@ -124,8 +214,7 @@ static int start_watchdog(greta_instance *in, const char *self, greta_error *err
         ssize_t r;
         while ((r = read(fds[0], &b, 1)) != 0 && (r > 0 || errno == EINTR)) {
         }
-        execv(self, argv);
-        _exit(127);
+        run_down(self, argv, lock_path);
     }
     close(fds[0]);
     in->watch_fd = fds[1];
@@ -230,6 +319,7 @@ int greta_instance_open(const greta_instance_opts *o, greta_instance **out, gret
         return greta_error_set(err, GRETA_ERR_NOMEM, "out of memory");
     in->watch_fd = -1;
     snprintf(in->name, sizeof in->name, "%s", name);
+    wait_down_done(in->name, o->log);
     rc = probe(in, err);
     if (rc == 1 && o->model) {
         char *want = realpath(o->model, NULL);

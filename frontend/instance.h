@@ -15,7 +15,13 @@
  * the read end of a pipe, runs the `down` as soon as the command's end of
  * the pipe closes, so the temporary instance also goes away when the command
  * is killed (kill -9 included). The watchdog and `up` run in sessions of
- * their own: Ctrl-C at the terminal reaches the command only.
+ * their own: Ctrl-C at the terminal reaches the command only. From the
+ * command's end until its `down` is over, the watchdog holds the instance's
+ * down lock (flock of <runtime parent>/.NAME.down, removed afterwards);
+ * greta_instance_open waits for it (30 s at most) before it looks at the
+ * instance, so a command run again right after a kill -9 neither uses the
+ * instance that is going down nor starts one that the old `down` then
+ * takes apart (it removes the segment and sockets of the name as it ends).
  *
  * Geometry of the instance (from its segment header) is available for the
  * client's checks: context length, slots, vocabulary, model path, backend,
