@@ -493,20 +493,6 @@ static cJSON *run_pp(greta_engine *e, const bench_opts *o, int32_t depth, const 
     return j;
 }
 
-/* The GPU backend's greedy lookahead counters (greta_gpu_backend_lookahead):
- * 0 for another backend. */
-static void lookahead_counts(greta_engine *e, uint64_t *hits, uint64_t *misses)
-{
-    *hits = *misses = 0;
-#ifdef GRETA_HAVE_GPU
-    greta_error err = {0};
-    if (greta_gpu_backend_is(greta_engine_backend(e)))
-        (void)greta_gpu_backend_lookahead(greta_engine_backend(e), hits, misses, &err);
-#else
-    (void)e;
-#endif
-}
-
 static cJSON *run_tg(greta_engine *e, const bench_opts *o, int32_t depth, const int32_t *ctx,
                      int32_t bos, const greta_tokenizer *tok, double *tps_mean, double *p50,
                      double *p99, greta_error *err)
@@ -522,7 +508,7 @@ static cJSON *run_tg(greta_engine *e, const bench_opts *o, int32_t depth, const 
     }
     const int on_backend = greta_engine_has_forward_topk(e);
     uint64_t hits0, misses0, hits1, misses1;
-    lookahead_counts(e, &hits0, &misses0);
+    greta_engine_lookahead(e, &hits0, &misses0);
     for (int rep = 0; rep < o->r; rep++) {
         const float *logits = NULL;
         const int32_t bos_only[1] = {bos < 0 ? 0 : bos};
@@ -548,7 +534,7 @@ static cJSON *run_tg(greta_engine *e, const bench_opts *o, int32_t depth, const 
         }
         tps[rep] = o->n / total;
     }
-    lookahead_counts(e, &hits1, &misses1);
+    greta_engine_lookahead(e, &hits1, &misses1);
     double m, sd;
     mean_std(tps, o->r, &m, &sd);
     const int ns = o->r * o->n;
@@ -1044,6 +1030,9 @@ static int bench_pipeline(bench_run *br, const char *instance, int started, cons
     cJSON_AddNumberToObject(pj, "handoff_samples", take);
     cJSON_AddNumberToObject(pj, "handoff_rows_reduced", (double)(ws1->rows_reduced - ws0->rows_reduced));
     cJSON_AddNumberToObject(pj, "handoff_rows_full", (double)(ws1->rows_full - ws0->rows_full));
+    /* the worker's greedy steps enqueued before the sampler answered, during the timed requests */
+    cJSON_AddNumberToObject(pj, "lookahead_hits", (double)(ws1->lookahead_hits - ws0->lookahead_hits));
+    cJSON_AddNumberToObject(pj, "lookahead_misses", (double)(ws1->lookahead_misses - ws0->lookahead_misses));
     cJSON_AddBoolToObject(pj, "tokens_identical", !differ);
     cJSON_AddItemToObject(pj, "tokens", cJSON_CreateIntArray(ref, n_ref));
     if (br->tok && n_ref > 0) {
@@ -1064,9 +1053,11 @@ static int bench_pipeline(bench_run *br, const char *instance, int started, cons
     printf("| %s | pipeline | %d | %s | %.2f ± %.2f | %.3f | %.3f |\n", br->model_name, ep->n_threads, name, pp_m,
            cJSON_GetObjectItem(pside, "tokens_per_s_std")->valuedouble, pp_p50, pp_p99);
     printf("pipeline overhead %+.1f%% per token; hand-off round trip p50 %.1f us, p99 %.1f us (%u steps: %llu "
-           "reduced rows, %llu full); tokens %s\n",
+           "reduced rows, %llu full; worker lookahead %llu hits, %llu misses); tokens %s\n",
            overhead, hp50, hp99, take, (unsigned long long)(ws1->rows_reduced - ws0->rows_reduced),
-           (unsigned long long)(ws1->rows_full - ws0->rows_full), differ ? "DIFFER" : "identical");
+           (unsigned long long)(ws1->rows_full - ws0->rows_full),
+           (unsigned long long)(ws1->lookahead_hits - ws0->lookahead_hits),
+           (unsigned long long)(ws1->lookahead_misses - ws0->lookahead_misses), differ ? "DIFFER" : "identical");
     fflush(stdout);
     rc = differ;
 out:

@@ -270,6 +270,16 @@ const greta_mem_plan *greta_engine_plan(const greta_engine *e) { return &e->plan
 const greta_backend_params *greta_engine_backend_params(const greta_engine *e) { return &e->bp; }
 const char *greta_engine_backend_name(const greta_engine *e) { return e->backend->ops->name; }
 const char *greta_engine_backend_detail(const greta_engine *e) { return e->backend->detail; }
+
+void greta_engine_lookahead(const greta_engine *e, uint64_t *hits, uint64_t *misses)
+{
+    *hits = *misses = 0;
+#ifdef GRETA_HAVE_GPU
+    greta_error err = {0};
+    if (greta_gpu_backend_is(e->backend) && greta_gpu_backend_lookahead(e->backend, hits, misses, &err) != GRETA_OK)
+        *hits = *misses = 0;
+#endif
+}
 greta_backend *greta_engine_backend(greta_engine *e) { return e->backend; }
 double greta_engine_load_seconds(const greta_engine *e) { return e->load_s; }
 

@@ -83,6 +83,10 @@ const greta_mem_plan *greta_engine_plan(const greta_engine *e);
 const greta_backend_params *greta_engine_backend_params(const greta_engine *e);
 const char *greta_engine_backend_name(const greta_engine *e);
 const char *greta_engine_backend_detail(const greta_engine *e);
+/* The GPU backend's greedy lookahead since create: steps taken ahead and
+ * used (hits), and taken ahead and discarded (misses); 0 and 0 for other
+ * backends (greta_gpu_backend_lookahead). */
+void greta_engine_lookahead(const greta_engine *e, uint64_t *hits, uint64_t *misses);
 /* The engine's backend (for backend-specific tools: greta bench --profile). */
 greta_backend *greta_engine_backend(greta_engine *e);
 /* Seconds greta_engine_open took (model open + backend create). */

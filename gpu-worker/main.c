@@ -302,6 +302,7 @@ static void handle_rpc(worker *w, greta_zmsg *m)
         st.rows_reduced = w->rows_reduced;
         st.handoffs = w->handoffs;
         st.mixed_steps = w->mixed_steps;
+        greta_engine_lookahead(w->eng, &st.lookahead_hits, &st.lookahead_misses);
         const uint64_t cap = GRETA_MSG_MAX_HANDOFF_SAMPLES;
         const uint64_t nh = w->handoffs < cap ? w->handoffs : cap;
         for (uint64_t k = 0; k < nh; k++)

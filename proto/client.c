@@ -446,6 +446,8 @@ int greta_client_worker_stats_get(greta_client *c, greta_client_worker_stats *ou
     out->rows_reduced = st->rows_reduced;
     out->handoffs = st->handoffs;
     out->mixed_steps = st->mixed_steps;
+    out->lookahead_hits = st->lookahead_hits;
+    out->lookahead_misses = st->lookahead_misses;
     out->n_handoff_ns = (uint32_t)st->n_handoff_ns; /* <= GRETA_MSG_MAX_HANDOFF_SAMPLES: checked by unpack */
     if (st->n_handoff_ns)
         memcpy(out->handoff_ns, st->handoff_ns, st->n_handoff_ns * sizeof out->handoff_ns[0]);

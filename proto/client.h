@@ -123,6 +123,7 @@ typedef struct greta_client_worker_stats {
     uint64_t rows_reduced; /* rows handed over as top-k / top-1 + log-sum-exp */
     uint64_t handoffs;     /* hand-offs timed since the worker started */
     uint64_t mixed_steps;  /* steps with a prompt chunk beside generating sequences' tokens */
+    uint64_t lookahead_hits, lookahead_misses; /* the GPU backend's greedy lookahead (0 elsewhere) */
     uint32_t n_handoff_ns; /* entries of handoff_ns */
     /* the most recent round trips (StepReady written -> the sampler's
      * step_done seen), nanoseconds, oldest first */

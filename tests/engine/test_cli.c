@@ -599,6 +599,23 @@ static void test_bench_gpu(void **state)
     assert_int_equal(r.rc, 1);
     ASSERT_CONTAINS(r.err, "GRETA_GPU_KV='fp32': expected f16 or f32");
     result_free(&r);
+    /* through the pipeline (a temporary instance on the GPU backend): the worker's greedy steps are taken
+     * ahead of the sampler's answers, and its stats say so */
+    unlink(json);
+    fmt(args, sizeof args, "bench --pipeline -m '%s' --backend gpu -n 16 -r 1 --json '%s'", model, json);
+    r = run(NULL, args);
+    if (r.rc != 0)
+        fail_msg("bench --pipeline --backend gpu failed:\n%s\n%s", r.out, r.err);
+    ASSERT_CONTAINS(r.out, "worker lookahead");
+    result_free(&r);
+    j = load_json(json);
+    const cJSON *pj = cJSON_GetObjectItem(j, "pipeline");
+    const double hits = cJSON_GetObjectItem(pj, "lookahead_hits")->valuedouble,
+                 misses = cJSON_GetObjectItem(pj, "lookahead_misses")->valuedouble;
+    print_message("pipeline tg16: worker lookahead %.0f hits, %.0f misses\n", hits, misses);
+    assert_true(hits >= 8 && hits <= 16);
+    assert_true(misses >= 0 && misses <= 2);
+    cJSON_Delete(j);
     /* --profile: one more tg per depth with GPU events per block */
     unlink(json);
     fmt(args, sizeof args, "bench -m '%s' --backend gpu -p 0 -n 8 -r 1 --profile --json '%s'", model, json);

@@ -515,6 +515,8 @@ static cJSON *bench(const char *args, const char *json, cJSON **root)
     const int r = (int)num(cJSON_GetObjectItemCaseSensitive(*root, "flags"), "r");
     assert_int_equal((int)num(pj, "handoff_samples"), r * n_gen);
     assert_int_equal((int)(num(pj, "handoff_rows_reduced") + num(pj, "handoff_rows_full")), r * n_gen);
+    /* the CPU backend takes no step ahead (the GPU's: test_bench_gpu) */
+    assert_true(num(pj, "lookahead_hits") == 0 && num(pj, "lookahead_misses") == 0);
     assert_non_null(cJSON_GetObjectItemCaseSensitive(*root, "commit"));
     assert_non_null(cJSON_GetObjectItemCaseSensitive(*root, "machine"));
     return pj;
