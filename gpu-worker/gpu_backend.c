@@ -1135,6 +1135,43 @@ static int gpu_forward(greta_backend *base, const greta_batch *batch, float *log
     return GRETA_OK;
 }
 
+/* forward_topk through the lookahead (la_fits): la_forward. */
+static int topk_ahead(gpu_backend *b, const greta_batch *batch, int32_t *ids, float *vals, float *lse,
+                      greta_error *err)
+{
+    const int rc = la_forward(b, batch, ids, vals, lse, err);
+    if (rc)
+        b->la_on = 0; /* the stream's state is unknown: nothing to take */
+    return rc;
+}
+
+/* forward_topk without it: any step ahead dropped, the batch, the top k of
+ * the selected rows; ids, vals and lse packed one after the other, so one
+ * copy brings them back (each copy is an operation of its own on the
+ * stream). */
+static int topk_now(gpu_backend *b, const greta_batch *batch, int32_t k, int32_t *ids, float *vals, float *lse,
+                    greta_error *err)
+{
+    int32_t n_sel = 0;
+    int rc;
+    if ((rc = la_drop(b, err)) || (rc = run_batch(b, batch, &n_sel, err)))
+        return rc;
+    const size_t n = (size_t)n_sel * (size_t)k;
+    const int32_t *h_ids = (const int32_t *)b->h_topk;
+    const float *h_vals = (const float *)(b->h_topk + n * 4), *h_lse = (const float *)(b->h_topk + n * 8);
+    if (n_sel > 0 &&
+        ((rc = greta_gpu_topk(b->stream, b->logits, b->c.vocab, n_sel, b->c.vocab, k, b->d_topk,
+                              (float *)(b->d_topk + n), (float *)(b->d_topk + 2 * n), b->d_topk_scratch, err)) ||
+         (rc = greta_gpu_copy(b->h_topk, b->d_topk, (2 * n + (size_t)n_sel) * 4, GRETA_GPU_D2H, b->stream, err))))
+        return rc;
+    if ((rc = greta_gpu_stream_sync(b->stream, err)) || (rc = prof_collect(b, err)))
+        return rc;
+    memcpy(ids, h_ids, n * 4);
+    memcpy(vals, h_vals, n * 4);
+    memcpy(lse, h_lse, (size_t)n_sel * 4);
+    return GRETA_OK;
+}
+
 /* backend.h forward_topk: the batch as forward, then per requested row the
  * k best logits chosen on the GPU (topk.cu) and the row's log-sum-exp; only
  * those come back (a greedy step reads 12 bytes instead of the vocabulary).
@@ -1152,32 +1189,10 @@ static int gpu_forward_topk(greta_backend *base, const greta_batch *batch, int32
     int rc = check_batch(b, batch, err);
     if (rc)
         return rc;
-    if (la_fits(b, batch, k)) {
-        if ((rc = la_forward(b, batch, ids, vals, lse, err))) {
-            b->la_on = 0; /* the stream's state is unknown: nothing to take */
-            return greta_error_prefix(err, "gpu forward");
-        }
-        memcpy(b->seq_len, b->next_pos, (size_t)b->n_seq * sizeof(int32_t));
-        return GRETA_OK;
-    }
-    int32_t n_sel = 0;
-    if ((rc = la_drop(b, err)) || (rc = run_batch(b, batch, &n_sel, err)))
+    rc = la_fits(b, batch, k) ? topk_ahead(b, batch, ids, vals, lse, err)
+                              : topk_now(b, batch, k, ids, vals, lse, err);
+    if (rc)
         return greta_error_prefix(err, "gpu forward");
-    /* ids, vals and lse packed one after the other, so one copy brings them
-     * back (each copy is an operation of its own on the stream) */
-    const size_t n = (size_t)n_sel * (size_t)k;
-    const int32_t *h_ids = (const int32_t *)b->h_topk;
-    const float *h_vals = (const float *)(b->h_topk + n * 4), *h_lse = (const float *)(b->h_topk + n * 8);
-    if (n_sel > 0 &&
-        ((rc = greta_gpu_topk(b->stream, b->logits, b->c.vocab, n_sel, b->c.vocab, k, b->d_topk,
-                              (float *)(b->d_topk + n), (float *)(b->d_topk + 2 * n), b->d_topk_scratch, err)) ||
-         (rc = greta_gpu_copy(b->h_topk, b->d_topk, (2 * n + (size_t)n_sel) * 4, GRETA_GPU_D2H, b->stream, err))))
-        return greta_error_prefix(err, "gpu forward");
-    if ((rc = greta_gpu_stream_sync(b->stream, err)) || (rc = prof_collect(b, err)))
-        return greta_error_prefix(err, "gpu forward");
-    memcpy(ids, h_ids, n * 4);
-    memcpy(vals, h_vals, n * 4);
-    memcpy(lse, h_lse, (size_t)n_sel * 4);
     memcpy(b->seq_len, b->next_pos, (size_t)b->n_seq * sizeof(int32_t));
     return GRETA_OK;
 }
