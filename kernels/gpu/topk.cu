@@ -84,6 +84,21 @@ __device__ inline void lse_add(float v, float &m, float &s, bool &bad)
     }
 }
 
+/* The warp's combined lse_add state into every lane's (m, s, bad): a
+ * butterfly over the lanes' states. */
+__device__ inline void lse_warp_merge(float &m, float &s, bool &bad)
+{
+#pragma unroll
+    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
+        const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
+        const float os = __int_as_float(gpu_shfl_xor(__float_as_int(s), o));
+        bad = gpu_shfl_xor((int)bad, o) || bad;
+        const float mm = fmaxf(m, om);
+        s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (om == -INFINITY ? 0.0f : os * expf(om - mm));
+        m = mm;
+    }
+}
+
 /* The block's combined lse_add state (mm, ss, any_bad) from every
  * thread's (m, s, bad), for every thread; contains barriers (call from
  * all threads). */
@@ -95,15 +110,7 @@ __device__ inline void lse_block_state(float m, float s, bool bad, float &mm_out
     __shared__ int r_bad;
     const int lane = threadIdx.x % GRETA_WARP, warp = threadIdx.x / GRETA_WARP;
     const int n_warps = blockDim.x / GRETA_WARP;
-#pragma unroll
-    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
-        const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
-        const float os = __int_as_float(gpu_shfl_xor(__float_as_int(s), o));
-        bad = gpu_shfl_xor((int)bad, o) || bad;
-        const float mm = fmaxf(m, om);
-        s = (m == -INFINITY ? 0.0f : s * expf(m - mm)) + (om == -INFINITY ? 0.0f : os * expf(om - mm));
-        m = mm;
-    }
+    lse_warp_merge(m, s, bad);
     if (lane == 0) {
         wm[warp] = m;
         ws[warp] = s;
@@ -418,36 +425,29 @@ topk1_split_kernel(const float *__restrict__ x, int64_t ld_x, int n, int chunk, 
         return;
     __threadfence(); /* acquire: the parts the other blocks stored before counting */
     /* the first warp: lane j loads part j (one round trip for all), then
-     * butterflies combine them: the argmax (topk_warp_best), the
-     * log-sum-exp states as lse_block_state's warps do */
+     * butterflies combine them: the argmax (topk_warp_best) and the
+     * log-sum-exp states (lse_warp_merge) */
     static_assert(TOPK_SPLITS <= GRETA_WARP, "a lane per chunk");
     const int j = (int)threadIdx.x;
     uint32_t k = 0;
-    int id = n, any = 0; /* lanes past the chunks: key 0 and an index after every real one lose */
+    int id = n; /* lanes past the chunks: key 0 and an index after every real one lose */
     float m = -INFINITY, sum = 0.0f;
+    bool any = false;
     if (j < TOPK_SPLITS) {
         const volatile topk_part *vp = pr + j; /* from L2: written by other blocks */
         k = vp->key;
         id = vp->idx;
         m = vp->m;
         sum = vp->s;
-        any = vp->bad;
+        any = vp->bad != 0;
     }
     topk_warp_best(k, id);
-#pragma unroll
-    for (int o = GRETA_WARP / 2; o > 0; o >>= 1) {
-        const float om = __int_as_float(gpu_shfl_xor(__float_as_int(m), o));
-        const float os = __int_as_float(gpu_shfl_xor(__float_as_int(sum), o));
-        any |= gpu_shfl_xor(any, o);
-        const float mm = fmaxf(m, om);
-        sum = (m == -INFINITY ? 0.0f : sum * expf(m - mm)) + (om == -INFINITY ? 0.0f : os * expf(om - mm));
-        m = mm;
-    }
+    lse_warp_merge(m, sum, any);
     if (j == 0) {
         ids[row] = id;
         vals[row] = xr[id];
         if (lse)
-            lse[row] = lse_value(m, sum, any != 0);
+            lse[row] = lse_value(m, sum, any);
         if (next) { /* greta_gpu_topk1_next (one row) */
             next[0] = id;
             next[1] += 1;
