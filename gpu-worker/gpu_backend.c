@@ -109,7 +109,8 @@ typedef struct gpu_backend {
                           4: 3 with programmatic dependent launch (greta_gpu_set_pdl);
                           5: 4 with the one-block decode attention below DEC_ONE_BLOCK_MAX positions;
                           6: 5 with the products after an RMSNorm from its a16 activations (a16_on);
-                          7: 6 with v7's launch shapes (greta_gpu_set_decode_table) */
+                          7: 6 with v7's launch shapes (greta_gpu_set_decode_table);
+                          8: 7 with table 2's grid for w_down (the same results) */
     int use_graph;     /* capture the decode step once per token count, then replay */
     int pdl;           /* v4+: programmatic dependent launch on (greta_gpu_set_pdl; NVIDIA sm_90+) */
     int v2_layers;     /* every layer matrix has a matvec_q8 kernel */
@@ -428,7 +429,7 @@ static int onoff_setting(int opt, const char *what, const char *var, int *out, g
     return GRETA_OK;
 }
 
-/* GRETA_GPU_KERNELS=v1..v7, GRETA_GPU_GRAPH=0|1 and GRETA_GPU_LOOKAHEAD=0|1
+/* GRETA_GPU_KERNELS=v1..v8, GRETA_GPU_GRAPH=0|1 and GRETA_GPU_LOOKAHEAD=0|1
  * (the options win when set): v1 is the fp32 GEMV of issue 5; v2 quantizes each product's
  * input to int8 once and runs the integer GEMV of matvec_q8.cu with
  * RMSNorm + quantize, Q/K/V and gate/up + SiLU fused into single launches
@@ -442,26 +443,27 @@ static int onoff_setting(int opt, const char *what, const char *var, int *out, g
  * results); v5 is v4 with the one-block decode attention at short
  * contexts; v6 is v5 with the products that follow an RMSNorm (Q/K/V,
  * gate/up, lm_head) reading its output as 16-bit codes (act16.cuh, written
- * by the norm in the same launch) with integer dot products; v7 (the
- * default) is v6 with the tuning table of greta_gpu_set_decode_table
- * (launch shapes, the attention's prefetch; the same results). The graph
+ * by the norm in the same launch) with integer dot products; v7 is v6
+ * with the tuning table of greta_gpu_set_decode_table (launch shapes, the
+ * attention's prefetch; the same results); v8 (the default) is v7 with
+ * table 2 (w_down in a grid the GPU holds at once; the same results). The graph
  * (default on) records a decode step once per token count and replays it;
  * the greedy lookahead (default on, with the graph) is la_forward's. */
 static int decode_settings(gpu_backend *b, const greta_model *m, const greta_gpu_backend_opts *o, greta_error *err)
 {
     const char *ek = getenv("GRETA_GPU_KERNELS");
-    b->kernels = 7;
-    if (o->decode_kernels >= 1 && o->decode_kernels <= 7)
+    b->kernels = 8;
+    if (o->decode_kernels >= 1 && o->decode_kernels <= 8)
         b->kernels = o->decode_kernels;
     else if (o->decode_kernels != 0)
-        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..7",
+        return greta_error_set(err, GRETA_ERR_INVALID, "gpu backend: decode_kernels %d is not 0..8",
                                o->decode_kernels);
     else if (ek && *ek) {
-        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '7' && !ek[2])
+        if (ek[0] == 'v' && ek[1] >= '1' && ek[1] <= '8' && !ek[2])
             b->kernels = ek[1] - '0';
         else
             return greta_error_set(err, GRETA_ERR_INVALID,
-                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4, v5, v6 or v7", ek);
+                                   "GRETA_GPU_KERNELS='%.40s': expected v1, v2, v3, v4, v5, v6, v7 or v8", ek);
     }
     int rc = onoff_setting(o->graph, "graph", "GRETA_GPU_GRAPH", &b->use_graph, err);
     if (!rc)
@@ -1465,7 +1467,7 @@ int greta_gpu_backend_create_opts(const greta_model *m, const greta_backend_para
                                (uint16_t *)(sc + s.L.wh), (int64_t)s.L.wh_elems, err)))
         goto fail;
     b->pdl = greta_gpu_set_pdl(b->kernels >= 4);
-    greta_gpu_set_decode_table(b->kernels >= 7);
+    greta_gpu_set_decode_table(b->kernels >= 8 ? 2 : b->kernels >= 7);
     if ((rc = greta_gpu_stream_sync(b->stream, err)))
         goto fail;
     uint64_t total_mem;

@@ -63,7 +63,7 @@ int greta_gpu_backend_create(const greta_model *m, const greta_backend_params *p
 typedef struct greta_gpu_backend_opts {
     greta_gpu_kv_type kv_type;
     /* Decode (batches of <= GRETA_GPU_MATVEC_MAX_TOK tokens), issue 7.
-     * decode_kernels: 0 = GRETA_GPU_KERNELS (v1..v7, default v7), 1 =
+     * decode_kernels: 0 = GRETA_GPU_KERNELS (v1..v8, default v8), 1 =
      * the fp32 GEMV of issue 5, 2 = int8 activations + integer GEMV with
      * fused RMSNorm/quantize, Q/K/V and gate/up/SiLU, 3 = the fp32 GEMV of
      * matvec_f32.cu with Q/K/V (+ RoPE, KV cache) and gate/up/SiLU fused,
@@ -76,7 +76,8 @@ typedef struct greta_gpu_backend_opts {
      * its output as 16-bit codes (greta_gpu_rmsnorm_a16, greta_gpu_matvec_a16:
      * within half a step of 1/32767 of each 16 values' largest), 7 = 6 with
      * the tuning table of greta_gpu_set_decode_table (launch shapes, the
-     * attention's prefetch; the same results).
+     * attention's prefetch; the same results), 8 = 7 with table 2 (the
+     * FFN's w_down in a grid the GPU holds at once; the same results).
      * graph: 0 = GRETA_GPU_GRAPH (0|1, default 1), 1 = capture each decode
      * step's launches once per token count and replay them, 2 = launch them
      * one by one. Bad values (options or variables) fail create. */
@@ -183,7 +184,7 @@ int greta_gpu_backend_profile_stop(greta_backend *b, greta_gpu_profile *out, gre
 
 /* What a GPU backend resolved at create from its options and the
  * variables (GRETA_GPU_KERNELS, _PREFILL, _KV, _GRAPH, _LOOKAHEAD):
- * decode_kernels 1..7, prefill a greta_gpu_prefill (never AUTO), the KV
+ * decode_kernels 1..8, prefill a greta_gpu_prefill (never AUTO), the KV
  * cache type, graph and lookahead 0 or 1 (lookahead 1 only with the
  * graph, as it runs), pdl 1 where decode kernels launch early.
  * GRETA_ERR_INVALID for a backend that is not a GPU backend. */

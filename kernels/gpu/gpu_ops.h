@@ -92,10 +92,15 @@ int greta_gpu_pdl_enabled(void);
 /* The decode kernels' tuning table (process-wide, default 0): 0, decode
  * v6's; 1, v7's: the a16 products' launch shapes per product and weight
  * type (matvec_f32.cu) and the decode attention's L2 prefetch of its first
- * rows before it waits for the previous kernel (attention.cuh). The same
- * results either way. Returns the table in use. */
+ * rows before it waits for the previous kernel (attention.cuh); 2, v8's:
+ * 1, and the long-row product (the FFN's w_down) in a grid that the GPU
+ * holds at once, every block taking the same number of row groups
+ * (matvec_f32.cu; the SM count of the current device is read when the
+ * table is set, table 1 where it cannot be). The same results either way.
+ * Returns the table in use. */
 int greta_gpu_set_decode_table(int table);
 int greta_gpu_decode_table(void);
+int greta_gpu_decode_sm_count(void); /* table 2's SM count; 0 otherwise */
 
 int greta_gpu_event_create(greta_gpu_event **e, greta_error *err);
 void greta_gpu_event_destroy(greta_gpu_event **e);

@@ -6,7 +6,8 @@
  *   errors   gpu_error_t, gpu_success, gpu_error_string(), gpu_last_error(),
  *            GPU_CHECK(call, err) -> returns GRETA_ERR_GPU with a message
  *   devices  gpu_device_count(), gpu_set_device(), gpu_device_props_t,
- *            gpu_get_device_props(), gpu_driver_version(), gpu_mem_get_info()
+ *            gpu_get_device_props(), gpu_sm_count(), gpu_driver_version(),
+ *            gpu_mem_get_info()
  *   memory   gpu_malloc(), gpu_free(), gpu_malloc_host(), gpu_free_host(),
  *            gpu_memcpy_async(dst, src, n, kind, stream), gpu_memset_async()
  *   streams  gpu_stream_t, gpu_stream_create/destroy/synchronize()
@@ -130,6 +131,12 @@ typedef enum { gpu_h2d = hipMemcpyHostToDevice, gpu_d2h = hipMemcpyDeviceToHost,
 static inline gpu_error_t gpu_device_count(int *n) { return hipGetDeviceCount(n); }
 static inline gpu_error_t gpu_set_device(int d) { return hipSetDevice(d); }
 static inline gpu_error_t gpu_get_device_props(gpu_device_props_t *p, int d) { return hipGetDeviceProperties(p, d); }
+static inline gpu_error_t gpu_sm_count(int *n) /* of the current device */
+{
+    int d = 0;
+    const gpu_error_t e = hipGetDevice(&d);
+    return e != hipSuccess ? e : hipDeviceGetAttribute(n, hipDeviceAttributeMultiprocessorCount, d);
+}
 static inline gpu_error_t gpu_driver_version(int *v) { return hipDriverGetVersion(v); }
 static inline gpu_error_t gpu_runtime_version(int *v) { return hipRuntimeGetVersion(v); }
 static inline gpu_error_t gpu_mem_get_info(size_t *free_b, size_t *total_b) { return hipMemGetInfo(free_b, total_b); }
@@ -167,6 +174,12 @@ typedef enum { gpu_h2d = cudaMemcpyHostToDevice, gpu_d2h = cudaMemcpyDeviceToHos
 static inline gpu_error_t gpu_device_count(int *n) { return cudaGetDeviceCount(n); }
 static inline gpu_error_t gpu_set_device(int d) { return cudaSetDevice(d); }
 static inline gpu_error_t gpu_get_device_props(gpu_device_props_t *p, int d) { return cudaGetDeviceProperties(p, d); }
+static inline gpu_error_t gpu_sm_count(int *n) /* of the current device */
+{
+    int d = 0;
+    const gpu_error_t e = cudaGetDevice(&d);
+    return e != cudaSuccess ? e : cudaDeviceGetAttribute(n, cudaDevAttrMultiProcessorCount, d);
+}
 static inline gpu_error_t gpu_driver_version(int *v) { return cudaDriverGetVersion(v); }
 static inline gpu_error_t gpu_runtime_version(int *v) { return cudaRuntimeGetVersion(v); }
 static inline gpu_error_t gpu_mem_get_info(size_t *free_b, size_t *total_b) { return cudaMemGetInfo(free_b, total_b); }

@@ -80,13 +80,38 @@ static int mv3_check_fuse(const char *what, const greta_gpu_mv_fuse *f, const gr
 #define MV3_QKV_MIN_BLOCKS 6 /* table 1: its blocks per SM */
 #define MV3_GLU_Q4K_MIN_BLOCKS 4 /* table 1: blocks per SM of gate + up in Q4_K */
 
+/* Decode table 2 (v8): the long-row product (k > 32 * MV3_BLOCK: the 7B
+ * w_down, 512 groups of 8 rows) in a grid the GPU holds at once, MINB
+ * blocks per SM (the register budget it is compiled for), with the same
+ * number of groups per block (mv_groups' grid-stride loop): the 512 groups
+ * as 256 blocks of 2 instead of 512 blocks in 1.94 waves of 264, so no
+ * block starts only when another ends. H100, 7B Q4_K_M, one lease, two
+ * rounds: w_down 18.0 -> 17.2 us a layer, tg128 439.6 / 439.3 -> 443.7 /
+ * 444.2, at depth 4096 321.5 / 320.9 -> 323.1 / 323.5; the same for w_o (k
+ * 4096, 3 blocks per SM) was slower (8.0 -> 8.4 us: fewer of its blocks
+ * load weights during the attention before it), and 3 groups a block
+ * (171 blocks) much slower (409 t/s). Same results: the groups' sums do
+ * not depend on the block that takes them. */
+static unsigned balanced_grid(unsigned groups, int minb)
+{
+    const int sms = greta_gpu_decode_sm_count();
+    if (sms <= 0)
+        return groups;
+    const unsigned hold = (unsigned)sms * (unsigned)minb;
+    if (groups <= hold)
+        return groups;
+    const unsigned per = (groups + hold - 1) / hold; /* groups per block */
+    return (groups + per - 1) / per;
+}
+
 /* Launched with gpu_launch_pdl: the blocks load their first weights while
- * the previous kernel of the stream finishes (gpu_port.h). */
+ * the previous kernel of the stream finishes (gpu_port.h). blocks: the
+ * grid (<= groups; each block takes groups blockIdx.x, + gridDim.x, ...). */
 template <int NT, int R, int MINB, bool A16>
 static gpu_error_t mv3_go(gpu_stream_t st, unsigned groups, const mv3_args &A, const void *x, int64_t ld_x,
-                          int64_t k, int accumulate)
+                          int64_t k, int accumulate, unsigned blocks = 0)
 {
-    const dim3 grid(groups), block(MV3_BLOCK);
+    const dim3 grid(blocks ? blocks : groups), block(MV3_BLOCK);
     if constexpr (A16) { /* normalized already: no fused RMSNorm */
         if (A.cs)
             return gpu_launch_pdl(mv3_kernel<NT, false, true, R, MINB, true>, grid, block, st, A, x, ld_x, k,
@@ -197,7 +222,9 @@ static int mv3_run(greta_gpu_stream *s, const void *x, int64_t ld_x, int64_t k, 
             GPU_CHECK((mv3_go<1, MV3_QKV_ROWS, MV3_QKV_MIN_BLOCKS, A16>(st, groups_qkv, At, xt, ld_x, k, accumulate)),
                       err);
         } else if (n_tok - t0 == 1 && k / 32 > MV3_BLOCK)
-            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS, A16>(st, groups, At, xt, ld_x, k, accumulate)), err);
+            GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_LONG_MIN_BLOCKS, A16>(st, groups, At, xt, ld_x, k, accumulate,
+                                                                    balanced_grid(groups, MV3_LONG_MIN_BLOCKS))),
+                      err);
         else if (n_tok - t0 == 1)
             GPU_CHECK((mv3_go<1, MV3_ROWS, MV3_MIN_BLOCKS, A16>(st, groups, At, xt, ld_x, k, accumulate)), err);
         else

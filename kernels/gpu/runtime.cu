@@ -269,11 +269,21 @@ extern "C" int greta_gpu_pdl_enabled(void)
 }
 
 static int g_decode_table; /* greta_gpu_set_decode_table */
+static int g_sm_count;     /* of the device current when table 2 was set */
 
 extern "C" int greta_gpu_set_decode_table(int table)
 {
-    g_decode_table = table == 1;
+    int sms = 0;
+    if (table == 2 && (gpu_sm_count(&sms) != gpu_success || sms <= 0))
+        table = 1; /* no SM count: table 2's grids cannot be sized */
+    g_decode_table = table == 1 || table == 2 ? table : 0;
+    g_sm_count = g_decode_table == 2 ? sms : 0;
     return g_decode_table;
+}
+
+extern "C" int greta_gpu_decode_sm_count(void)
+{
+    return g_sm_count;
 }
 
 extern "C" int greta_gpu_decode_table(void)

@@ -573,7 +573,7 @@ static void test_bench_gpu(void **state)
     assert_int_equal(n_tg, 1);
     const cJSON *st = cJSON_GetObjectItem(g, "settings"); /* what the backend resolved: the defaults */
     assert_string_equal(cJSON_GetObjectItem(st, "kv_cache")->valuestring, "fp16");
-    assert_string_equal(cJSON_GetObjectItem(st, "decode_kernels")->valuestring, "v7");
+    assert_string_equal(cJSON_GetObjectItem(st, "decode_kernels")->valuestring, "v8");
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(st, "lookahead")));
     cJSON_Delete(j);
     /* GRETA_GPU_KV=f32: an fp32 cache (twice the bytes in the load line), the same greedy tokens */

@@ -7,9 +7,9 @@
 # LIBS_DIR default .device-libs, test data in .device-data as for
 # gpu-machine-run.sh). Runs the GPU tests, synthesizes the 7B Q4_K_M model,
 # benchmarks decode with the issue-5 path (GRETA_GPU_KERNELS=v1
-# GRETA_GPU_GRAPH=0), v1 with the graph, v6 (the previous default) and v7
-# (the default) in the same run, then runs the 7B parity (fp16 KV cache,
-# the limits of gpu-machine-run.sh) with v1 and v7, and chain-bench (the
+# GRETA_GPU_GRAPH=0), v1 with the graph, v6, v7 (the previous default) and
+# v8 (the default) in the same run, then runs the 7B parity (fp16 KV cache,
+# the limits of gpu-machine-run.sh) with v1 and v8, and chain-bench (the
 # cost of a decode step's stage boundaries, launched or persistent) where
 # the build has it.
 # GRETA_GPU_PREFILL set by the caller applies to every step. Writes OUT_DIR/summary.txt,
@@ -63,8 +63,9 @@ if [ -f "$model7b" ]; then
   bench v1-graph v1 1
   bench v6-graph v6 1
   bench v7-graph v7 1
+  bench v8-graph v8 1
   p7="The capital of France is Paris, and the capital of Germany is"
-  for k in v1 v7; do
+  for k in v1 v8; do
     step parity-7b-$k 90 env GRETA_GPU_KERNELS=$k "$greta" parity -m "$model7b" -p "$p7" -n 16 --max-p99 1e-3 \
       --max-kl 1e-4 --json "$out/parity-7b-$k.json"
     grep -h "positions:\|PASS\|FAIL" "$logs/parity-7b-$k.log" >>"$summary"

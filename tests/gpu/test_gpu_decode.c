@@ -17,6 +17,10 @@
  *   matvec_f32      (v3, fp32 activations) |gpu - ref| <= 1e-5 * sum_i |w_i x_i|
  *                   (fp32 sums in another order), same shapes as matvec_q8,
  *                   rows not a multiple of the rows per warp
+ *   decode_table2   table 2's grid for the long-row product (fewer blocks
+ *                   than row groups, Q4_K 4096 and Q6_K 4100 rows of 11008):
+ *                   the same bits as table 1; the table and its SM count
+ *                   set and reset
  *   matvec_f32_glu  silu(g) * u within the bound that the g and u bounds give
  *   f32 fusions     RMSNorm fused into matvec_f32 / matvec_f32_glu, and the
  *                   Q/K/V fusion (RMSNorm + products + RoPE + KV cache, fp16
@@ -39,11 +43,12 @@
  *                   greta_gpu_kv_store, fp16 and fp32 caches, GQA, partial
  *                   rotation, several sequences; bad shapes refused
  *   backend         quant/gqa-Q4_K_M.gguf: greedy ids of gqa-greedy.json with
- *                   kernels v1..v7 x graph on/off; graph replay bit-identical
+ *                   kernels v1..v8 x graph on/off; graph replay bit-identical
  *                   to launching; v2 logits differ from v1 (the option acts) by
  *                   < 5% of the logits' spread, v3 differ from v1 (other
  *                   kernels) by < 1e-4 of it, v5 from v4 likewise, v6 from v5
- *                   by < 1e-3; v7 (the tuning table) bit-identical to v6;
+ *                   by < 1e-3; v7 (the tuning table) bit-identical to v6,
+ *                   v8 (table 2) to v7;
  *                   GRETA_GPU_KERNELS /
  *                   GRETA_GPU_GRAPH select the same as the options, bad values
  *                   fail create naming the variable
@@ -360,6 +365,59 @@ static void test_matvec_f32(void **state)
     GPU_OR_SKIP();
     const int32_t toks[] = {1, 2, 3, 8};
     matvec_cases(MV_F32, toks, 41, 13, 65, 5, 79);
+}
+
+/* Decode table 2 (v8): the long-row product of one token in a grid the GPU
+ * holds at once (fewer blocks than row groups): the same bits as table 1's
+ * block per group, for a 4096 x 11008 Q4_K matrix (512 groups of 8 rows:
+ * more than a GPU of fewer than 256 SMs holds at 2 blocks per SM) and a
+ * Q6_K one of 4100 rows (513 groups, the last of 4 rows). */
+static void test_decode_table2(void **state)
+{
+    GPU_OR_SKIP();
+    greta_error err = {0};
+    assert_int_equal(greta_gpu_set_decode_table(2), 2);
+    assert_true(greta_gpu_decode_sm_count() > 0);
+    assert_int_equal(greta_gpu_set_decode_table(1), 1);
+    assert_int_equal(greta_gpu_decode_sm_count(), 0);
+    const int64_t k = 11008;
+    const uint32_t types[2] = {GGML_TYPE_Q4_K, GGML_TYPE_Q6_K};
+    const int64_t ns[2] = {4096, 4100};
+    float *x = make_x(k, 1, 61);
+    float *d_x = dev_upload(x, sizeof(float) * (size_t)k);
+    for (int i = 0; i < 2; i++) {
+        const int64_t n = ns[i];
+        const size_t bytes = ggml_row_bytes(types[i], (uint64_t)k) * (size_t)n, bs = types[i] == GGML_TYPE_Q6_K ? sizeof(block_q6_K) : sizeof(block_q4_K);
+        uint8_t *w = xmalloc(bytes);
+        uint64_t sd = 67 + (uint64_t)i;
+        for (size_t j = 0; j < bytes; j++)
+            w[j] = (uint8_t)(trng_next(&sd) >> 56);
+        for (size_t b = 0; b + bs <= bytes; b += bs) { /* fp16 scales of about 1e-3: no Inf or NaN */
+            uint8_t *h = w + b + (types[i] == GGML_TYPE_Q6_K ? 208 : 0);
+            h[0] = 0x10, h[1] = 0x14;
+            if (types[i] == GGML_TYPE_Q4_K)
+                h[2] = 0x10, h[3] = 0x14;
+        }
+        void *d_w = dev_upload(w, bytes);
+        float *d_y = dev_alloc(sizeof(float) * (size_t)n);
+        float *y[2];
+        for (int table = 1; table <= 2; table++) {
+            assert_int_equal(greta_gpu_set_decode_table(table), table);
+            const greta_gpu_mv_mat m = {.type = types[i], .w = d_w, .n = n, .y = d_y, .ld_y = n};
+            EXPECT_OK(greta_gpu_matvec_f32(NULL, d_x, k, k, 1, &m, 1, 0, NULL, &err));
+            y[table - 1] = xmalloc(sizeof(float) * (size_t)n);
+            dev_download(y[table - 1], d_y, sizeof(float) * (size_t)n);
+        }
+        assert_memory_equal(y[0], y[1], sizeof(float) * (size_t)n);
+        for (int64_t r = 0; r < n; r++)
+            assert_true(isfinite(y[1][r]));
+        greta_gpu_free(d_w), greta_gpu_free(d_y);
+        free(w), free(y[0]), free(y[1]);
+    }
+    greta_gpu_set_decode_table(0);
+    assert_int_equal(greta_gpu_set_decode_table(5), 0); /* unknown tables: 0 */
+    greta_gpu_free(d_x);
+    free(x);
 }
 
 /* v6: the a16 activations (act16.cuh) and the products from them. */
@@ -963,8 +1021,8 @@ static void test_backend_settings(void **state)
     unsetenv("GRETA_GPU_KERNELS");
     unsetenv("GRETA_GPU_GRAPH");
     greta_error err = {0};
-    run_out r[14];
-    for (int i = 0; i < 14; i++) {
+    run_out r[16];
+    for (int i = 0; i < 16; i++) {
         const greta_gpu_backend_opts o = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 1 + i / 2, .graph = 1 + i % 2};
         EXPECT_OK(greedy_run(model_path, prompt, &o, &r[i], &err));
     }
@@ -985,8 +1043,10 @@ static void test_backend_settings(void **state)
     assert_memory_equal(r[8].last, r[9].last, sizeof(float) * vocab);
     assert_memory_equal(r[10].last, r[11].last, sizeof(float) * vocab);
     assert_memory_equal(r[12].last, r[13].last, sizeof(float) * vocab);
-    /* v7 = v6's products in other launch shapes: the same bits */
+    assert_memory_equal(r[14].last, r[15].last, sizeof(float) * vocab);
+    /* v7 = v6's products in other launch shapes, v8 = v7 with w_down in other grids: the same bits */
     assert_memory_equal(r[10].last, r[12].last, sizeof(float) * vocab);
+    assert_memory_equal(r[12].last, r[14].last, sizeof(float) * vocab);
     /* v4 = v3's kernels launched early (PDL): the same bits */
     assert_memory_equal(r[4].last, r[6].last, sizeof(float) * vocab);
     print_message("v1 vs v2 (int8 activations): max |d logit| %.3g, logit range %.3g\n", maxd, hi - lo);
@@ -1009,7 +1069,7 @@ static void test_backend_settings(void **state)
     /* whether this GPU can launch early (NVIDIA sm_90+) */
     const int can_pdl = greta_gpu_set_pdl(1);
     greta_gpu_set_pdl(0);
-    expect_kernels_var(model_path, prompt, NULL, r[12].last, vocab); /* the default: v7, graph on */
+    expect_kernels_var(model_path, prompt, NULL, r[14].last, vocab); /* the default: v8, graph on */
     assert_int_equal(greta_gpu_pdl_enabled(), can_pdl);
     print_message("v4: programmatic dependent launch %s\n", can_pdl ? "on" : "not available (same kernels as v3)");
     expect_kernels_var(model_path, prompt, "v4", r[6].last, vocab);
@@ -1017,9 +1077,11 @@ static void test_backend_settings(void **state)
     assert_int_equal(greta_gpu_pdl_enabled(), 0);
     expect_kernels_var(model_path, prompt, "v6", r[10].last, vocab);
     expect_kernels_var(model_path, prompt, "v7", r[12].last, vocab);
+    expect_kernels_var(model_path, prompt, "v8", r[14].last, vocab);
+    assert_int_equal(greta_gpu_decode_table(), 2);
     const greta_gpu_backend_opts dflt = {.kv_type = GRETA_GPU_KV_F16};
     run_out e;
-    setenv("GRETA_GPU_KERNELS", "v8", 1);
+    setenv("GRETA_GPU_KERNELS", "v9", 1);
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_KERNELS"));
     unsetenv("GRETA_GPU_KERNELS");
@@ -1027,9 +1089,9 @@ static void test_backend_settings(void **state)
     assert_int_equal(greedy_run(model_path, prompt, &dflt, &e, &err), GRETA_ERR_INVALID);
     assert_non_null(strstr(err.msg, "GRETA_GPU_GRAPH"));
     unsetenv("GRETA_GPU_GRAPH");
-    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 8};
+    const greta_gpu_backend_opts bad = {.kv_type = GRETA_GPU_KV_F16, .decode_kernels = 9};
     assert_int_equal(greedy_run(model_path, prompt, &bad, &e, &err), GRETA_ERR_INVALID);
-    for (int i = 0; i < 14; i++)
+    for (int i = 0; i < 16; i++)
         free(r[i].last);
     cJSON_Delete(j);
 }
@@ -1320,7 +1382,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_q8),   cmocka_unit_test(test_matvec_q8),
-        cmocka_unit_test(test_matvec_q8_glu), cmocka_unit_test(test_matvec_f32), cmocka_unit_test(test_quantize_a16),
+        cmocka_unit_test(test_matvec_q8_glu), cmocka_unit_test(test_matvec_f32), cmocka_unit_test(test_decode_table2),
+        cmocka_unit_test(test_quantize_a16),
         cmocka_unit_test(test_matvec_a16),
         cmocka_unit_test(test_matvec_f32_glu), cmocka_unit_test(test_matvec_f32_fusions),
         cmocka_unit_test(test_rope_kv_store), cmocka_unit_test(test_attention_decode), cmocka_unit_test(test_one_block_buckets),

@@ -225,7 +225,7 @@ static void test_gpu_parity(void **state)
     /* what the backend resolved: the defaults here */
     const cJSON *st = cJSON_GetObjectItem(tb, "settings");
     assert_non_null(st);
-    assert_string_equal(cJSON_GetObjectItem(st, "decode_kernels")->valuestring, "v7");
+    assert_string_equal(cJSON_GetObjectItem(st, "decode_kernels")->valuestring, "v8");
     assert_string_equal(cJSON_GetObjectItem(st, "kv_cache")->valuestring, "fp16");
     assert_non_null(cJSON_GetObjectItem(st, "prefill")->valuestring);
     assert_string_not_equal(cJSON_GetObjectItem(st, "prefill")->valuestring, "v1");
