@@ -104,7 +104,7 @@ void greta_compare_json_meta(cJSON *root, const char *tool);
 /* For a GPU backend, adds the device to obj: "device" (name), "arch", "api",
  * "driver_version" and "runtime_version" (as the runtime reports them;
  * CUDA: 13000 = 13.0), "total_mem_bytes", "free_mem_after_load_bytes",
- * and "settings" (greta_gpu_backend_settings_get: "decode_kernels" "v1".."v7",
+ * and "settings" (greta_gpu_backend_settings_get: "decode_kernels" "v1".."v8",
  * "prefill", "kv_cache" "fp16" or "fp32", booleans "graph", "lookahead",
  * "early_launch").
  * Adds nothing for other backends or without GPU support. */

@@ -274,8 +274,10 @@ static int g_sm_count;     /* of the device current when table 2 was set */
 extern "C" int greta_gpu_set_decode_table(int table)
 {
     int sms = 0;
-    if (table == 2 && (gpu_sm_count(&sms) != gpu_success || sms <= 0))
-        table = 1; /* no SM count: table 2's grids cannot be sized */
+    if (table == 2 && (gpu_sm_count(&sms) != gpu_success || sms <= 0)) {
+        (void)gpu_last_error(); /* not left for the next launch's check */
+        table = 1;              /* no SM count: table 2's grids cannot be sized */
+    }
     g_decode_table = table == 1 || table == 2 ? table : 0;
     g_sm_count = g_decode_table == 2 ? sms : 0;
     return g_decode_table;
